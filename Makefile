@@ -1,0 +1,48 @@
+# custseg — one entry point for people and CI. Everything the project needs is installed from here.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SCALE ?= 100k
+WAREHOUSE ?= duckdb
+
+export AIRFLOW_HOME ?= $(CURDIR)/airflow_home
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__COSMOS__ENABLE_TELEMETRY := False
+export GX_ANALYTICS_ENABLED := False
+export DO_NOT_TRACK := 1
+export DBT_SEND_ANONYMOUS_USAGE_STATS := False
+
+.PHONY: install demo test lint docs bench bench-scaling clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/custseg demo
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+
+docs: install
+	$(BIN)/custseg docs
+
+bench: install
+	$(BIN)/python -m bench.run --scale $(SCALE) --warehouse $(WAREHOUSE)
+
+bench-scaling: install
+	$(BIN)/python -m bench.run --scaling
+
+clean:
+	rm -rf data/warehouse.duckdb data/landing airflow_home dbt_project/target dbt_project/logs

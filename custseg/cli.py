@@ -1,0 +1,213 @@
+"""`custseg` command line: generate demo data, run the nightly DAG for a date or a range, query."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from custseg.config import PROJECT_ROOT
+
+DEMO_CUSTOMERS = 2_000
+DEMO_DAYS = 365
+DEMO_END = dt.date(2026, 10, 31)
+
+
+def airflow_env_defaults() -> None:
+    """Project-local Airflow (SQLite metadata) unless the user configured their own."""
+    # Cosmos looks for `dbt` on PATH even when it runs dbt in-process: use this interpreter's.
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    os.environ.setdefault("AIRFLOW_HOME", str(PROJECT_ROOT / "airflow_home"))
+    os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(PROJECT_ROOT / "dags"))
+    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
+
+
+def ensure_airflow_db() -> None:
+    home = Path(os.environ["AIRFLOW_HOME"])
+    marker = home / ".custseg-db-ready"
+    if marker.exists():
+        return
+    home.mkdir(parents=True, exist_ok=True)
+    airflow = Path(sys.executable).with_name("airflow")
+    subprocess.run([str(airflow), "db", "migrate"], check=True, stdout=subprocess.DEVNULL)
+    marker.touch()
+
+
+def run_dag(as_of: dt.date, conf: dict | None = None) -> str:
+    """Run the real customer_segmentation DAG for one logical date (dag.test: in-process, no scheduler)."""
+    airflow_env_defaults()
+    ensure_airflow_db()
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
+    if bag.import_errors:
+        raise SystemExit(f"DAG import errors: {bag.import_errors}")
+    dag = bag.get_dag("customer_segmentation")
+    logical = dt.datetime.combine(as_of, dt.time(), tzinfo=dt.UTC)
+    dag_run = dag.test(logical_date=logical, run_conf=conf or {})
+    state = str(getattr(dag_run, "state", "unknown"))
+    return state.rsplit(".", 1)[-1].lower()
+
+
+def _dates(args: argparse.Namespace) -> list[dt.date]:
+    if args.as_of:
+        return [dt.date.fromisoformat(args.as_of)]
+    start, end = dt.date.fromisoformat(args.date_from), dt.date.fromisoformat(args.date_to)
+    if end < start:
+        raise SystemExit("--to must not be before --from")
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from custseg.generate import generate
+
+    t0 = time.perf_counter()
+    summary = generate(Path(args.out), customers=args.customers, days=args.days,
+                       end_date=dt.date.fromisoformat(args.end_date), seed=args.seed)
+    print(f"generated {summary.customers} customers, {summary.start_date}..{summary.end_date} "
+          f"into {summary.landing_dir} in {time.perf_counter() - t0:.1f}s")
+    for source, rows in summary.rows.items():
+        print(f"  {source:<16} {rows:>10,} rows")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.warehouse:
+        os.environ["CUSTSEG_WAREHOUSE"] = args.warehouse
+    for day in _dates(args):
+        t0 = time.perf_counter()
+        state = run_dag(day)
+        print(f"customer_segmentation as of {day}: {state} ({time.perf_counter() - t0:.0f}s)")
+        if state != "success":
+            return 1
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from custseg.config import load_settings
+    from custseg.warehouse import connect
+
+    settings = load_settings()
+    sql = args.sql or f"select * from {args.table} limit {args.limit}"
+    with connect(settings, read_only=True) as wh:
+        frame = wh.query_df(sql)
+    with pd.option_context("display.max_columns", 50, "display.width", 200):
+        print(frame.to_string(index=False))
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from custseg.config import load_settings
+    from custseg.pipeline import build_docs
+
+    as_of = dt.date.fromisoformat(args.as_of)
+    path = build_docs(load_settings(), as_of, dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time()))
+    print(f"dbt docs site: {path}")
+    return 0
+
+
+def print_summary() -> None:
+    from custseg.config import load_settings
+    from custseg.warehouse import connect
+
+    settings = load_settings()
+    with connect(settings, read_only=True) as wh:
+        as_of = wh.fetchall("select max(as_of_date), count(*) from analytics.customer_segments")[0]
+        print(f"\nanalytics.customer_segments as of {as_of[0]}: {as_of[1]:,} customers\n")
+        for column in ("rfm_segment", "lifecycle_stage"):
+            rows = wh.fetchall(
+                f"select coalesce({column}, '(no purchase yet)'), count(*) from analytics.customer_segments "
+                f"group by 1 order by 2 desc"
+            )
+            print(f"customers per {column}:")
+            for value, n in rows:
+                print(f"  {value:<22} {n:>8,}")
+            print()
+    docs = settings.docs_dir / "dbt" / "static_index.html"
+    print(f"warehouse file: {settings.duckdb_path}")
+    print(f"dbt docs site:  {docs}")
+    print("query it:       .venv/bin/custseg query \"select rfm_segment, count(*) from analytics.customer_segments "
+          "group by 1\"")
+    print(f"           or: duckdb {settings.duckdb_path}  (any DuckDB client; BI tools via the DuckDB driver)")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from custseg.config import load_settings
+    from custseg.generate import generate
+
+    settings = load_settings()
+    if settings.warehouse != "duckdb":
+        raise SystemExit("the demo runs on the embedded DuckDB warehouse; unset CUSTSEG_WAREHOUSE")
+    data_dir = settings.landing_dir.parent
+    t0 = time.perf_counter()
+    print(f"generating demo data ({args.customers:,} customers, {DEMO_DAYS} days up to {DEMO_END})...")
+    generate(data_dir, customers=args.customers, days=DEMO_DAYS, end_date=DEMO_END, seed=args.seed)
+    print(f"running the customer_segmentation DAG as of {DEMO_END} on DuckDB...")
+    state = run_dag(DEMO_END)
+    if state != "success":
+        print(f"DAG run ended {state}", file=sys.stderr)
+        return 1
+    print_summary()
+    print(f"\ndemo finished in {time.perf_counter() - t0:.0f}s")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="custseg", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="write deterministic demo landing files for six channels")
+    g.add_argument("--customers", type=int, default=DEMO_CUSTOMERS)
+    g.add_argument("--days", type=int, default=DEMO_DAYS)
+    g.add_argument("--end-date", default=DEMO_END.isoformat())
+    g.add_argument("--seed", type=int, default=42)
+    g.add_argument("--out", default=str(PROJECT_ROOT / "data"))
+    g.set_defaults(func=cmd_generate)
+
+    r = sub.add_parser("run", help="run the nightly DAG for one date (--as-of) or a range (--from/--to)")
+    when = r.add_mutually_exclusive_group(required=True)
+    when.add_argument("--as-of")
+    when.add_argument("--from", dest="date_from")
+    r.add_argument("--to", dest="date_to")
+    r.add_argument("--warehouse", choices=["duckdb", "postgres"])
+    r.set_defaults(func=cmd_run)
+
+    q = sub.add_parser("query", help="query a warehouse table")
+    q.add_argument("sql", nargs="?")
+    q.add_argument("--table", default="analytics.customer_segments")
+    q.add_argument("--limit", type=int, default=20)
+    q.set_defaults(func=cmd_query)
+
+    d = sub.add_parser("docs", help="build the static dbt docs site")
+    d.add_argument("--as-of", default=DEMO_END.isoformat())
+    d.set_defaults(func=cmd_docs)
+
+    demo = sub.add_parser("demo", help="generate demo data, run the DAG on DuckDB, print a summary")
+    demo.add_argument("--customers", type=int, default=DEMO_CUSTOMERS)
+    demo.add_argument("--seed", type=int, default=42)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    airflow_env_defaults()
+    args = build_parser().parse_args(argv)
+    if args.command == "run" and args.date_from and not args.date_to:
+        raise SystemExit("--from needs --to")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

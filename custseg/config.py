@@ -1,0 +1,153 @@
+"""Runtime settings, read from the environment once and passed around explicitly.
+
+Nothing here holds a secret: connection details come from `AIRFLOW_CONN_CUSTSEG_WAREHOUSE`
+(an Airflow connection URI or JSON) or `CUSTSEG_POSTGRES_URL`, never from files in the repo.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import quote, unquote, urlsplit
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+DEFAULT_SOURCES_FILE = PROJECT_ROOT / "config" / "sources.yml"
+DEV_PII_SALT = "custseg-dev-salt-not-for-production"
+
+WarehouseKind = Literal["duckdb", "postgres"]
+
+#: Tables that BI reads. Publish copies exactly these from the build schema to `analytics`.
+PUBLISHED_TABLES: tuple[str, ...] = (
+    "customer_segments",
+    "segment_history",
+    "segment_summary",
+    "cluster_profiles",
+)
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class PostgresParams:
+    host: str
+    port: int
+    user: str
+    password: str
+    dbname: str
+
+    @property
+    def url(self) -> str:
+        auth = quote(self.user, safe="")
+        if self.password:
+            auth += ":" + quote(self.password, safe="")
+        return f"postgresql://{auth}@{self.host}:{self.port}/{self.dbname}"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def parse_postgres_url(value: str) -> PostgresParams:
+    """Accept a `postgres(ql)://` URI or an Airflow JSON connection."""
+    value = value.strip()
+    if value.startswith("{"):
+        conn = json.loads(value)
+        return PostgresParams(
+            host=conn.get("host") or "127.0.0.1",
+            port=int(conn.get("port") or 5432),
+            user=conn.get("login") or "postgres",
+            password=conn.get("password") or "",
+            dbname=conn.get("schema") or conn.get("extra", {}).get("dbname") or "postgres",
+        )
+    parts = urlsplit(value)
+    if parts.scheme not in {"postgres", "postgresql", "postgresql+psycopg"}:
+        raise ConfigError(f"warehouse URL must start with postgresql://, got scheme {parts.scheme!r}")
+    return PostgresParams(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 5432,
+        user=unquote(parts.username or "postgres"),
+        password=unquote(parts.password or ""),
+        dbname=(parts.path or "/postgres").lstrip("/") or "postgres",
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    warehouse: WarehouseKind = "duckdb"
+    duckdb_path: Path = PROJECT_ROOT / "data" / "warehouse.duckdb"
+    postgres: PostgresParams | None = None
+    landing_dir: Path = PROJECT_ROOT / "data" / "landing"
+    sources_file: Path = DEFAULT_SOURCES_FILE
+    build_schema: str = "analytics_build"
+    publish_schema: str = "analytics"
+    pii_salt: str = DEV_PII_SALT
+    docs_dir: Path = PROJECT_ROOT / "data" / "docs"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def dbt_target(self) -> str:
+        return self.warehouse
+
+    def dbt_env(self) -> dict[str, str]:
+        """Environment variables that `dbt_project/profiles.yml` reads through `env_var`."""
+        env = {
+            "CUSTSEG_WAREHOUSE": self.warehouse,
+            "CUSTSEG_DUCKDB_PATH": str(self.duckdb_path),
+            "CUSTSEG_BUILD_SCHEMA": self.build_schema,
+            "CUSTSEG_PII_SALT": self.pii_salt,
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+        }
+        if self.postgres is not None:
+            env.update(
+                CUSTSEG_PG_HOST=self.postgres.host,
+                CUSTSEG_PG_PORT=str(self.postgres.port),
+                CUSTSEG_PG_USER=self.postgres.user,
+                CUSTSEG_PG_PASSWORD=self.postgres.password,
+                CUSTSEG_PG_DBNAME=self.postgres.dbname,
+            )
+        return env
+
+    def export_dbt_env(self) -> None:
+        """Put the dbt profile variables into this process's environment (dbt and Cosmos read it)."""
+        os.environ.update(self.dbt_env())
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Build settings from environment variables; see the README's Configuration table."""
+    env = dict(os.environ if env is None else env)
+    warehouse = env.get("CUSTSEG_WAREHOUSE", "duckdb").strip().lower()
+    if warehouse not in ("duckdb", "postgres"):
+        raise ConfigError(f"CUSTSEG_WAREHOUSE must be 'duckdb' or 'postgres', got {warehouse!r}")
+    postgres = None
+    url = env.get("AIRFLOW_CONN_CUSTSEG_WAREHOUSE") or env.get("CUSTSEG_POSTGRES_URL")
+    if warehouse == "postgres":
+        if not url:
+            raise ConfigError(
+                "CUSTSEG_WAREHOUSE=postgres needs AIRFLOW_CONN_CUSTSEG_WAREHOUSE or CUSTSEG_POSTGRES_URL "
+                "(for example postgresql://user:password@host:5432/warehouse)"
+            )
+        postgres = parse_postgres_url(url)
+    production = env.get("CUSTSEG_ENV", "development").lower() == "production"
+    salt = env.get("CUSTSEG_PII_SALT", "")
+    if not salt:
+        if production:
+            raise ConfigError("CUSTSEG_PII_SALT must be set when CUSTSEG_ENV=production")
+        salt = DEV_PII_SALT
+    data_dir = Path(env.get("CUSTSEG_DATA_DIR", PROJECT_ROOT / "data"))
+    return Settings(
+        warehouse=warehouse,  # type: ignore[arg-type]
+        duckdb_path=Path(env.get("CUSTSEG_DUCKDB_PATH", data_dir / "warehouse.duckdb")),
+        postgres=postgres,
+        landing_dir=Path(env.get("CUSTSEG_LANDING_DIR", data_dir / "landing")),
+        sources_file=Path(env.get("CUSTSEG_SOURCES_FILE", DEFAULT_SOURCES_FILE)),
+        build_schema=env.get("CUSTSEG_BUILD_SCHEMA", "analytics_build"),
+        publish_schema=env.get("CUSTSEG_PUBLISH_SCHEMA", "analytics"),
+        pii_salt=salt,
+        docs_dir=Path(env.get("CUSTSEG_DOCS_DIR", data_dir / "docs")),
+    )

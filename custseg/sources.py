@@ -1,0 +1,119 @@
+"""Load and check `config/sources.yml`: which files to read and how they map onto a channel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from custseg.schemas import CHANNELS, Channel
+
+FORMATS = ("csv", "jsonl", "parquet")
+PARSERS = ("iso", "epoch_ms", "local", "date")
+
+
+class SourceConfigError(ValueError):
+    """The sources file is wrong; the message names the file, the source and the key."""
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    canonical: str
+    source_column: str
+    parse: str | None = None
+    #: For parse=local: the column holding the IANA time zone; for parse=date: the strptime format.
+    parse_arg: str | None = None
+    decimal: str = "."
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    channel: Channel
+    format: str
+    path: str
+    columns: tuple[ColumnMapping, ...]
+    delimiter: str = ","
+    consumed: tuple[str, ...] = field(default_factory=tuple)
+
+    def file_for(self, landing_dir: Path, day: str) -> Path:
+        return landing_dir / self.path.format(date=day)
+
+    @property
+    def mapped_source_columns(self) -> set[str]:
+        cols = {m.source_column for m in self.columns} | set(self.consumed)
+        cols |= {m.parse_arg for m in self.columns if m.parse == "local" and m.parse_arg}
+        return cols
+
+
+def _err(path: Path, source: str, key: str, msg: str) -> SourceConfigError:
+    return SourceConfigError(f"{path}: source {source!r}, key {key!r}: {msg}")
+
+
+def load_sources(path: Path) -> dict[str, SourceConfig]:
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as exc:
+        raise SourceConfigError(f"{path}: sources file not found") from exc
+    except yaml.YAMLError as exc:
+        raise SourceConfigError(f"{path}: not valid YAML: {exc}") from exc
+    raw_sources = doc.get("sources")
+    if not isinstance(raw_sources, dict) or not raw_sources:
+        raise SourceConfigError(f"{path}: key 'sources' must map source names to their settings")
+    return {name: _parse_source(path, name, spec) for name, spec in raw_sources.items()}
+
+
+def _parse_source(path: Path, name: str, spec: object) -> SourceConfig:
+    if not isinstance(spec, dict):
+        raise _err(path, name, "", "must be a mapping")
+    channel_name = spec.get("channel")
+    if channel_name not in CHANNELS:
+        raise _err(path, name, "channel", f"unknown channel {channel_name!r}; known: {', '.join(CHANNELS)}")
+    channel = CHANNELS[channel_name]
+    fmt = spec.get("format")
+    if fmt not in FORMATS:
+        raise _err(path, name, "format", f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    loc = spec.get("path")
+    if not isinstance(loc, str) or "{date}" not in loc:
+        raise _err(path, name, "path", "must be a string containing {date}")
+    raw_cols = spec.get("columns")
+    if not isinstance(raw_cols, dict):
+        raise _err(path, name, "columns", "must map canonical column names to file columns")
+    known = {c.name for c in channel.columns}
+    mappings = []
+    for canonical, value in raw_cols.items():
+        if canonical not in known:
+            raise _err(path, name, f"columns.{canonical}", f"not a column of channel {channel.name!r}")
+        mappings.append(_parse_mapping(path, name, canonical, value))
+    mapped = {m.canonical for m in mappings}
+    for col in channel.columns:
+        if col.required and col.name not in mapped:
+            raise _err(path, name, f"columns.{col.name}", "required column has no mapping")
+    return SourceConfig(
+        name=name,
+        channel=channel,
+        format=fmt,
+        path=loc,
+        columns=tuple(mappings),
+        delimiter=str(spec.get("delimiter", ",")),
+        consumed=tuple(spec.get("consumed", ())),
+    )
+
+
+def _parse_mapping(path: Path, source: str, canonical: str, value: object) -> ColumnMapping:
+    if isinstance(value, str):
+        return ColumnMapping(canonical, value)
+    if not isinstance(value, dict) or "from" not in value:
+        raise _err(path, source, f"columns.{canonical}", "must be a column name or {from: ..., parse: ...}")
+    parse, arg = value.get("parse"), None
+    if parse is not None:
+        parse, _, arg = str(parse).partition(":")
+        if parse not in PARSERS:
+            raise _err(path, source, f"columns.{canonical}.parse", f"unknown parser {parse!r}")
+        if parse in ("local", "date") and not arg:
+            raise _err(path, source, f"columns.{canonical}.parse", f"'{parse}' needs an argument: {parse}:...")
+    decimal = str(value.get("decimal", "."))
+    if decimal not in (".", ","):
+        raise _err(path, source, f"columns.{canonical}.decimal", "must be '.' or ','")
+    return ColumnMapping(canonical, str(value["from"]), parse, arg or None, decimal)

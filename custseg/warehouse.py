@@ -1,0 +1,318 @@
+"""The one place that talks to the warehouse: DuckDB (embedded default) or PostgreSQL.
+
+Both backends expose the same small API so ingestion, scoring write-back and publish are written
+once. SQL passed in uses `%s` placeholders; DuckDB's `?` style is translated here.
+Bulk writes use each engine's native path: DuckDB inserts straight from Arrow, PostgreSQL uses COPY.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from custseg.config import PUBLISHED_TABLES, Settings
+from custseg.schemas import CHANNELS, raw_table_ddl
+
+log = logging.getLogger(__name__)
+
+BI_ROLE = "custseg_bi"
+
+OPS_DDL = (
+    """create table if not exists ops.load_audit (
+        run_id text not null,
+        logical_date date not null,
+        source text not null,
+        partition_date date,
+        source_file text,
+        rows_read bigint not null,
+        rows_loaded bigint not null,
+        rows_quarantined bigint not null,
+        extra_columns text,
+        status text not null,
+        error text,
+        recorded_at timestamp not null
+    )""",
+    """create table if not exists raw.quarantine (
+        source text not null,
+        source_file text not null,
+        source_line bigint,
+        partition_date date,
+        run_id text not null,
+        raw_record text,
+        reason text not null
+    )""",
+    """create table if not exists ml.model_runs (
+        model_version text not null,
+        as_of_date date not null,
+        run_id text not null,
+        metrics text,
+        params text,
+        recorded_at timestamp not null
+    )""",
+    """create table if not exists ops.quality_results (
+        run_id text not null,
+        logical_date date not null,
+        suite_name text not null,
+        expectation text not null,
+        column_name text,
+        severity text not null,
+        success boolean not null,
+        observed_value text,
+        unexpected_sample text,
+        recorded_at timestamp not null
+    )""",
+)
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class Warehouse:
+    """A short-lived connection. Use as a context manager; DuckDB allows one writer per file."""
+
+    kind: str
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    # -- primitives ----------------------------------------------------------------------------
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
+        raise NotImplementedError
+
+    def fetchall(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
+        raise NotImplementedError
+
+    def query_df(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def write_arrow(self, schema: str, table: str, data: pa.Table) -> int:
+        """Append `data` to an existing table, matching columns by name. Returns rows written."""
+        raise NotImplementedError
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+    # -- helpers shared by both engines --------------------------------------------------------
+    def table_exists(self, schema: str, table: str) -> bool:
+        rows = self.fetchall(
+            "select 1 from information_schema.tables where table_schema = %s and table_name = %s",
+            (schema, table),
+        )
+        return bool(rows)
+
+    def columns(self, schema: str, table: str) -> list[str]:
+        rows = self.fetchall(
+            "select column_name from information_schema.columns "
+            "where table_schema = %s and table_name = %s order by ordinal_position",
+            (schema, table),
+        )
+        return [r[0] for r in rows]
+
+    def bootstrap(self) -> None:
+        """Create the schemas and pipeline-owned tables (idempotent)."""
+        s = self.settings
+        for schema in ("raw", "ops", "ml", s.build_schema, s.publish_schema):
+            self.execute(f"create schema if not exists {quote_ident(schema)}")
+        for channel in CHANNELS.values():
+            self.execute(raw_table_ddl("raw", channel))
+        for ddl in OPS_DDL:
+            self.execute(ddl)
+        self._grant_bi_role()
+
+    def _grant_bi_role(self) -> None:
+        """Only PostgreSQL has roles; DuckDB is a file whose readers get what the file holds."""
+
+    # -- publish -------------------------------------------------------------------------------
+    def publish(self, tables: Sequence[str] = PUBLISHED_TABLES) -> dict[str, int]:
+        """Replace every published table with the audited build, all in one transaction.
+
+        Rows are swapped with delete + insert into the existing tables instead of dropping and
+        renaming them, so grants and the views BI users built on `analytics` survive, and
+        concurrent readers (PostgreSQL MVCC) see either yesterday's rows or today's, never a mix.
+        """
+        build, pub = self.settings.build_schema, self.settings.publish_schema
+        counts: dict[str, int] = {}
+        missing = [t for t in tables if not self.table_exists(build, t)]
+        if missing:
+            raise RuntimeError(f"cannot publish: build tables missing in {build}: {', '.join(missing)}")
+        with self.transaction():
+            for table in tables:
+                src, dst = f"{quote_ident(build)}.{quote_ident(table)}", f"{quote_ident(pub)}.{quote_ident(table)}"
+                build_cols = self.columns(build, table)
+                if not self.table_exists(pub, table):
+                    self.execute(f"create table {dst} as select * from {src} where 1 = 0")
+                else:
+                    pub_cols = self.columns(pub, table)
+                    dropped = [c for c in pub_cols if c not in build_cols]
+                    if dropped:
+                        raise RuntimeError(
+                            f"refusing to publish {table}: columns {dropped} would disappear from the "
+                            "published contract (a breaking change; migrate explicitly)"
+                        )
+                    for col in build_cols:
+                        if col not in pub_cols:
+                            ctype = self._column_type(build, table, col)
+                            self.execute(f"alter table {dst} add column {quote_ident(col)} {ctype}")
+                col_list = ", ".join(quote_ident(c) for c in build_cols)
+                self.execute(f"delete from {dst}")
+                self.execute(f"insert into {dst} ({col_list}) select {col_list} from {src}")
+                counts[table] = int(self.fetchall(f"select count(*) from {dst}")[0][0])
+        self._grant_bi_role()
+        return counts
+
+    def _column_type(self, schema: str, table: str, column: str) -> str:
+        rows = self.fetchall(
+            "select data_type from information_schema.columns "
+            "where table_schema = %s and table_name = %s and column_name = %s",
+            (schema, table, column),
+        )
+        return rows[0][0]
+
+
+class DuckDBWarehouse(Warehouse):
+    kind = "duckdb"
+
+    def __init__(self, settings: Settings, read_only: bool = False):
+        import duckdb
+
+        super().__init__(settings)
+        settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = duckdb.connect(str(settings.duckdb_path), read_only=read_only)
+        self._in_tx = False
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @staticmethod
+    def _sql(sql: str) -> str:
+        return sql.replace("%s", "?")
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
+        self.conn.execute(self._sql(sql), params or [])
+
+    def fetchall(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
+        return self.conn.execute(self._sql(sql), params or []).fetchall()
+
+    def query_df(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        return self.conn.execute(self._sql(sql), params or []).df()
+
+    def write_arrow(self, schema: str, table: str, data: pa.Table) -> int:
+        if data.num_rows == 0:
+            return 0
+        cols = ", ".join(quote_ident(c) for c in data.column_names)
+        self.conn.register("_custseg_incoming", data)
+        try:
+            self.conn.execute(
+                f"insert into {quote_ident(schema)}.{quote_ident(table)} ({cols}) "
+                f"select {cols} from _custseg_incoming"
+            )
+        finally:
+            self.conn.unregister("_custseg_incoming")
+        return data.num_rows
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self._in_tx:
+            yield
+            return
+        self.conn.execute("begin transaction")
+        self._in_tx = True
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("rollback")
+            raise
+        else:
+            self.conn.execute("commit")
+        finally:
+            self._in_tx = False
+
+
+class PostgresWarehouse(Warehouse):
+    kind = "postgres"
+
+    def __init__(self, settings: Settings):
+        import psycopg
+
+        super().__init__(settings)
+        if settings.postgres is None:
+            raise ValueError("PostgreSQL settings missing")
+        self.conn = psycopg.connect(settings.postgres.url, autocommit=True)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
+        with self.conn.cursor() as cur:
+            cur.execute(sql, params)
+
+    def fetchall(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
+        with self.conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+
+    def query_df(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        with self.conn.cursor() as cur:
+            cur.execute(sql, params)
+            names = [d.name for d in cur.description or []]
+            return pd.DataFrame(cur.fetchall(), columns=names)
+
+    def write_arrow(self, schema: str, table: str, data: pa.Table) -> int:
+        """Stream Arrow record batches through COPY ... FROM STDIN as CSV (bounded memory)."""
+        if data.num_rows == 0:
+            return 0
+        cols = ", ".join(quote_ident(c) for c in data.column_names)
+        copy_sql = (
+            f"copy {quote_ident(schema)}.{quote_ident(table)} ({cols}) "
+            "from stdin with (format csv, header false)"
+        )
+        # Arrow's CSV writer quotes every string and leaves NULL unquoted-empty, which is exactly how
+        # COPY's CSV format tells an empty string from NULL.
+        options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
+        with self.conn.cursor() as cur, cur.copy(copy_sql) as copy:
+            for batch in data.to_batches(max_chunksize=50_000):
+                buf = io.BytesIO()
+                pacsv.write_csv(pa.Table.from_batches([batch]), buf, write_options=options)
+                copy.write(buf.getvalue())
+        return data.num_rows
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.conn.transaction():
+            yield
+
+    def _grant_bi_role(self) -> None:
+        pub = quote_ident(self.settings.publish_schema)
+        self.execute(
+            "do $$ begin if not exists (select 1 from pg_roles where rolname = %s) "
+            "then create role custseg_bi nologin; end if; end $$".replace("%s", f"'{BI_ROLE}'")
+        )
+        self.execute(f"grant usage on schema {pub} to {BI_ROLE}")
+        self.execute(f"grant select on all tables in schema {pub} to {BI_ROLE}")
+        self.execute(f"alter default privileges in schema {pub} grant select on tables to {BI_ROLE}")
+
+
+def connect(settings: Settings, read_only: bool = False) -> Warehouse:
+    if settings.warehouse == "postgres":
+        return PostgresWarehouse(settings)
+    return DuckDBWarehouse(settings, read_only=read_only)

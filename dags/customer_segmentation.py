@@ -1,0 +1,120 @@
+"""
+# customer_segmentation
+
+Nightly cross-channel customer segmentation, computed **as of the run's logical date**.
+
+1. **prepare**: create schemas and pipeline tables (idempotent).
+2. **ingest**: one task per source in `config/sources.yml`; loads the landing partition(s) for the
+   logical date into `raw`, quarantines bad rows, audits counts in `ops.load_audit`.
+3. **validate_raw**: Great Expectations suites on the loaded batch; a blocking failure stops the run.
+4. **transform**: dbt (Cosmos) builds staging -> intermediate -> feature marts in the build schema.
+5. **score**: ML clusters, churn risk and lifetime value, written to the build schema.
+6. **assemble**: dbt builds the published marts (`customer_segments`, `segment_history`, ...) in the
+   build schema, with their contract and tests.
+7. **audit**: GX suite on the assembled build; nothing is published unless it passes.
+8. **publish**: replaces the `analytics` tables in one transaction and emits their Assets.
+9. **docs**: regenerates the static dbt docs site.
+
+A failure anywhere before publish leaves yesterday's `analytics` tables untouched; rerunning the
+same date finishes the job. See README.md for configuration.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, TaskGroup, task
+from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+from cosmos.constants import InvocationMode, LoadMode, TestBehavior
+
+from custseg import pipeline
+from custseg.config import DBT_PROJECT_DIR, PUBLISHED_TABLES, load_settings
+
+settings = load_settings()
+settings.export_dbt_env()
+
+AS_OF = "{{ ds }}"
+DBT_VARS = {"as_of_date": AS_OF, "scored_at": "{{ data_interval_end.strftime('%Y-%m-%d %H:%M:%S') }}"}
+PUBLISHED_ASSETS = [
+    Asset(f"custseg://{settings.warehouse}/{settings.publish_schema}/{table}") for table in PUBLISHED_TABLES
+]
+
+
+def _dbt_group(group_id: str, select: list[str], exclude: list[str]) -> DbtTaskGroup:
+    return DbtTaskGroup(
+        group_id=group_id,
+        project_config=ProjectConfig(DBT_PROJECT_DIR, install_dbt_deps=False),
+        profile_config=ProfileConfig(
+            profile_name="custseg",
+            target_name=settings.dbt_target,
+            profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml",
+        ),
+        execution_config=ExecutionConfig(invocation_mode=InvocationMode.DBT_RUNNER),
+        render_config=RenderConfig(
+            load_method=LoadMode.DBT_LS,
+            invocation_mode=InvocationMode.DBT_RUNNER,
+            select=select,
+            exclude=exclude,
+            test_behavior=TestBehavior.BUILD,
+            emit_datasets=False,
+        ),
+        operator_args={"vars": DBT_VARS, "install_deps": False, "retries": 0},
+    )
+
+
+with DAG(
+    dag_id="customer_segmentation",
+    description="Nightly cross-channel customer segmentation (ingest -> validate -> dbt -> score -> publish)",
+    doc_md=__doc__,
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=1,
+    # DuckDB allows one writer per file: its tasks must never overlap.
+    max_active_tasks=1 if settings.warehouse == "duckdb" else 8,
+    default_args={
+        "owner": "data-engineering",
+        "retries": 2,
+        "retry_delay": dt.timedelta(minutes=2),
+        "retry_exponential_backoff": True,
+    },
+    tags=["custseg", "segmentation", "nightly"],
+) as dag:
+
+    @task
+    def prepare() -> None:
+        pipeline.prepare_warehouse(settings)
+
+    @task(retries=0)  # bad data does not fix itself on retry
+    def validate_raw(ds: str | None = None, run_id: str | None = None) -> dict[str, bool]:
+        return pipeline.validate_raw(settings, dt.date.fromisoformat(ds), run_id)
+
+    @task
+    def score(ds: str | None = None, run_id: str | None = None) -> dict[str, object]:
+        return pipeline.score(settings, dt.date.fromisoformat(ds), run_id)
+
+    @task(retries=0)
+    def audit(ds: str | None = None, run_id: str | None = None) -> dict[str, bool]:
+        return pipeline.audit(settings, dt.date.fromisoformat(ds), run_id)
+
+    @task(outlets=PUBLISHED_ASSETS)
+    def publish() -> dict[str, int]:
+        return pipeline.publish(settings)
+
+    @task
+    def docs(ds: str | None = None, data_interval_end: dt.datetime | None = None) -> str:
+        return str(pipeline.build_docs(settings, dt.date.fromisoformat(ds), data_interval_end))
+
+    with TaskGroup("ingest") as ingest:
+        for source in pipeline.source_names(settings):
+
+            @task(task_id=source)
+            def ingest_source(source: str = source, ds: str | None = None, run_id: str | None = None) -> dict:
+                return pipeline.ingest(settings, source, dt.date.fromisoformat(ds), run_id)
+
+            ingest_source()
+
+    transform = _dbt_group("transform", select=["path:models", "path:seeds"], exclude=["tag:scored"])
+    assemble = _dbt_group("assemble", select=["tag:scored"], exclude=[])
+
+    prepare() >> ingest >> validate_raw() >> transform >> score() >> assemble >> audit() >> publish() >> docs()

@@ -1,0 +1,115 @@
+-- Web, email and support engagement per customer as of the run date.
+with
+
+customer_keys as (
+    select * from {{ ref('int_customer_keys') }}
+),
+
+web_sessions as (
+    select * from {{ ref('stg_web__sessions') }}
+),
+
+email_events as (
+    select * from {{ ref('stg_marketing__email_events') }}
+),
+
+tickets as (
+    select * from {{ ref('stg_support__tickets') }}
+),
+
+sessions_attributed as (
+    select
+        coalesce(by_crm.customer_id, by_email.customer_id) as customer_id,
+        web_sessions.session_date
+    from web_sessions
+    left join customer_keys as by_crm
+        on by_crm.key_type = 'crm_id' and by_crm.key_value = web_sessions.crm_customer_id
+    left join customer_keys as by_email
+        on by_email.key_type = 'email' and by_email.key_value = web_sessions.email_hash
+),
+
+web as (
+    select
+        customer_id,
+        sum(case when session_date > {{ dbt.dateadd('day', -var('web_recent_days'), as_of_date()) }} then 1 else 0 end)
+            as web_sessions_30d,
+        sum(case when session_date > {{ dbt.dateadd('day', -var('web_window_days'), as_of_date()) }} then 1 else 0 end)
+            as web_sessions_90d,
+        max(session_date) as last_visit_date
+    from sessions_attributed
+    where customer_id is not null
+    group by customer_id
+),
+
+email as (
+    select
+        by_email.customer_id,
+        sum(case when email_events.event_type = 'send' then 1 else 0 end) as emails_sent,
+        count(distinct case when email_events.event_type = 'open' then email_events.campaign_id end) as emails_opened,
+        count(distinct case when email_events.event_type = 'click' then email_events.campaign_id end) as emails_clicked
+    from email_events
+    inner join customer_keys as by_email
+        on by_email.key_type = 'email' and by_email.key_value = email_events.email_hash
+    group by by_email.customer_id
+),
+
+tickets_attributed as (
+    select
+        coalesce(by_email.customer_id, by_phone.customer_id) as customer_id,
+        tickets.ticket_id,
+        tickets.created_at,
+        tickets.nps_score
+    from tickets
+    left join customer_keys as by_email
+        on by_email.key_type = 'email' and by_email.key_value = tickets.email_hash
+    left join customer_keys as by_phone
+        on by_phone.key_type = 'phone' and by_phone.key_value = tickets.phone_hash
+),
+
+latest_nps as (
+    select
+        customer_id,
+        nps_score,
+        row_number() over (partition by customer_id order by created_at desc, ticket_id desc) as answer_rank
+    from tickets_attributed
+    where customer_id is not null and nps_score is not null
+),
+
+support as (
+    select
+        customer_id,
+        count(*) as support_tickets
+    from tickets_attributed
+    where customer_id is not null
+    group by customer_id
+),
+
+customers as (
+    select customer_id from web
+    union
+    select customer_id from email
+    union
+    select customer_id from support
+    union
+    select customer_id from latest_nps
+),
+
+final as (
+    select
+        customers.customer_id,
+        coalesce(web.web_sessions_30d, 0) as web_sessions_30d,
+        coalesce(web.web_sessions_90d, 0) as web_sessions_90d,
+        web.last_visit_date,
+        coalesce(email.emails_sent, 0) as emails_sent,
+        cast(email.emails_opened as double precision) / nullif(email.emails_sent, 0) as email_open_rate,
+        cast(email.emails_clicked as double precision) / nullif(email.emails_sent, 0) as email_click_rate,
+        coalesce(support.support_tickets, 0) as support_tickets,
+        latest_nps.nps_score as last_nps_score
+    from customers
+    left join web on customers.customer_id = web.customer_id
+    left join email on customers.customer_id = email.customer_id
+    left join support on customers.customer_id = support.customer_id
+    left join latest_nps on customers.customer_id = latest_nps.customer_id and latest_nps.answer_rank = 1
+)
+
+select * from final

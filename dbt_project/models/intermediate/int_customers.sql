@@ -1,0 +1,57 @@
+-- Every known customer: CRM customers (prospects included) plus guest buyers who only ever
+-- ordered online with an email that matches no CRM record.
+with
+
+crm_customers as (
+    select * from {{ ref('stg_crm__customers') }}
+),
+
+purchases as (
+    select * from {{ ref('fct_purchases') }}
+),
+
+crm as (
+    select
+        {{ dbt.hash("'crm:' || crm_customer_id") }} as customer_id,
+        crm_customer_id,
+        false as is_guest,
+        region,
+        country,
+        case
+            when birth_year is null then 'unknown'
+            when {{ year_of(as_of_date()) }} - birth_year < 25 then '18-24'
+            when {{ year_of(as_of_date()) }} - birth_year < 35 then '25-34'
+            when {{ year_of(as_of_date()) }} - birth_year < 45 then '35-44'
+            when {{ year_of(as_of_date()) }} - birth_year < 55 then '45-54'
+            when {{ year_of(as_of_date()) }} - birth_year < 65 then '55-64'
+            else '65+'
+        end as age_band,
+        gender,
+        signup_date,
+        signup_source
+    from crm_customers
+),
+
+guests as (
+    select distinct
+        purchases.customer_id,
+        cast(null as {{ dbt.type_string() }}) as crm_customer_id,
+        true as is_guest,
+        cast(null as {{ dbt.type_string() }}) as region,
+        cast(null as {{ dbt.type_string() }}) as country,
+        'unknown' as age_band,
+        'unknown' as gender,
+        cast(null as date) as signup_date,
+        'guest_checkout' as signup_source
+    from purchases
+    left join crm on purchases.customer_id = crm.customer_id
+    where crm.customer_id is null
+),
+
+final as (
+    select * from crm
+    union all
+    select * from guests
+)
+
+select * from final

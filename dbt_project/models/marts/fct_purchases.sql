@@ -1,0 +1,89 @@
+-- One row per purchase (web shop order or store receipt) attributed to a known customer.
+-- Anonymous store sales (no loyalty card) and orders with no identifier cannot be attributed.
+with
+
+shop_orders as (
+    select * from {{ ref('stg_shop__orders') }}
+    where not is_cancelled
+),
+
+pos_sales as (
+    select * from {{ ref('stg_pos__sales') }}
+    where loyalty_card_key is not null
+),
+
+customer_keys as (
+    select * from {{ ref('int_customer_keys') }}
+),
+
+online_attributed as (
+    select
+        'shop:' || shop_orders.order_id as purchase_id,
+        coalesce(
+            by_crm.customer_id,
+            by_email.customer_id,
+            by_phone.customer_id,
+            case when shop_orders.email_hash is not null then {{ dbt.hash("'guest:' || shop_orders.email_hash") }} end
+        ) as customer_id,
+        shop_orders.ordered_at as purchased_at,
+        shop_orders.ordered_date as purchase_date,
+        shop_orders.sales_channel,
+        shop_orders.net_amount,
+        shop_orders.discount_amount,
+        shop_orders.category,
+        shop_orders.is_refunded as is_refund
+    from shop_orders
+    left join customer_keys as by_crm
+        on by_crm.key_type = 'crm_id' and by_crm.key_value = shop_orders.crm_customer_id
+    left join customer_keys as by_email
+        on by_email.key_type = 'email' and by_email.key_value = shop_orders.email_hash
+    left join customer_keys as by_phone
+        on by_phone.key_type = 'phone' and by_phone.key_value = shop_orders.phone_hash
+),
+
+store_attributed as (
+    select
+        'pos:' || pos_sales.receipt_id as purchase_id,
+        by_card.customer_id,
+        pos_sales.sold_at as purchased_at,
+        pos_sales.sold_date as purchase_date,
+        'store' as sales_channel,
+        abs(pos_sales.net_amount) as net_amount,
+        pos_sales.discount_amount,
+        pos_sales.category,
+        pos_sales.is_return as is_refund
+    from pos_sales
+    inner join customer_keys as by_card
+        on by_card.key_type = 'loyalty_card' and by_card.key_value = pos_sales.loyalty_card_key
+),
+
+unioned as (
+    select * from online_attributed where customer_id is not null
+    union all
+    select * from store_attributed
+),
+
+final as (
+    select
+        purchase_id,
+        customer_id,
+        purchased_at,
+        purchase_date,
+        sales_channel,
+        -- a refunded web order nets to zero; a store return is its own receipt and nets negative
+        cast(case when is_refund and sales_channel = 'store' then 0 else net_amount end as numeric(18, 2))
+            as gross_amount,
+        cast(
+            case
+                when is_refund and sales_channel = 'store' then -net_amount
+                when is_refund then 0
+                else net_amount
+            end as numeric(18, 2)
+        ) as net_amount,
+        discount_amount,
+        category,
+        is_refund
+    from unioned
+)
+
+select * from final
