@@ -1,5 +1,6 @@
 -- RFM quintile scores, 5 = best. Ties get the same score: a score is 1 + floor(5 * percent_rank),
--- so equal inputs always share a score and the result does not depend on row order.
+-- so equal inputs always share a score and the result does not depend on row order. The 1e-9
+-- keeps exact boundaries (e.g. 0.6 * 5) from flooring differently on different engines.
 -- Recency ranks descending (fewer days since the last purchase is better).
 with
 
@@ -29,9 +30,9 @@ scored as (
         recency_days,
         frequency,
         monetary,
-        least(5, 1 + cast(floor(recency_rank * 5) as integer)) as r_score,
-        least(5, 1 + cast(floor(frequency_rank * 5) as integer)) as f_score,
-        least(5, 1 + cast(floor(monetary_rank * 5) as integer)) as m_score
+        least(5, 1 + cast(floor(recency_rank * 5 + 1e-9) as integer)) as r_score,
+        least(5, 1 + cast(floor(frequency_rank * 5 + 1e-9) as integer)) as f_score,
+        least(5, 1 + cast(floor(monetary_rank * 5 + 1e-9) as integer)) as m_score
     from ranked
 ),
 
