@@ -12,6 +12,7 @@ plus the logical date itself, which is always reloaded (so a rerun replaces that
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import json
 import logging
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from custseg.config import Settings
 from custseg.schemas import SQL_TYPES, Column
@@ -30,7 +32,11 @@ from custseg.warehouse import Warehouse, connect
 log = logging.getLogger(__name__)
 
 #: A timestamp more than this long after the end of its landing date is treated as "in the future".
+#: A day later than the UTC day covers every time zone's local evening (late rows are always earlier).
 FUTURE_TOLERANCE = dt.timedelta(hours=24)
+#: Landing files parsed per query. The first run catches up on history file by file, so chunking
+#: keeps the per-query overhead (~15 ms) off every file while memory stays bounded.
+FILES_PER_CHUNK = 64
 
 
 class IngestError(RuntimeError):
@@ -39,9 +45,10 @@ class IngestError(RuntimeError):
 
 @dataclass(frozen=True)
 class ParsedBatch:
-    source_file: Path
-    partition_date: dt.date
-    rows_read: int
+    """Several landing files parsed together: one per partition date."""
+
+    files: tuple[tuple[dt.date, Path], ...]
+    rows_read: dict[dt.date, int]
     valid: pa.Table
     quarantined: pa.Table
     extra_columns: tuple[str, ...]
@@ -86,7 +93,7 @@ def _typed_expr(col: Column, mapping: ColumnMapping, text: str) -> str:
     return f"try_cast({text} as {SQL_TYPES[col.type]})"
 
 
-def _reason_exprs(col: Column, text: str, typed: str, partition_date: dt.date) -> list[str]:
+def _reason_exprs(col: Column, text: str, typed: str) -> list[str]:
     name = col.name
     shown = f"left({text}, 200)"
     reasons = []
@@ -102,124 +109,144 @@ def _reason_exprs(col: Column, text: str, typed: str, partition_date: dt.date) -
         allowed = ", ".join(_lit(a.upper()) for a in col.allowed)
         reasons.append(f"case when upper({text}) not in ({allowed}) then 'unknown {name}: ' || {shown} end")
     if col.not_future:
-        limit = dt.datetime.combine(partition_date + dt.timedelta(days=1), dt.time()) + FUTURE_TOLERANCE
+        hours = int(FUTURE_TOLERANCE.total_seconds() // 3600) + 24
         reasons.append(
-            f"case when {typed} > timestamp '{limit:%Y-%m-%d %H:%M:%S}' "
+            f"case when {typed} > _partition_date + interval {hours} hour "
             f"then 'future {name}: ' || {shown} end"
         )
     return reasons
 
 
-def _load_incoming(con: duckdb.DuckDBPyConnection, src: SourceConfig, path: Path) -> list[str]:
-    """Materialise the file as table `incoming` (all text) and return its column names."""
+def scratch_connection() -> duckdb.DuckDBPyConnection:
+    """In-memory DuckDB used to parse landing files; reuse one per task (connecting costs ~20 ms)."""
+    con = duckdb.connect()
+    con.execute("set TimeZone = 'UTC'")
+    return con
+
+
+def _file_columns(src: SourceConfig, path: Path) -> list[str]:
+    """Column names of one landing file, read from its header (CSV) or schema (Parquet).
+
+    JSONL records carry their own keys, so there is nothing to check up front.
+    """
+    try:
+        if src.format == "csv":
+            with path.open(encoding="utf-8-sig", newline="") as fh:
+                header = next(csv.reader(fh, delimiter=src.delimiter), [])
+            return [h.strip() for h in header]
+        if src.format == "parquet":
+            return list(pq.read_schema(path).names)
+    except (UnicodeDecodeError, csv.Error, pa.ArrowException, OSError) as exc:
+        raise IngestError(f"{src.name}: cannot read {path} as {src.format}: {exc}") from exc
+    return []
+
+
+def _json_object(columns: list[str]) -> str:
+    return "cast(json_object(" + ", ".join(f"{_lit(c)}, {_ident(c)}" for c in columns) + ") as varchar)"
+
+
+def _file_select(src: SourceConfig, path: Path, day: dt.date, file_cols: list[str]) -> tuple[str, tuple[str, ...]]:
+    """One file as rows of text: load metadata, the raw record, extras, and every mapped column."""
     p = _lit(str(path))
+    wanted = sorted(src.mapped_source_columns)
+    meta = f"date '{day.isoformat()}' as _partition_date, {p} as _source_file, row_number() over () as _source_line"
+    if src.format == "jsonl":
+        drop_mapped = "{" + ", ".join(f'"{c}": null' for c in wanted) + "}"
+        cols = ", ".join(f"json ->> {_lit(c)} as {_ident(c)}" for c in wanted)
+        return (
+            f"select {meta}, cast(json as varchar) as _raw_record, "
+            f"nullif(cast(json_merge_patch(json, {_lit(drop_mapped)}) as varchar), '{{}}') as _extras, {cols} "
+            f"from read_ndjson_objects({p})",
+            (),
+        )
+    extras = tuple(c for c in file_cols if c not in src.mapped_source_columns)
+    extras_expr = _json_object(list(extras)) if extras else "cast(null as varchar)"
+    cols = ", ".join(f"cast({_ident(c)} as varchar) as {_ident(c)}" for c in wanted)
     if src.format == "csv":
         reader = (
             f"read_csv({p}, header = true, all_varchar = true, delim = {_lit(src.delimiter)}, "
             "quote = '\"', escape = '\"')"
         )
-        con.execute(f"create or replace temp table incoming as select * from {reader}")
-        cols = [r[0] for r in con.execute("describe incoming").fetchall()]
-        con.execute(
-            "create or replace temp table incoming as "
-            f"select row_number() over () as _source_line, * from {reader}"
-        )
-        return cols
-    if src.format == "parquet":
-        con.execute(
-            "create or replace temp table incoming as "
-            f"select row_number() over () as _source_line, * from read_parquet({p})"
-        )
-        cols = [r[0] for r in con.execute("describe incoming").fetchall() if r[0] != "_source_line"]
-        casts = ", ".join(f"cast({_ident(c)} as varchar) as {_ident(c)}" for c in cols)
-        con.execute(f"create or replace temp table incoming as select _source_line, {casts} from incoming")
-        return cols
-    # jsonl: keep each record as JSON so unexpected keys survive, then project the keys as text.
-    con.execute(
-        "create or replace temp table incoming_json as "
-        f"select row_number() over () as _source_line, json from read_ndjson_objects({p})"
-    )
-    keys = [
-        r[0]
-        for r in con.execute(
-            "select k from (select distinct unnest(json_keys(json)) as k from incoming_json) order by k"
-        ).fetchall()
-    ]
-    projections = ", ".join(f"json ->> {_lit(k)} as {_ident(k)}" for k in keys)
-    con.execute(
-        "create or replace temp table incoming as select _source_line, json as _raw_json"
-        + (f", {projections}" if projections else "")
-        + " from incoming_json"
-    )
-    return keys
+    else:
+        reader = f"read_parquet({p})"
+    raw_record = _json_object(file_cols)
+    return f"select {meta}, {raw_record} as _raw_record, {extras_expr} as _extras, {cols} from {reader}", extras
 
 
-def parse_file(src: SourceConfig, path: Path, partition_date: dt.date, run_id: str) -> ParsedBatch:
-    """Parse and check one landing file. Raises IngestError if the file cannot be read at all."""
-    if not path.exists():
-        raise IngestError(f"{src.name}: landing file {path} is missing (the export did not arrive)")
-    con = duckdb.connect()
+def parse_files(
+    src: SourceConfig, files: list[tuple[dt.date, Path]], run_id: str, con: duckdb.DuckDBPyConnection
+) -> ParsedBatch:
+    """Parse and check several landing files in one pass (one query per chunk, not per file).
+
+    Raises IngestError naming the file if one cannot be read at all: missing, not the declared
+    format, or without a mapped column.
+    """
+    selects, extras = [], set()
+    for day, path in files:
+        if not path.exists():
+            raise IngestError(f"{src.name}: landing file {path} is missing (the export did not arrive)")
+        file_cols = _file_columns(src, path)
+        missing = sorted(c for c in src.mapped_source_columns if c not in file_cols)
+        if src.format != "jsonl" and missing:
+            raise IngestError(f"{src.name}: {path} lacks required column(s) {', '.join(missing)}")
+        sql, file_extras = _file_select(src, path, day, file_cols)
+        selects.append(sql)
+        extras.update(file_extras)
     try:
-        con.execute("set TimeZone = 'UTC'")
+        con.execute("create or replace temp table incoming as " + "\nunion all\n".join(selects))
+    except duckdb.Error:
+        _raise_for_unreadable_file(src, files, selects, con)
+        raise
+    _check(src, con)
+    if src.format == "jsonl":
+        extras.update(r[0] for r in con.execute(
+            "select distinct unnest(json_keys(_extras)) from incoming where _extras is not null").fetchall())
+    canonical = ", ".join(_ident(c.name) for c in src.channel.columns)
+    valid = con.sql(
+        f"select {canonical}, _partition_date, _source_file, _source_line, {_lit(run_id)} as _run_id, _extras "
+        "from checked where _reason is null order by _partition_date, _source_line"
+    ).to_arrow_table()
+    quarantined = con.sql(
+        f"select {_lit(src.name)} as source, _source_file as source_file, _source_line as source_line, "
+        f"_partition_date as partition_date, {_lit(run_id)} as run_id, _raw_record as raw_record, "
+        "_reason as reason from checked where _reason is not null order by _partition_date, _source_line"
+    ).to_arrow_table()
+    counts = dict.fromkeys((day for day, _ in files), 0)
+    for day, n in con.execute("select _partition_date, count(*) from incoming group by 1").fetchall():
+        counts[day] = int(n)
+    return ParsedBatch(tuple(files), counts, valid, quarantined, tuple(sorted(extras)))
+
+
+def _raise_for_unreadable_file(
+    src: SourceConfig, files: list[tuple[dt.date, Path]], selects: list[str], con: duckdb.DuckDBPyConnection
+) -> None:
+    for (_, path), sql in zip(files, selects, strict=True):
         try:
-            file_cols = _load_incoming(con, src, path)
+            con.execute(f"select count(*) from ({sql})").fetchall()
         except duckdb.Error as exc:
             first_line = str(exc).strip().splitlines()[0]
             raise IngestError(f"{src.name}: cannot read {path} as {src.format}: {first_line}") from exc
-        missing = sorted(c for c in src.mapped_source_columns if c not in file_cols)
-        if missing and not (src.format == "jsonl" and _count(con) == 0):
-            raise IngestError(f"{src.name}: {path} lacks required column(s) {', '.join(missing)}")
-        for c in missing:  # an empty JSONL file has no keys at all
-            con.execute(f"alter table incoming add column {_ident(c)} varchar")
-        extras = tuple(c for c in file_cols if c not in src.mapped_source_columns)
-
-        select_cols, reasons = [], []
-        for mapping in src.columns:
-            col = src.channel.column(mapping.canonical)
-            text = f"nullif(trim({_ident(mapping.source_column)}), '')"
-            typed = _typed_expr(col, mapping, text)
-            select_cols.append(f"{typed} as {_ident(col.name)}")
-            reasons += _reason_exprs(col, text, typed, partition_date)
-        for col in src.channel.columns:  # canonical columns this source does not provide
-            if col.name not in {m.canonical for m in src.columns}:
-                select_cols.append(f"cast(null as {SQL_TYPES[col.type]}) as {_ident(col.name)}")
-        if src.format == "jsonl":
-            raw_record = "_raw_json"
-        else:
-            raw_record = "cast(json_object(" + ", ".join(f"{_lit(c)}, {_ident(c)}" for c in file_cols) + ") as varchar)"
-        extras_expr = (
-            "cast(json_object(" + ", ".join(f"{_lit(c)}, {_ident(c)}" for c in extras) + ") as varchar)"
-            if extras
-            else "cast(null as varchar)"
-        )
-        reason = "nullif(concat_ws('; ', " + ", ".join(reasons) + "), '')"
-        con.execute(
-            "create temp table checked as select _source_line, "
-            + ", ".join(select_cols)
-            + f", {reason} as _reason, {raw_record} as _raw_record, {extras_expr} as _extras from incoming"
-        )
-        canonical = ", ".join(_ident(c.name) for c in src.channel.columns)
-        meta = (
-            f"date '{partition_date.isoformat()}' as _partition_date, {_lit(str(path))} as _source_file, "
-            f"_source_line, {_lit(run_id)} as _run_id, _extras"
-        )
-        valid = con.execute(
-            f"select {canonical}, {meta} from checked where _reason is null order by _source_line"
-        ).fetch_arrow_table()
-        quarantined = con.execute(
-            f"select {_lit(src.name)} as source, {_lit(str(path))} as source_file, _source_line as source_line, "
-            f"date '{partition_date.isoformat()}' as partition_date, {_lit(run_id)} as run_id, "
-            "_raw_record as raw_record, _reason as reason from checked where _reason is not null "
-            "order by _source_line"
-        ).fetch_arrow_table()
-        rows_read = _count(con)
-    finally:
-        con.close()
-    return ParsedBatch(path, partition_date, rows_read, valid, quarantined, extras)
 
 
-def _count(con: duckdb.DuckDBPyConnection) -> int:
-    return int(con.execute("select count(*) from incoming").fetchone()[0])  # type: ignore[index]
+def _check(src: SourceConfig, con: duckdb.DuckDBPyConnection) -> None:
+    """Type every mapped column and collect every reason a row cannot be loaded (table `checked`)."""
+    select_cols, reasons = [], []
+    mapped = {m.canonical for m in src.columns}
+    for mapping in src.columns:
+        col = src.channel.column(mapping.canonical)
+        text = f"nullif(trim({_ident(mapping.source_column)}), '')"
+        typed = _typed_expr(col, mapping, text)
+        select_cols.append(f"{typed} as {_ident(col.name)}")
+        reasons += _reason_exprs(col, text, typed)
+    for col in src.channel.columns:  # canonical columns this source does not provide
+        if col.name not in mapped:
+            select_cols.append(f"cast(null as {SQL_TYPES[col.type]}) as {_ident(col.name)}")
+    reason = "nullif(concat_ws('; ', " + ", ".join(reasons) + "), '')"
+    con.execute(
+        "create or replace temp table checked as select _partition_date, _source_file, _source_line, "
+        + ", ".join(select_cols)
+        + f", {reason} as _reason, _raw_record, _extras from incoming"
+    )
 
 
 def partitions_to_load(wh: Warehouse, src: SourceConfig, landing_dir: Path, logical_date: dt.date) -> list[dt.date]:
@@ -243,31 +270,37 @@ def partitions_to_load(wh: Warehouse, src: SourceConfig, landing_dir: Path, logi
     return sorted((on_disk - loaded) | {logical_date})
 
 
-def load_partition(
+def load_batch(
     wh: Warehouse, src: SourceConfig, batch: ParsedBatch, run_id: str, logical_date: dt.date
-) -> LoadResult:
-    """Replace one partition in raw and quarantine, and audit it, in a single transaction."""
-    table = src.channel.table
-    with wh.transaction():
-        wh.execute(f"delete from raw.{table} where _partition_date = %s", (batch.partition_date,))
-        wh.execute(
-            "delete from raw.quarantine where source = %s and partition_date = %s",
-            (src.name, batch.partition_date),
-        )
-        loaded = wh.write_arrow("raw", table, batch.valid)
-        quarantined = wh.write_arrow("raw", "quarantine", batch.quarantined)
-        if loaded + quarantined != batch.rows_read:
-            raise IngestError(
-                f"{src.name}: {batch.source_file}: row counts do not add up "
-                f"(read {batch.rows_read}, loaded {loaded}, quarantined {quarantined})"
-            )
-        _audit(wh, run_id, logical_date, src.name, batch.partition_date, str(batch.source_file),
-               batch.rows_read, loaded, quarantined, batch.extra_columns, "success", None)
+) -> list[LoadResult]:
+    """Replace the batch's partitions in raw and quarantine, and audit each (caller's transaction)."""
+    days = [day for day, _ in batch.files]
+    marks = ", ".join(["%s"] * len(days))
+    wh.execute(f"delete from raw.{src.channel.table} where _partition_date in ({marks})", days)
+    wh.execute(f"delete from raw.quarantine where source = %s and partition_date in ({marks})", (src.name, *days))
+    wh.write_arrow("raw", src.channel.table, batch.valid)
+    wh.write_arrow("raw", "quarantine", batch.quarantined)
+    loaded = _count_by_day(batch.valid, "_partition_date")
+    quarantined = _count_by_day(batch.quarantined, "partition_date")
+    results = []
+    for day, path in batch.files:
+        read, ok, bad = batch.rows_read[day], loaded.get(day, 0), quarantined.get(day, 0)
+        if ok + bad != read:
+            raise IngestError(f"{src.name}: {path}: row counts do not add up (read {read}, loaded {ok}, "
+                              f"quarantined {bad})")
+        _audit(wh, run_id, logical_date, src.name, day, str(path), read, ok, bad, batch.extra_columns,
+               "success", None)
+        results.append(LoadResult(src.name, day, str(path), read, ok, bad, batch.extra_columns))
     if batch.extra_columns:
-        log.warning("%s: %s has unexpected columns kept in _extras: %s", src.name, batch.source_file,
-                    ", ".join(batch.extra_columns))
-    return LoadResult(src.name, batch.partition_date, str(batch.source_file), batch.rows_read, loaded,
-                      quarantined, batch.extra_columns)
+        log.warning("%s: unexpected columns kept in _extras: %s", src.name, ", ".join(batch.extra_columns))
+    return results
+
+
+def _count_by_day(table: pa.Table, column: str) -> dict[dt.date, int]:
+    if table.num_rows == 0:
+        return {}
+    counts = table.group_by(column).aggregate([(column, "count")])
+    return dict(zip(counts[column].to_pylist(), counts[f"{column}_count"].to_pylist(), strict=True))
 
 
 def _audit(wh: Warehouse, run_id: str, logical_date: dt.date, source: str, partition_date: dt.date | None,
@@ -284,21 +317,35 @@ def _audit(wh: Warehouse, run_id: str, logical_date: dt.date, source: str, parti
 
 
 def ingest_source(settings: Settings, source_name: str, logical_date: dt.date, run_id: str) -> list[LoadResult]:
-    """Load every pending partition of one source; a bad file fails the task and is audited."""
+    """Load every pending partition of one source, all or nothing.
+
+    The partitions are parsed one file at a time (memory stays bounded by the largest file) and
+    written in one warehouse transaction: a file that cannot be read fails the task, rolls back
+    everything this task wrote, and is recorded as a failed load in ops.load_audit.
+    """
     sources = load_sources(settings.sources_file)
     if source_name not in sources:
         raise KeyError(f"{settings.sources_file}: no source named {source_name!r}")
     src = sources[source_name]
-    results = []
+    results: list[LoadResult] = []
+    scratch = scratch_connection()
     with connect(settings) as wh:
-        for day in partitions_to_load(wh, src, settings.landing_dir, logical_date):
-            path = src.file_for(settings.landing_dir, day.isoformat())
-            try:
-                batch = parse_file(src, path, day, run_id)
-                results.append(load_partition(wh, src, batch, run_id, logical_date))
-            except IngestError as exc:
-                _audit(wh, run_id, logical_date, src.name, day, str(path), 0, 0, 0, (), "failed", str(exc))
-                raise
+        pending = [(day, src.file_for(settings.landing_dir, day.isoformat()))
+                   for day in partitions_to_load(wh, src, settings.landing_dir, logical_date)]
+        chunk: list[tuple[dt.date, Path]] = pending[:1]
+        try:
+            with wh.transaction():
+                for start in range(0, len(pending), FILES_PER_CHUNK):
+                    chunk = pending[start:start + FILES_PER_CHUNK]
+                    batch = parse_files(src, chunk, run_id, scratch)
+                    results += load_batch(wh, src, batch, run_id, logical_date)
+        except IngestError as exc:
+            failed = str(exc)
+            day, path = next(((d, p) for d, p in chunk if str(p) in failed), chunk[0])
+            _audit(wh, run_id, logical_date, src.name, day, str(path), 0, 0, 0, (), "failed", failed)
+            raise
+        finally:
+            scratch.close()
     total = sum(r.rows_read for r in results)
     log.info("%s: %d partition(s), %d rows read, %d loaded, %d quarantined", source_name, len(results), total,
              sum(r.rows_loaded for r in results), sum(r.rows_quarantined for r in results))

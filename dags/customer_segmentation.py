@@ -56,6 +56,8 @@ def _dbt_group(group_id: str, select: list[str], exclude: list[str]) -> DbtTaskG
             select=select,
             exclude=exclude,
             test_behavior=TestBehavior.BUILD,
+            # tests that read two models (relationships) run once both exist, in their own task
+            should_detach_multiple_parents_tests=True,
             emit_datasets=False,
         ),
         operator_args={"vars": DBT_VARS, "install_deps": False, "retries": 0},

@@ -1,6 +1,7 @@
 {{ config(tags=['scored']) }}
 
 -- The published segment table BI tools read: one row per customer as of the run date.
+-- Numeric columns are cast to their contract types so both engines publish identical types.
 with
 
 features as (
@@ -15,12 +16,12 @@ final as (
     select
         features.customer_id,
         features.as_of_date,
-        features.recency_days,
-        features.frequency,
-        features.monetary,
-        features.r_score,
-        features.f_score,
-        features.m_score,
+        cast(features.recency_days as integer) as recency_days,
+        cast(features.frequency as bigint) as frequency,
+        cast(features.monetary as numeric(18, 2)) as monetary,
+        cast(features.r_score as integer) as r_score,
+        cast(features.f_score as integer) as f_score,
+        cast(features.m_score as integer) as m_score,
         features.rfm_segment,
         features.lifecycle_stage,
         features.value_tier,
@@ -35,7 +36,7 @@ final as (
         labels.p_alive,
         labels.expected_purchases_90d,
         labels.predicted_clv_12m,
-        features.net_revenue_12m,
+        cast(features.net_revenue_12m as numeric(18, 2)) as net_revenue_12m,
         features.region,
         features.age_band,
         features.is_guest,

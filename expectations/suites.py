@@ -1,0 +1,284 @@
+"""Expectation suites as code.
+
+A suite is a small, frozen, declarative value (``Suite`` of ``Check``\\ s) that reads like a review diff and
+never carries generated ids. ``Suite.to_gx()`` turns it into a ``great_expectations.ExpectationSuite``; the
+runner does that for you. Every check has a severity: ``blocking`` failures stop the pipeline, ``warning``
+failures are logged and recorded. The severity is stored in each GX expectation's ``meta["severity"]`` and
+mirrored to GX's own ``severity`` field (``critical`` / ``warning``).
+
+This module does not import Great Expectations at import time, so DAG files can use it cheaply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+if TYPE_CHECKING:
+    from great_expectations import ExpectationSuite
+
+Severity = Literal["blocking", "warning"]
+BLOCKING: Final = "blocking"
+WARNING: Final = "warning"
+_GX_SEVERITY: Final[Mapping[str, str]] = {BLOCKING: "critical", WARNING: "warning"}
+
+LOAD_METADATA_COLUMNS: Final = ("_partition_date", "_source_file", "_source_line", "_run_id", "_extras")
+
+# Canonical raw columns, as in docs/sources.md "Canonical raw tables".
+RAW_COLUMNS: Final[Mapping[str, tuple[str, ...]]] = {
+    "shop_orders": (
+        "order_id", "ordered_at", "customer_ref", "customer_email", "customer_phone", "currency",
+        "order_total", "discount_amount", "item_count", "category", "order_status", "device",
+    ),
+    "pos_sales": (
+        "receipt_id", "store_id", "sold_at", "loyalty_card", "currency", "amount", "discount_amount",
+        "category", "is_return",
+    ),
+    "web_sessions": (
+        "session_id", "started_at", "crm_customer_id", "user_email", "platform", "page_views", "added_to_cart",
+    ),
+    "crm_customers": (
+        "crm_customer_id", "email", "phone", "first_name", "last_name", "street_address", "city", "region",
+        "country", "birth_year", "gender", "signup_date", "signup_source", "loyalty_card", "updated_at",
+    ),
+    "email_events": ("event_id", "campaign_id", "email", "event_type", "event_at"),
+    "support_tickets": (
+        "ticket_id", "created_at", "customer_email", "customer_phone", "contact_channel", "topic",
+        "ticket_status", "nps_score",
+    ),
+}  # fmt: skip
+RAW_SOURCES: Final = tuple(RAW_COLUMNS)
+RAW_KEYS: Final[Mapping[str, str]] = {
+    "shop_orders": "order_id",
+    "pos_sales": "receipt_id",
+    "web_sessions": "session_id",
+    "crm_customers": "crm_customer_id",
+    "email_events": "event_id",
+    "support_tickets": "ticket_id",
+}
+RAW_EVENT_TIMES: Final[Mapping[str, str]] = {
+    "shop_orders": "ordered_at",
+    "pos_sales": "sold_at",
+    "web_sessions": "started_at",
+    "crm_customers": "updated_at",
+    "email_events": "event_at",
+    "support_tickets": "created_at",
+}
+
+CURRENCY_REGEX: Final = r"(?i)^\s*(?:eur|gbp|usd)\s*$"
+RFM_SEGMENTS: Final = (
+    "Champions", "Loyal", "Potential Loyalist", "New", "Promising", "Need Attention", "About To Sleep",
+    "At Risk", "Can't Lose Them", "Hibernating", "Lost",
+)  # fmt: skip
+LIFECYCLE_STAGES: Final = ("prospect", "new", "active", "at_risk", "churned", "reactivated")
+CHURN_RISK_BANDS: Final = ("low", "medium", "high", "critical")
+PUBLISHED_COLUMNS: Final = (
+    "customer_id", "as_of_date", "recency_days", "frequency", "monetary", "r_score", "f_score", "m_score",
+    "rfm_segment", "lifecycle_stage", "value_tier", "frequency_class", "channel_preference", "loyalty_tier",
+    "satisfaction_class", "cluster_id", "cluster_name", "churn_probability", "churn_risk_band", "p_alive",
+    "expected_purchases_90d", "predicted_clv_12m", "model_version", "scored_at",
+)  # fmt: skip
+ML_LABEL_COLUMNS: Final = (
+    "customer_id", "churn_probability", "churn_risk_band", "p_alive", "expected_purchases_90d",
+    "predicted_clv_12m",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Check:
+    """One expectation: a GX expectation type (snake case), its column, its other kwargs and a severity."""
+
+    expectation: str
+    column: str | None = None
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    severity: Severity = BLOCKING
+
+    def __post_init__(self) -> None:
+        if self.severity not in _GX_SEVERITY:
+            raise ValueError(f"severity must be 'blocking' or 'warning', not {self.severity!r}")
+        if not self.expectation.startswith("expect_"):
+            raise ValueError(f"not a GX expectation type: {self.expectation!r}")
+
+    def gx_kwargs(self) -> dict[str, Any]:
+        """The kwargs of the GX expectation, column included."""
+        return {"column": self.column, **self.kwargs} if self.column is not None else dict(self.kwargs)
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A named, ordered list of checks."""
+
+    name: str
+    checks: tuple[Check, ...]
+
+    def to_gx(self) -> ExpectationSuite:
+        """Build the ``great_expectations.ExpectationSuite`` (imports GX). ``meta["check_index"]`` is the
+        position of the check in ``checks``, which the runner uses to pair results with checks."""
+        from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+        from expectations._gx import import_gx
+
+        gx = import_gx()
+        expectations = [
+            ExpectationConfiguration(
+                type=check.expectation,
+                kwargs=check.gx_kwargs(),
+                meta={"severity": check.severity, "check_index": index},
+                severity=_GX_SEVERITY[check.severity],
+            ).to_domain_obj()
+            for index, check in enumerate(self.checks)
+        ]
+        return gx.ExpectationSuite(name=self.name, expectations=expectations)
+
+
+# -- small constructors -------------------------------------------------------------------------------
+
+
+def exists(column: str, severity: Severity = BLOCKING) -> Check:
+    return Check("expect_column_to_exist", column, severity=severity)
+
+
+def not_null(column: str, severity: Severity = BLOCKING) -> Check:
+    return Check("expect_column_values_to_not_be_null", column, severity=severity)
+
+
+def unique(column: str, severity: Severity = BLOCKING) -> Check:
+    return Check("expect_column_values_to_be_unique", column, severity=severity)
+
+
+def between(
+    column: str,
+    min_value: Any = None,
+    max_value: Any = None,
+    severity: Severity = BLOCKING,
+    *,
+    strict_max: bool = False,
+) -> Check:
+    """Values in ``[min_value, max_value]`` (either bound may be open); nulls are not checked."""
+    kwargs: dict[str, Any] = {}
+    if min_value is not None:
+        kwargs["min_value"] = min_value
+    if max_value is not None:
+        kwargs["max_value"] = max_value
+    if strict_max:
+        kwargs["strict_max"] = True
+    return Check("expect_column_values_to_be_between", column, kwargs, severity)
+
+
+def in_set(column: str, values: Sequence[Any], severity: Severity = BLOCKING) -> Check:
+    """Values in ``values``; nulls are not checked (add ``not_null`` for that)."""
+    return Check("expect_column_values_to_be_in_set", column, {"value_set": list(values)}, severity)
+
+
+def matches(column: str, regex: str, severity: Severity = BLOCKING) -> Check:
+    return Check("expect_column_values_to_match_regex", column, {"regex": regex}, severity)
+
+
+# -- the suites -------------------------------------------------------------------------------------
+
+
+def _raw_specific_checks(source: str, logical_date: date) -> list[Check]:
+    """Value checks that only make sense for one source."""
+    if source == "shop_orders":
+        return [
+            between("order_total", 0),
+            not_null("order_total", WARNING),
+            matches("currency", CURRENCY_REGEX),
+            in_set("device", ("web", "app")),
+            between("discount_amount", 0, severity=WARNING),
+            between("item_count", 0, severity=WARNING),
+            in_set("order_status", ("completed", "refunded", "cancelled"), WARNING),
+        ]
+    if source == "pos_sales":  # amount has any sign: returns are negative
+        return [
+            not_null("amount", WARNING),
+            matches("currency", CURRENCY_REGEX),
+            between("discount_amount", 0, severity=WARNING),
+        ]
+    if source == "web_sessions":
+        return [in_set("platform", ("web", "app")), between("page_views", 0, severity=WARNING)]
+    if source == "crm_customers":
+        return [
+            matches("country", r"^[A-Z]{2}$", WARNING),
+            in_set("gender", ("f", "m", "x"), WARNING),
+            in_set("signup_source", ("web", "store", "app", "referral", "social"), WARNING),
+            between("birth_year", 1900, logical_date.year, WARNING),
+        ]
+    if source == "email_events":
+        return [in_set("event_type", ("send", "open", "click", "unsubscribe"))]
+    if source == "support_tickets":
+        return [
+            between("nps_score", 0, 10),
+            in_set("contact_channel", ("email", "chat", "phone"), WARNING),
+            in_set("topic", ("delivery", "returns", "product", "billing", "account"), WARNING),
+            in_set("ticket_status", ("open", "solved"), WARNING),
+        ]
+    raise AssertionError(source)  # pragma: no cover - guarded by raw_suite
+
+
+def raw_suite(
+    source: str,
+    logical_date: date,
+    *,
+    event_time_grace: timedelta = timedelta(0),
+    include_load_metadata: bool = True,
+) -> Suite:
+    """Checks for one loaded partition of ``raw.<source>`` at ``logical_date``.
+
+    Blocking: the canonical (and load metadata) columns exist; the key is not null; the key is unique
+    within the batch, except for ``shop_orders`` where exact duplicate rows are expected in raw (staging
+    dedupes), so there it is a warning; the event time is not null and not after the end of the logical date
+    (naive UTC, ``< logical_date + 1 day + event_time_grace``); the source's value ranges and allowed values.
+    """
+    if source not in RAW_COLUMNS:
+        raise ValueError(f"unknown raw source {source!r}; expected one of {', '.join(RAW_SOURCES)}")
+    columns = RAW_COLUMNS[source] + (LOAD_METADATA_COLUMNS if include_load_metadata else ())
+    key, event_time = RAW_KEYS[source], RAW_EVENT_TIMES[source]
+    end_of_day = datetime.combine(logical_date + timedelta(days=1), time()) + event_time_grace
+    checks = [
+        *(exists(column) for column in columns),
+        not_null(key),
+        unique(key, WARNING if source == "shop_orders" else BLOCKING),
+        not_null(event_time),
+        between(event_time, max_value=end_of_day, strict_max=True),
+        *_raw_specific_checks(source, logical_date),
+    ]
+    return Suite(name=f"raw.{source}", checks=tuple(checks))
+
+
+def published_suite() -> Suite:
+    """Checks for ``customer_segments`` (in the build schema before publish, or in ``analytics``)."""
+    checks = [
+        *(exists(column) for column in PUBLISHED_COLUMNS),
+        *(not_null(column) for column in ("customer_id", "as_of_date", "lifecycle_stage")),
+        *(not_null(column) for column in ("model_version", "scored_at")),
+        unique("customer_id"),
+        *(between(score, 1, 5) for score in ("r_score", "f_score", "m_score")),  # null for prospects
+        in_set("rfm_segment", RFM_SEGMENTS),
+        in_set("lifecycle_stage", LIFECYCLE_STAGES),
+        between("churn_probability", 0, 1),
+        in_set("churn_risk_band", CHURN_RISK_BANDS),
+        between("p_alive", 0, 1),
+        between("expected_purchases_90d", 0),
+        between("predicted_clv_12m", 0),
+        between("recency_days", 0, severity=WARNING),
+        between("frequency", 0, severity=WARNING),
+    ]
+    return Suite(name="analytics.customer_segments", checks=tuple(checks))
+
+
+def ml_labels_suite() -> Suite:
+    """Checks for the ML labels before they are written back to the build schema."""
+    checks = [
+        *(exists(column) for column in ML_LABEL_COLUMNS),
+        not_null("customer_id"),
+        unique("customer_id"),
+        between("churn_probability", 0, 1),
+        in_set("churn_risk_band", CHURN_RISK_BANDS),
+        between("p_alive", 0, 1),
+        between("expected_purchases_90d", 0),
+        between("predicted_clv_12m", 0),
+    ]
+    return Suite(name="ml.labels", checks=tuple(checks))
