@@ -113,7 +113,7 @@ def cmd_docs(args: argparse.Namespace) -> int:
     from custseg.pipeline import build_docs
 
     as_of = dt.date.fromisoformat(args.as_of)
-    path = build_docs(load_settings(), as_of, dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time()))
+    path = build_docs(load_settings(), as_of)
     print(f"dbt docs site: {path}")
     return 0
 

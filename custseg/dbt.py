@@ -17,8 +17,9 @@ class DbtError(RuntimeError):
     pass
 
 
-def dbt_vars(as_of: dt.date, scored_at: dt.datetime) -> dict[str, str]:
-    return {"as_of_date": as_of.isoformat(), "scored_at": scored_at.strftime("%Y-%m-%d %H:%M:%S")}
+def dbt_vars(as_of: dt.date) -> dict[str, str]:
+    """The vars every run passes: the as-of date, and scored_at = the end of that day (UTC)."""
+    return {"as_of_date": as_of.isoformat(), "scored_at": f"{as_of + dt.timedelta(days=1)} 00:00:00"}
 
 
 def run_dbt(settings: Settings, args: Sequence[str], variables: dict[str, str] | None = None) -> None:

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from custseg.config import DBT_PROJECT_DIR, PUBLISHED_TABLES, Settings
 from custseg.dbt import run_dbt
-from custseg.ingest import LoadResult, ingest_source
+from custseg.ingest import FUTURE_TOLERANCE, LoadResult, ingest_source
 from custseg.sources import load_sources
 from custseg.warehouse import Warehouse, connect, quote_ident
 
@@ -69,6 +69,14 @@ def _record_quality(wh: Warehouse, run_id: str, logical_date: dt.date, rows: lis
     wh.write_arrow("ops", "quality_results", pa.Table.from_pandas(frame[cols], preserve_index=False))
 
 
+def _data_docs(settings: Settings, name: str, reports: list, run_id: str, as_of: dt.date) -> Path:
+    """GX Data Docs for this step's reports, written before any gate raises so failures are browsable."""
+    from expectations.data_docs import build_data_docs
+
+    run_time = dt.datetime.combine(as_of, dt.time(), tzinfo=dt.UTC)
+    return build_data_docs(settings.docs_dir / "gx" / name, reports, run_name=run_id, run_time=run_time)
+
+
 def validate_raw(settings: Settings, logical_date: dt.date, run_id: str) -> dict[str, bool]:
     """GX checks on the rows this run loaded, per source. A blocking failure stops the run."""
     from expectations.runner import validate_dataframe
@@ -82,10 +90,15 @@ def validate_raw(settings: Settings, logical_date: dt.date, run_id: str) -> dict
                 f"select * from raw.{src.channel.table} where _partition_date = %s", (logical_date,)
             )
             report = validate_dataframe(
-                batch, raw_suite(name, logical_date), suite_name=f"raw.{name}", batch_name=logical_date.isoformat()
+                batch,
+                # same tolerance as ingestion: local evening times can fall on the next UTC day
+                raw_suite(name, logical_date, event_time_grace=FUTURE_TOLERANCE),
+                suite_name=f"raw.{name}",
+                batch_name=logical_date.isoformat(),
             )
             reports.append(report)
         _record_quality(wh, run_id, logical_date, [row for r in reports for row in r.to_rows(run_id)])
+    _data_docs(settings, "raw", reports, run_id, logical_date)
     for report in reports:
         report.raise_if_blocking_failed()
     return {r.suite_name: r.success for r in reports}
@@ -109,13 +122,23 @@ def score(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:
             f"cast(web_sessions_90d as double precision) as web_sessions_90d from {build}.fct_customer_features "
             "order by customer_id"
         )
-        transactions["order_date"] = pd.to_datetime(transactions["order_date"])
-        result = score_customers(transactions, customers, as_of, random_state=0)
+        # Both engines must hand ML identical frames (dtypes included): the model version hashes them.
+        transactions["order_date"] = pd.to_datetime(transactions["order_date"]).astype("datetime64[ns]")
+        for frame, numeric in ((transactions, ("net_amount", "discount_amount")),
+                               (customers, ("email_open_rate", "email_click_rate", "web_sessions_90d"))):
+            for col in frame.columns:
+                if col in numeric:
+                    frame[col] = pd.to_numeric(frame[col]).astype("float64")
+                elif col != "order_date":
+                    frame[col] = frame[col].astype("string")
+        previous = _previous_centroids(wh, as_of)
+        result = score_customers(transactions, customers, as_of, random_state=0, previous_centroids=previous)
         labels = result.labels.copy()
         labels["model_version"] = result.model_version
         report = validate_dataframe(labels, ml_labels_suite(), suite_name="ml.customer_labels",
                                     batch_name=as_of.isoformat())
         _record_quality(wh, run_id, as_of, report.to_rows(run_id))
+        _data_docs(settings, "ml_labels", [report], run_id, as_of)
         report.raise_if_blocking_failed()
 
         profiles = _profile_table(result.cluster_profiles)
@@ -128,9 +151,31 @@ def score(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:
             wh.execute(
                 "insert into ml.model_runs (model_version, as_of_date, run_id, metrics, params, recorded_at) "
                 "values (%s, %s, %s, %s, %s, %s)",
-                (result.model_version, as_of, run_id, json.dumps(result.metrics, default=str), None, _utc_now()),
+                (result.model_version, as_of, run_id, json.dumps(result.metrics, default=str),
+                 json.dumps({"centroids": result.centroids.to_dict(orient="index")}, default=float), _utc_now()),
             )
     return {"model_version": result.model_version, "customers": len(labels)}
+
+
+def _previous_centroids(wh: Warehouse, as_of: dt.date) -> pd.DataFrame | None:
+    """Centroids of the latest model scored before this date, so cluster ids stay stable.
+
+    Only earlier dates count: rerunning a date, or backfilling dates in order, sees exactly the
+    model the original run saw.
+    """
+    rows = wh.fetchall(
+        "select params from ml.model_runs where as_of_date < %s and params is not null "
+        "order by as_of_date desc, recorded_at desc limit 1",
+        (as_of,),
+    )
+    if not rows:
+        return None
+    centroids = json.loads(rows[0][0]).get("centroids") or {}
+    if not centroids:
+        return None
+    frame = pd.DataFrame.from_dict(centroids, orient="index")
+    frame.index = frame.index.astype(int)
+    return frame.sort_index()
 
 
 LABEL_COLUMNS = {
@@ -192,6 +237,7 @@ def audit(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, bool]:
         report = validate_dataframe(segments, published_suite(), suite_name="analytics.customer_segments",
                                     batch_name=as_of.isoformat())
         _record_quality(wh, run_id, as_of, report.to_rows(run_id))
+        _data_docs(settings, "audit", [report], run_id, as_of)
         stale = wh.fetchall(
             f"select count(*) from {quote_ident(settings.build_schema)}.customer_segments where as_of_date <> %s",
             (as_of,),
@@ -209,11 +255,11 @@ def publish(settings: Settings) -> dict[str, int]:
     return counts
 
 
-def build_docs(settings: Settings, as_of: dt.date, scored_at: dt.datetime) -> Path:
+def build_docs(settings: Settings, as_of: dt.date) -> Path:
     """Generate the static dbt docs site (a single self-contained HTML file) into docs_dir."""
     from custseg.dbt import dbt_vars
 
-    run_dbt(settings, ["docs", "generate", "--static"], dbt_vars(as_of, scored_at))
+    run_dbt(settings, ["docs", "generate", "--static"], dbt_vars(as_of))
     settings.docs_dir.mkdir(parents=True, exist_ok=True)
     target = settings.docs_dir / "dbt"
     target.mkdir(parents=True, exist_ok=True)

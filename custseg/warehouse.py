@@ -142,6 +142,15 @@ class Warehouse:
     def _grant_bi_role(self) -> None:
         """Only PostgreSQL has roles; DuckDB is a file whose readers get what the file holds."""
 
+    def table_checksum(self, schema: str, table: str) -> str:
+        """md5 of a table's sorted contents: equal checksums mean byte-identical published data."""
+        import hashlib
+
+        cols = self.columns(schema, table)
+        order = ", ".join(str(i + 1) for i in range(len(cols)))
+        frame = self.query_df(f"select * from {quote_ident(schema)}.{quote_ident(table)} order by {order}")
+        return hashlib.md5(frame.to_csv(index=False).encode(), usedforsecurity=False).hexdigest()
+
     # -- publish -------------------------------------------------------------------------------
     def publish(self, tables: Sequence[str] = PUBLISHED_TABLES) -> dict[str, int]:
         """Replace every published table with the audited build, all in one transaction.

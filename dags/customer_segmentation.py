@@ -34,7 +34,9 @@ settings = load_settings()
 settings.export_dbt_env()
 
 AS_OF = "{{ ds }}"
-DBT_VARS = {"as_of_date": AS_OF, "scored_at": "{{ data_interval_end.strftime('%Y-%m-%d %H:%M:%S') }}"}
+# scored_at is the end of the as-of day: the same for a scheduled, manual or backfill run of a date.
+SCORED_AT = "{{ macros.ds_add(ds, 1) }} 00:00:00"
+DBT_VARS = {"as_of_date": AS_OF, "scored_at": SCORED_AT}
 PUBLISHED_ASSETS = [
     Asset(f"custseg://{settings.warehouse}/{settings.publish_schema}/{table}") for table in PUBLISHED_TABLES
 ]
@@ -104,8 +106,8 @@ with DAG(
         return pipeline.publish(settings)
 
     @task
-    def docs(ds: str | None = None, data_interval_end: dt.datetime | None = None) -> str:
-        return str(pipeline.build_docs(settings, dt.date.fromisoformat(ds), data_interval_end))
+    def docs(ds: str | None = None) -> str:
+        return str(pipeline.build_docs(settings, dt.date.fromisoformat(ds)))
 
     with TaskGroup("ingest") as ingest:
         for source in pipeline.source_names(settings):

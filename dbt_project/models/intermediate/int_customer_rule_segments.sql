@@ -1,4 +1,4 @@
--- Rule-based segments. Every threshold is a dbt var (dbt_project.yml; docs/segments.md).
+-- Rule-based segments. Every threshold is a dbt var (dbt_project.yml; described on the docs overview page).
 -- lifecycle_stage precedence: prospect > churned > new > reactivated > at_risk > active.
 with
 

@@ -38,7 +38,8 @@ aggregated as (
         count(*) as customers,
         cast(coalesce(sum(net_revenue_12m), 0) as numeric(18, 2)) as net_revenue_12m,
         cast(avg(predicted_clv_12m) as numeric(18, 2)) as avg_predicted_clv_12m,
-        avg(churn_probability) as avg_churn_probability
+        -- rounded: parallel float sums vary in the last bits, and a rerun must publish identical rows
+        cast(round(cast(avg(churn_probability) as numeric), 6) as double precision) as avg_churn_probability
     from by_segment
     group by as_of_date, segment_type, segment
 ),
@@ -49,8 +50,10 @@ final as (
         segment_type,
         segment,
         customers,
-        cast(customers as double precision)
-            / sum(customers) over (partition by as_of_date, segment_type) as customer_share,
+        cast(
+            round(cast(customers as numeric) / sum(customers) over (partition by as_of_date, segment_type), 6)
+            as double precision
+        ) as customer_share,
         net_revenue_12m,
         avg_predicted_clv_12m,
         avg_churn_probability

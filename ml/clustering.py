@@ -1,0 +1,410 @@
+"""Behavioural segmentation: log1p → standardise → k-means, with stable ids and readable names.
+
+Why this shape:
+
+* Money and count features are heavily right-skewed; without ``log1p`` a handful of big
+  spenders would own whole clusters. Shares (0..1) are left as they are.
+* ``StandardScaler`` gives every feature the same weight in the Euclidean distance.
+* ``k`` is chosen by the silhouette score over ``k_range`` (default 3..8: fewer than 3 segments
+  is not actionable for marketing, more than 8 is not readable in BI). The silhouette is
+  O(n²), so it is computed on a fixed-seed sample of at most ``silhouette_sample`` rows.
+* Above ``minibatch_threshold`` rows, ``MiniBatchKMeans`` replaces ``KMeans`` (linear memory
+  and time; the centroids differ negligibly on large data).
+* K-means runs under ``threadpoolctl`` with ``n_threads`` (default 1): OpenMP threads spin-wait
+  and slow down badly on a busy worker (see ``ml.churn``); results do not depend on it.
+* K-means numbers clusters arbitrarily. Ids are first made canonical (largest cluster = 0) and,
+  when the previous run's centroids are given, matched to them with the Hungarian algorithm so
+  "cluster 2" keeps meaning the same customers week after week.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linear_sum_assignment
+from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
+from sklearn.cluster import KMeans, MiniBatchKMeans
+from sklearn.metrics import silhouette_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
+
+from ml.features import FEATURE_COLUMNS, select_columns
+
+LOG_FEATURES: frozenset[str] = frozenset(
+    {
+        "recency_days",
+        "frequency",
+        "monetary",
+        "tenure_days",
+        "avg_order_value",
+        "category_breadth",
+        "orders_90d",
+        "spend_90d",
+        "web_sessions_90d",
+    }
+)
+"""Skewed money/count/duration features that get ``log1p`` before scaling."""
+
+DEFAULT_K_RANGE: tuple[int, int] = (3, 8)
+"""Inclusive range of cluster counts tried when ``k`` is not fixed."""
+
+PROSPECT_CLUSTER_NAME = "prospects (no purchase yet)"
+
+
+class Log1pColumns(TransformerMixin, BaseEstimator):
+    """Apply ``log1p`` (after clipping at 0) to the columns flagged in ``mask``; pass the rest through."""
+
+    def __init__(self, mask: Sequence[bool] = ()) -> None:
+        self.mask = mask
+
+    def fit(self, X: np.ndarray, y: object = None) -> Log1pColumns:
+        self.mask_ = np.asarray(self.mask, dtype=bool)
+        if self.mask_.size != np.asarray(X).shape[1]:
+            raise ValueError("mask length must equal the number of columns")
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "mask_")
+        out = np.array(X, dtype=float, copy=True)
+        out[:, self.mask_] = np.log1p(np.clip(out[:, self.mask_], 0.0, None))
+        return out
+
+    def inverse_transform(self, X: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "mask_")
+        out = np.array(X, dtype=float, copy=True)
+        out[:, self.mask_] = np.expm1(out[:, self.mask_])
+        return out
+
+
+def align_labels(new_centroids: np.ndarray, old_centroids: np.ndarray) -> dict[int, int]:
+    """Map each new cluster index to an old cluster index minimising total centroid distance.
+
+    Both arrays must be in the same (comparable) space, one row per cluster; old row ``j``
+    is old cluster id ``j``. Solved exactly with the Hungarian algorithm
+    (``scipy.optimize.linear_sum_assignment``). When there are more new clusters than old
+    ones, the unmatched new clusters get fresh ids after the old ones, in order of index.
+    """
+    new = np.asarray(new_centroids, dtype=float)
+    old = np.asarray(old_centroids, dtype=float)
+    if new.ndim != 2 or old.ndim != 2 or new.shape[1] != old.shape[1]:
+        raise ValueError("centroid arrays must be 2-D with the same number of columns")
+    cost = np.linalg.norm(new[:, None, :] - old[None, :, :], axis=2)
+    rows, cols = linear_sum_assignment(cost)
+    mapping = {int(r): int(c) for r, c in zip(rows, cols, strict=True)}
+    next_id = old.shape[0]
+    for r in range(new.shape[0]):
+        if r not in mapping:
+            mapping[r] = next_id
+            next_id += 1
+    return mapping
+
+
+class BehaviourClusterer(ClusterMixin, BaseEstimator):
+    """Pipeline(log1p on skewed columns, StandardScaler, KMeans) with ``k`` chosen by silhouette.
+
+    Fitted attributes: ``k_``, ``silhouette_`` (of the chosen k, NaN if k < 2),
+    ``silhouette_by_k_``, ``pipeline_``, ``centroids_`` (DataFrame indexed by stable cluster id, in
+    original feature units, used by :meth:`align_to` next time), ``labels_`` and ``label_map_``
+    (raw k-means index → public cluster id).
+    """
+
+    def __init__(
+        self,
+        *,
+        features: Sequence[str] = FEATURE_COLUMNS,
+        k: int | None = None,
+        k_range: tuple[int, int] = DEFAULT_K_RANGE,
+        random_state: int = 0,
+        silhouette_sample: int = 10_000,
+        minibatch_threshold: int = 50_000,
+        n_init: int = 10,
+        n_threads: int | None = 1,
+    ) -> None:
+        self.features = features
+        self.k = k
+        self.k_range = k_range
+        self.random_state = random_state
+        self.silhouette_sample = silhouette_sample
+        self.minibatch_threshold = minibatch_threshold
+        self.n_init = n_init
+        self.n_threads = n_threads
+
+    # -- fitting ---------------------------------------------------------------------------
+    def _matrix(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        if isinstance(X, pd.DataFrame):
+            return select_columns(X, self.features).to_numpy()
+        arr = np.asarray(X, dtype=float)
+        if arr.ndim != 2 or arr.shape[1] != len(self.features):
+            raise ValueError(f"expected {len(self.features)} columns ({list(self.features)})")
+        return arr
+
+    def _kmeans(self, k: int, n: int) -> KMeans | MiniBatchKMeans:
+        if n > self.minibatch_threshold:
+            return MiniBatchKMeans(
+                n_clusters=k, random_state=self.random_state, n_init=3, batch_size=4096, max_iter=200
+            )
+        return KMeans(n_clusters=k, random_state=self.random_state, n_init=self.n_init)
+
+    def _candidate_ks(self, Z: np.ndarray) -> list[int]:
+        if self.k is not None:
+            ks = [int(self.k)]
+        else:
+            lo, hi = self.k_range
+            ks = list(range(int(lo), int(hi) + 1))
+        # k-means cannot place more centroids than there are distinct points, and the
+        # silhouette needs 2 <= k <= n - 1.
+        n_distinct = len(np.unique(np.round(Z, 9), axis=0))
+        return [k for k in ks if k <= n_distinct and k <= Z.shape[0] - 1] or [max(1, min(n_distinct, 2))]
+
+    def fit(self, X: pd.DataFrame | np.ndarray, y: object = None) -> BehaviourClusterer:
+        """Fit the preprocessing once, k-means for every candidate k, keep the best silhouette."""
+        with threadpool_limits(limits=self.n_threads):
+            return self._fit(self._matrix(X))
+
+    def _fit(self, raw: np.ndarray) -> BehaviourClusterer:
+        if raw.shape[0] == 0:
+            raise ValueError("cannot cluster zero customers")
+        if not np.isfinite(raw).all():
+            raise ValueError("features contain NaN or infinite values")
+        mask = [f in LOG_FEATURES for f in self.features]
+        prep = Pipeline([("log1p", Log1pColumns(mask)), ("scale", StandardScaler())]).fit(raw)
+        Z = prep.transform(raw)
+        n = Z.shape[0]
+        rng = np.random.default_rng(self.random_state)
+        sample = (
+            np.sort(rng.choice(n, size=self.silhouette_sample, replace=False))
+            if n > (self.silhouette_sample)
+            else np.arange(n)
+        )
+
+        scores: dict[int, float] = {}
+        best: tuple[float, int, KMeans | MiniBatchKMeans] | None = None
+        for k in self._candidate_ks(Z):
+            km = self._kmeans(k, n).fit(Z)
+            labels = km.labels_[sample]
+            score = (
+                float(silhouette_score(Z[sample], labels, random_state=self.random_state))
+                if 1 < len(np.unique(labels)) < len(sample)
+                else float("nan")
+            )
+            scores[k] = score
+            # Strictly greater: ties keep the smaller, more readable k. NaN never wins unless alone.
+            if best is None or (not np.isnan(score) and (np.isnan(best[0]) or score > best[0])):
+                best = (score, k, km)
+        assert best is not None
+        self.silhouette_, self.k_, km = best
+        self.silhouette_by_k_ = scores
+        self.pipeline_ = Pipeline(
+            [("log1p", prep.named_steps["log1p"]), ("scale", prep.named_steps["scale"]), ("kmeans", km)]
+        )
+        self.n_features_in_ = raw.shape[1]
+        # Canonical ids: largest cluster first, ties by the raw index, so ids never depend on
+        # the k-means initialisation order alone.
+        sizes = np.bincount(km.labels_, minlength=self.k_)
+        order = sorted(range(self.k_), key=lambda c: (-sizes[c], c))
+        self.label_map_ = {raw_id: new_id for new_id, raw_id in enumerate(order)}
+        self.labels_ = self._map(km.labels_)
+        return self
+
+    # -- prediction ------------------------------------------------------------------------
+    def _map(self, raw_labels: np.ndarray) -> np.ndarray:
+        lookup = np.array([self.label_map_[i] for i in range(len(self.label_map_))])
+        return lookup[np.asarray(raw_labels)]
+
+    def predict(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Stable cluster id per row."""
+        check_is_fitted(self, "pipeline_")
+        with threadpool_limits(limits=self.n_threads):
+            return self._map(self.pipeline_.predict(self._matrix(X)))
+
+    def fit_predict(self, X: pd.DataFrame | np.ndarray, y: object = None, **kwargs: object) -> np.ndarray:
+        return self.fit(X).labels_
+
+    def transform_features(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Rows in the model's standardised space (log1p + scale), e.g. for distances or plots."""
+        check_is_fitted(self, "pipeline_")
+        return self.pipeline_[:-1].transform(self._matrix(X))
+
+    # -- centroids and alignment -----------------------------------------------------------
+    @property
+    def centroids_(self) -> pd.DataFrame:
+        """Cluster centres in original feature units, indexed by public cluster id."""
+        check_is_fitted(self, "pipeline_")
+        scaled = self.pipeline_.named_steps["kmeans"].cluster_centers_
+        logged = self.pipeline_.named_steps["scale"].inverse_transform(scaled)
+        raw = self.pipeline_.named_steps["log1p"].inverse_transform(logged)
+        frame = pd.DataFrame(raw, columns=list(self.features))
+        frame.index = pd.Index([self.label_map_[i] for i in range(len(frame))], name="cluster_id")
+        return frame.sort_index()
+
+    def align_to(self, previous_centroids: pd.DataFrame) -> dict[int, int]:
+        """Renumber clusters to match ``previous_centroids`` (a previous run's ``centroids_``).
+
+        ``previous_centroids`` is indexed by cluster id, or has a ``cluster_id`` column, and has
+        (at least) this model's feature columns.
+
+        Both sets of centroids are projected with *this* model's log1p + scaler, so the distance
+        is measured in the space the clusters were found in. Returns the applied mapping
+        (old public id → new public id) and updates ``labels_``, ``label_map_``, ``centroids_``.
+        """
+        check_is_fitted(self, "pipeline_")
+        old = previous_centroids
+        if "cluster_id" in old.columns:  # as read back from a table rather than from centroids_
+            old = old.set_index("cluster_id")
+        old = old.sort_index()
+        old_ids = [int(i) for i in old.index]
+        old_z = self.transform_features(select_columns(old, self.features))
+        current = self.centroids_
+        new_z = self.transform_features(current)
+        mapping = align_labels(new_z, old_z)
+        # align_labels numbers old clusters 0..m-1 by position; translate to their real ids and
+        # give unmatched new clusters ids above every old id.
+        fresh = iter(range(max(old_ids, default=-1) + 1, 10**9))
+        by_position = {
+            int(current.index[r]): (old_ids[c] if c < len(old_ids) else next(fresh)) for r, c in sorted(mapping.items())
+        }
+        self.label_map_ = {raw: by_position[pub] for raw, pub in self.label_map_.items()}
+        self.labels_ = (
+            np.array([by_position[int(lbl)] for lbl in self.labels_]) if len(self.labels_) else (self.labels_)
+        )
+        return by_position
+
+
+# -- profiles and names ----------------------------------------------------------------------
+def cluster_profiles(
+    X: pd.DataFrame, labels: np.ndarray | pd.Series, names: Mapping[int, str] | None = None
+) -> pd.DataFrame:
+    """One row per cluster: ``cluster_id``, ``customers``, mean of every numeric column, ``cluster_name``.
+
+    Names come from :func:`name_clusters` unless ``names`` is given (e.g. to keep last run's).
+    """
+    numeric = X.select_dtypes("number")
+    grouped = numeric.groupby(np.asarray(labels, dtype=int), sort=True)
+    profiles = grouped.mean()
+    profiles.insert(0, "customers", grouped.size().astype(int))
+    profiles.index = profiles.index.rename("cluster_id")
+    names = dict(names) if names is not None else name_clusters(profiles)
+    profiles["cluster_name"] = [names[int(c)] for c in profiles.index]
+    return profiles.reset_index()
+
+
+def _weighted_overall(profiles: pd.DataFrame) -> pd.Series:
+    numeric = profiles.drop(columns=["customers", "cluster_name"], errors="ignore").select_dtypes("number")
+    if "customers" in profiles:
+        w = profiles["customers"].astype(float)
+        return (numeric.mul(w, axis=0).sum() / w.sum()) if w.sum() > 0 else numeric.mean()
+    return numeric.mean()
+
+
+def _ratio(value: float, overall: float) -> float:
+    return float(value) / float(overall) if overall and np.isfinite(overall) and overall > 0 else 1.0
+
+
+_CHANNEL_WORD = {"online_share": "online", "store_share": "store", "app_share": "app"}
+
+_TRAITS: tuple[tuple[str, str, str], ...] = (
+    # column, word when above average, word when below average
+    ("monetary", "higher spend", "lower spend"),
+    ("recency_days", "less recent", "more recent"),
+    ("frequency", "more frequent", "less frequent"),
+    ("avg_order_value", "bigger baskets", "smaller baskets"),
+    ("discount_share", "more discount use", "less discount use"),
+    ("category_breadth", "broader baskets", "narrower baskets"),
+    ("tenure_days", "longer tenure", "shorter tenure"),
+)
+
+
+def _base_name(row: pd.Series, overall: pd.Series) -> str:
+    """Readable name from how a cluster's means compare to the customer-weighted overall mean."""
+    get = row.get
+    freq = float(get("frequency", np.nan))
+    freq_ratio = _ratio(freq, overall.get("frequency", np.nan))
+    money_ratio = _ratio(get("monetary", np.nan), overall.get("monetary", np.nan))
+    rec_ratio = _ratio(get("recency_days", np.nan), overall.get("recency_days", np.nan))
+    disc = float(get("discount_share", 0.0) or 0.0)
+    disc_overall = float(overall.get("discount_share", 0.0) or 0.0)
+
+    one_timers = np.isfinite(freq) and freq < 1.5
+    frequent = not one_timers and freq_ratio >= 1.5
+    lapsed = rec_ratio >= 1.5
+    recent = rec_ratio <= 0.5
+    discount_driven = disc >= 0.15 and disc >= 1.5 * disc_overall
+
+    shares = {w: float(get(c, np.nan)) for c, w in _CHANNEL_WORD.items() if c in row and np.isfinite(get(c))}
+    channel = ""
+    if shares:
+        top_word, top_share = max(shares.items(), key=lambda kv: (kv[1], kv[0]))
+        if top_share >= 0.7:
+            channel = top_word
+        elif sum(s >= 0.2 for s in shares.values()) >= 2:
+            channel = "omnichannel"
+
+    if one_timers:
+        noun = "one-timers"
+    elif money_ratio >= 1.5:
+        noun = "high spenders"
+    elif money_ratio <= 0.67:
+        noun = "low spenders"
+    elif channel in {"online", "store", "app"} and not lapsed:
+        noun = "loyalists"
+    else:
+        noun = "regulars"
+
+    words: list[str] = []
+    if lapsed:
+        words.append("lapsed")
+    elif recent and not frequent and one_timers:
+        words.append("new")
+    if discount_driven:
+        words.append("discount-driven")
+    if frequent and noun != "loyalists":
+        words.append("frequent")
+    if channel:
+        words.append(channel)
+    words.append(noun)
+    return " ".join(words)
+
+
+def name_clusters(profiles: pd.DataFrame) -> dict[int, str]:
+    """Deterministic, unique, human-readable names for clusters.
+
+    ``profiles`` has one row per cluster (index or ``cluster_id`` column) with feature means
+    and optionally ``customers``. Each name is built from the cluster's position relative to
+    the customer-weighted mean of all clusters (e.g. "frequent omnichannel high spenders",
+    "discount-driven online one-timers", "store loyalists", "lapsed low spenders"). When two
+    clusters get the same name, each gets the trait that most separates it from its namesakes
+    in brackets (e.g. "(higher spend)"); as a last resort the cluster id.
+    """
+    prof = profiles.set_index("cluster_id") if "cluster_id" in profiles.columns else profiles
+    prof = prof.sort_index()
+    overall = _weighted_overall(prof)
+    names = {int(cid): _base_name(row, overall) for cid, row in prof.iterrows()}
+
+    for base in sorted({n for n in names.values() if list(names.values()).count(n) > 1}):
+        group = [cid for cid, n in names.items() if n == base]
+        sub = prof.loc[group]
+        for cid in group:
+            best: tuple[float, str] | None = None
+            for col, up, down in _TRAITS:
+                if col not in sub:
+                    continue
+                others = sub[col].drop(index=cid)
+                value = float(sub.at[cid, col])
+                scale = float(abs(overall.get(col, 0.0))) or 1.0
+                gap = (value - float(others.mean())) / scale
+                if best is None or abs(gap) > best[0] + 1e-12:
+                    best = (abs(gap), up if gap > 0 else down)
+            if best is not None and best[0] > 0:
+                names[cid] = f"{base} ({best[1]})"
+    # Last resort: identical profiles, or traits that coincide (3+ namesakes).
+    seen: dict[str, int] = {}
+    for cid in sorted(names):
+        name = names[cid]
+        if name in seen or list(names.values()).count(name) > 1:
+            names[cid] = f"{name} (cluster {cid})"
+        seen[name] = cid
+    return names

@@ -1,0 +1,194 @@
+"""Behaviour clustering: recovers planted types, stable ids across refits, unique readable names."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from ml.clustering import BehaviourClusterer, align_labels, cluster_profiles, name_clusters
+from ml.features import FEATURE_COLUMNS, customer_features
+from ml.synthetic import make_customer_base
+
+AS_OF = dt.date(2024, 6, 30)
+
+
+@pytest.fixture(scope="module")
+def planted() -> tuple[pd.DataFrame, np.ndarray]:
+    data = make_customer_base(500, AS_OF, seed=0)
+    features = customer_features(data.transactions, AS_OF, data.customers)
+    truth = data.truth.set_index("customer_id").loc[features.index, "type_id"].to_numpy()
+    return features, truth
+
+
+@pytest.fixture(scope="module")
+def fitted(planted: tuple[pd.DataFrame, np.ndarray]) -> BehaviourClusterer:
+    return BehaviourClusterer(random_state=0).fit(planted[0])
+
+
+def test_recovers_planted_types(fitted: BehaviourClusterer, planted: tuple[pd.DataFrame, np.ndarray]) -> None:
+    features, truth = planted
+    assert 3 <= fitted.k_ <= 8
+    assert set(fitted.silhouette_by_k_) == set(range(3, 9))
+    assert fitted.silhouette_ == max(fitted.silhouette_by_k_.values())
+    assert adjusted_rand_score(truth, fitted.labels_) > 0.6
+    # With k fixed to the true number of types the match is near perfect.
+    three = BehaviourClusterer(k=3, random_state=0).fit(features)
+    assert three.k_ == 3
+    assert adjusted_rand_score(truth, three.labels_) > 0.9
+
+
+def test_predict_is_consistent_and_deterministic(
+    fitted: BehaviourClusterer, planted: tuple[pd.DataFrame, np.ndarray]
+) -> None:
+    features, _ = planted
+    np.testing.assert_array_equal(fitted.predict(features), fitted.labels_)
+    again = BehaviourClusterer(random_state=0).fit_predict(features)
+    np.testing.assert_array_equal(again, fitted.labels_)
+    # Canonical ids: cluster 0 is the largest.
+    sizes = np.bincount(fitted.labels_)
+    assert list(sizes) == sorted(sizes, reverse=True)
+    # Row order of the input does not change anyone's cluster.
+    shuffled = features.sample(frac=1.0, random_state=2)
+    relabelled = pd.Series(BehaviourClusterer(random_state=0).fit_predict(shuffled), index=shuffled.index)
+    assert adjusted_rand_score(relabelled.loc[features.index], fitted.labels_) > 0.99
+
+
+def test_align_labels_undoes_a_permutation() -> None:
+    rng = np.random.default_rng(0)
+    old = rng.normal(size=(5, 4))
+    perm = np.array([3, 0, 4, 1, 2])  # new cluster i is old cluster perm[i]
+    new = old[perm] + rng.normal(scale=0.01, size=(5, 4))
+    assert align_labels(new, old) == {i: int(perm[i]) for i in range(5)}
+    # More new clusters than old: the extra one gets a fresh id after the old ones.
+    extra = np.vstack([new, old[0] + 100.0])
+    mapping = align_labels(extra, old)
+    assert mapping[5] == 5
+    assert sorted(mapping.values()) == list(range(6))
+
+
+def test_align_to_keeps_ids_stable_across_refits(
+    fitted: BehaviourClusterer, planted: tuple[pd.DataFrame, np.ndarray]
+) -> None:
+    features, _ = planted
+    previous = fitted.centroids_
+    # A refit with another seed and a shuffled id order: k-means numbers clusters arbitrarily.
+    refit = BehaviourClusterer(random_state=7, k=fitted.k_).fit(features)
+    permuted = {raw: (pub + 1) % refit.k_ for raw, pub in refit.label_map_.items()}
+    refit.label_map_ = permuted
+    refit.labels_ = refit._map(refit.pipeline_.named_steps["kmeans"].labels_)
+    assert (refit.labels_ == fitted.labels_).mean() < 0.5  # ids really are scrambled
+    refit.align_to(previous)
+    assert (refit.labels_ == fitted.labels_).mean() > 0.95
+    np.testing.assert_array_equal(refit.predict(features), refit.labels_)
+    assert list(refit.centroids_.index) == list(previous.index)
+
+
+def test_align_to_with_a_new_cluster_gives_it_a_fresh_id(
+    fitted: BehaviourClusterer, planted: tuple[pd.DataFrame, np.ndarray]
+) -> None:
+    features, _ = planted
+    previous = fitted.centroids_.iloc[:-1]  # last run had one cluster fewer
+    refit = BehaviourClusterer(random_state=0, k=fitted.k_).fit(features)
+    refit.align_to(previous.reset_index())  # as read back from a table: cluster_id is a column
+    assert set(refit.labels_) == set(previous.index) | {previous.index.max() + 1}
+
+
+def test_minibatch_path_for_large_inputs(planted: tuple[pd.DataFrame, np.ndarray]) -> None:
+    features, truth = planted
+    model = BehaviourClusterer(random_state=0, k=3, minibatch_threshold=100, silhouette_sample=200).fit(features)
+    assert type(model.pipeline_.named_steps["kmeans"]).__name__ == "MiniBatchKMeans"
+    assert adjusted_rand_score(truth, model.labels_) > 0.6
+
+
+def test_profiles_and_names(fitted: BehaviourClusterer, planted: tuple[pd.DataFrame, np.ndarray]) -> None:
+    features, _ = planted
+    profiles = cluster_profiles(features, fitted.labels_)
+    assert list(profiles["cluster_id"]) == list(range(fitted.k_))
+    assert profiles["customers"].sum() == len(features)
+    assert set(FEATURE_COLUMNS) <= set(profiles.columns)
+    names = profiles["cluster_name"]
+    assert names.is_unique
+    assert all(isinstance(n, str) and n for n in names)
+    # The planted types come out under telling names.
+    joined = " | ".join(names)
+    assert "discount-driven online one-timers" in joined
+    assert "store" in joined
+    assert "high spenders" in joined
+    assert name_clusters(profiles.drop(columns="cluster_name")) == dict(zip(profiles["cluster_id"], names, strict=True))
+
+
+def _profile(**overrides: float) -> dict[str, float]:
+    base = {
+        "customers": 100,
+        "recency_days": 60,
+        "frequency": 5,
+        "monetary": 300,
+        "avg_order_value": 60,
+        "online_share": 0.4,
+        "store_share": 0.4,
+        "app_share": 0.2,
+        "discount_share": 0.05,
+        "category_breadth": 2,
+    }
+    return {**base, **overrides}
+
+
+def test_name_clusters_reads_like_marketing() -> None:
+    profiles = pd.DataFrame(
+        [
+            _profile(customers=100, recency_days=15, frequency=25, monetary=3000, category_breadth=6),
+            _profile(
+                customers=300,
+                recency_days=200,
+                frequency=1.05,
+                monetary=25,
+                online_share=0.95,
+                store_share=0.0,
+                app_share=0.05,
+                discount_share=0.35,
+            ),
+            _profile(customers=200, recency_days=30, frequency=9, monetary=500, online_share=0.03, store_share=0.95),
+            _profile(customers=150, recency_days=400, frequency=2.5, monetary=60, online_share=0.5, app_share=0.1),
+        ],
+        index=pd.Index([0, 1, 2, 3], name="cluster_id"),
+    )
+    assert name_clusters(profiles) == {
+        0: "frequent omnichannel high spenders",
+        1: "discount-driven online one-timers",
+        2: "store loyalists",
+        3: "lapsed omnichannel low spenders",
+    }
+
+
+def test_name_clusters_disambiguates_namesakes() -> None:
+    loyal = {"recency_days": 50, "frequency": 6, "online_share": 0.03, "store_share": 0.95, "app_share": 0.02}
+    profiles = pd.DataFrame(
+        [
+            _profile(customers=300),
+            _profile(**loyal, monetary=280),
+            _profile(**loyal, monetary=330),
+            _profile(**loyal, monetary=330),  # identical twin of cluster 2
+        ],
+        index=pd.Index([0, 1, 2, 3], name="cluster_id"),
+    )
+    names = name_clusters(profiles)
+    assert len(set(names.values())) == 4
+    assert names[1] == "store loyalists (lower spend)"
+    assert names[2].startswith("store loyalists") and names[3].startswith("store loyalists")
+    assert name_clusters(profiles) == names  # deterministic
+
+
+def test_degenerate_inputs() -> None:
+    few = pd.DataFrame({c: [1.0, 1.0] for c in FEATURE_COLUMNS})
+    model = BehaviourClusterer().fit(few)  # identical rows: one cluster, no silhouette
+    assert model.k_ == 1
+    assert np.isnan(model.silhouette_)
+    assert list(model.labels_) == [0, 0]
+    with pytest.raises(ValueError, match="missing feature columns"):
+        BehaviourClusterer().fit(few.drop(columns="monetary"))
+    with pytest.raises(ValueError, match="NaN"):
+        BehaviourClusterer().fit(few.assign(monetary=np.nan))

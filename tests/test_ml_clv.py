@@ -1,0 +1,156 @@
+"""BG/NBD + Gamma-Gamma lifetime value: published CDNOW estimates, predictions, fallbacks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml.clv import CLVModel, monthly_rate
+from ml.features import clv_summary
+
+CDNOW = Path(__file__).parent / "fixtures" / "cdnow" / "CDNOW_sample.txt"
+CALIBRATION_END = dt.date(1997, 9, 30)
+
+PUBLISHED = {
+    # Fader, Hardie & Lee (2005), BG/NBD on the CDNOW sample, weeks
+    "r": 0.243,
+    "alpha": 4.414,
+    "a": 0.793,
+    "b": 2.426,
+    # Fader & Hardie (2013), Gamma-Gamma on the 946 repeat buyers
+    "p": 6.25,
+    "q": 3.74,
+    "v": 15.44,
+}
+
+
+def _same_to_two_significant_digits(got: float, expected: float) -> bool:
+    """|got − expected| within half a unit of the 2nd significant digit of ``expected``."""
+    unit = 10 ** (math.floor(math.log10(abs(expected))) - 1)
+    return abs(got - expected) <= 0.5 * unit
+
+
+@pytest.fixture(scope="module")
+def cdnow_transactions() -> pd.DataFrame:
+    raw = pd.read_csv(
+        CDNOW, sep=r"\s+", header=None, names=["full_id", "customer_id", "date", "cds", "amount"], dtype=str
+    )
+    return pd.DataFrame(
+        {
+            "customer_id": raw["customer_id"],
+            "order_date": pd.to_datetime(raw["date"], format="%Y%m%d"),
+            "net_amount": raw["amount"].astype(float),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def cdnow_summary(cdnow_transactions: pd.DataFrame) -> pd.DataFrame:
+    return clv_summary(cdnow_transactions, CALIBRATION_END, time_unit="W")
+
+
+@pytest.fixture(scope="module")
+def cdnow_model(cdnow_summary: pd.DataFrame) -> CLVModel:
+    return CLVModel().fit(cdnow_summary)
+
+
+def test_cdnow_summary_matches_the_published_sample(cdnow_summary: pd.DataFrame) -> None:
+    assert len(cdnow_summary) == 2357
+    assert int((cdnow_summary["frequency"] > 0).sum()) == 946
+    assert (cdnow_summary["T"] >= cdnow_summary["recency"]).all()
+    # Everyone's first purchase is in Q1 1997, so T spans 27..39 weeks.
+    assert cdnow_summary["T"].between(27, 39).all()
+
+
+@pytest.mark.parametrize("name", list(PUBLISHED))
+def test_cdnow_parameters_reproduce_published_mle(cdnow_model: CLVModel, name: str) -> None:
+    got = cdnow_model.params_[name]
+    assert _same_to_two_significant_digits(got, PUBLISHED[name]), f"{name}: got {got}, published {PUBLISHED[name]}"
+
+
+def test_cdnow_fit_used_the_models_not_fallbacks(cdnow_model: CLVModel) -> None:
+    info = cdnow_model.fit_info_
+    assert info["bgnbd_method"] == "bgnbd_map_flat"
+    assert info["gg_method"] == "gamma_gamma_map_flat"
+    assert info["bgnbd_n_fit"] == 2357
+    assert info["gg_n_fit"] == 946
+
+
+def test_cdnow_conditional_expectation_matches_the_paper(cdnow_model: CLVModel) -> None:
+    # Fader, Hardie & Lee (2005): a customer with x = 2, t_x = 30.43, T = 38.86 weeks is expected
+    # to make 1.226 purchases in the next 39 weeks.
+    one = pd.DataFrame(
+        {"customer_id": ["x"], "frequency": [2.0], "recency": [30.43], "T": [38.86], "monetary_value": [20.0]}
+    )
+    got = cdnow_model.predict(one, horizon_days_purchases=39 * 7)["expected_purchases_90d"].iloc[0]
+    assert got == pytest.approx(1.226, abs=0.005)
+
+
+def test_cdnow_predictions_are_sane(cdnow_model: CLVModel, cdnow_summary: pd.DataFrame) -> None:
+    pred = cdnow_model.predict(cdnow_summary)
+    assert list(pred["customer_id"]) == list(cdnow_summary["customer_id"])
+    assert pred["p_alive"].between(0, 1).all()
+    assert (pred["expected_purchases_90d"] >= 0).all()
+    assert (pred["predicted_clv_12m"] >= 0).all()
+    # One-timers are, by the BG/NBD assumptions, alive (dropout happens only after a purchase).
+    one_timers = cdnow_summary["frequency"].to_numpy() == 0
+    assert np.allclose(pred.loc[one_timers, "p_alive"], 1.0)
+    # A frequent buyer silent for a long time is less likely alive than one who just bought.
+    pair = pd.DataFrame(
+        {
+            "customer_id": ["recent", "silent"],
+            "frequency": [6.0, 6.0],
+            "recency": [38.0, 10.0],
+            "T": [39.0, 39.0],
+            "monetary_value": [40.0, 40.0],
+        }
+    )
+    p = cdnow_model.predict(pair).set_index("customer_id")
+    assert p.at["recent", "p_alive"] > 0.8
+    assert p.at["silent", "p_alive"] < 0.1
+    assert p.at["recent", "predicted_clv_12m"] > p.at["silent", "predicted_clv_12m"]
+
+
+def test_discounting_lowers_clv(cdnow_model: CLVModel, cdnow_summary: pd.DataFrame) -> None:
+    sample = cdnow_summary.head(200)
+    undiscounted = cdnow_model.predict(sample, discount_rate_annual=0.0)["predicted_clv_12m"]
+    discounted = cdnow_model.predict(sample, discount_rate_annual=0.10)["predicted_clv_12m"]
+    assert (discounted <= undiscounted + 1e-9).all()
+    assert discounted.sum() < undiscounted.sum()
+    assert monthly_rate(0.10) == pytest.approx(1.1 ** (1 / 12) - 1)
+
+
+def test_gamma_gamma_falls_back_to_mean_spend(cdnow_summary: pd.DataFrame) -> None:
+    # Too few repeat buyers for Gamma-Gamma: every customer is valued at the mean repeat spend.
+    model = CLVModel(min_repeat_buyers=10**6, max_fit_customers=500).fit(cdnow_summary)
+    assert model.fit_info_["gg_method"] == "mean_spend"
+    assert math.isnan(model.params_["p"])
+    repeat = cdnow_summary[cdnow_summary["frequency"] > 0]
+    expected_mean = (repeat["monetary_value"] * repeat["frequency"]).sum() / repeat["frequency"].sum()
+    assert model.mean_spend_ == pytest.approx(expected_mean)
+    assert model.fit_info_["bgnbd_n_fit"] == 500  # sampled fit, recorded
+
+
+def test_bgnbd_falls_back_without_repeat_buyers() -> None:
+    # Only one-timers: dropout is not identifiable. Historical rate (0) and p_alive = 1, no crash.
+    summary = pd.DataFrame(
+        {
+            "customer_id": [f"c{i}" for i in range(50)],
+            "frequency": 0.0,
+            "recency": 0.0,
+            "T": np.linspace(1, 20, 50),
+            "monetary_value": 0.0,
+        }
+    )
+    model = CLVModel().fit(summary)
+    assert model.fit_info_["bgnbd_method"] == "historical_rate"
+    assert model.fit_info_["gg_method"] == "mean_spend"
+    pred = model.predict(summary)
+    assert (pred["p_alive"] == 1.0).all()
+    assert (pred["expected_purchases_90d"] == 0.0).all()
+    assert (pred["predicted_clv_12m"] == 0.0).all()
