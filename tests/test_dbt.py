@@ -1,0 +1,84 @@
+"""dbt on its own: unit tests of the scoring rules, the segment-map checks, and the project's
+documentation and style rules read from the manifest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from custseg.config import DBT_PROJECT_DIR, load_settings
+from custseg.dbt import run_dbt
+from custseg.pipeline import prepare_warehouse
+
+
+@pytest.fixture(scope="module")
+def dbt_settings(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("dbt")
+    settings = load_settings({"CUSTSEG_DATA_DIR": str(tmp), "CUSTSEG_DUCKDB_PATH": str(tmp / "wh.duckdb")})
+    prepare_warehouse(settings)
+    run_dbt(settings, ["seed"])
+    # unit tests need their input relations to exist; --empty builds them without data
+    run_dbt(settings, ["run", "--empty", "--exclude", "tag:scored"])
+    return settings
+
+
+def test_rfm_and_lifecycle_unit_tests_pass(dbt_settings) -> None:
+    # dbt unit tests (models/intermediate/*__unit_tests.yml): RFM quintiles, ties, the segment
+    # map lookup, and every lifecycle stage with its precedence
+    run_dbt(dbt_settings, ["test", "--select", "test_type:unit"])
+
+
+def test_each_of_the_125_rfm_codes_maps_to_exactly_one_segment(dbt_settings) -> None:
+    run_dbt(dbt_settings, ["test", "--select", "assert_rfm_segment_map_covers_all_codes",
+                           "assert_rfm_segment_map_uses_all_segments", "rfm_segment_map"])
+
+
+def test_segment_map_check_catches_a_gap(dbt_settings) -> None:
+    from custseg.dbt import DbtError
+    from custseg.warehouse import connect
+
+    with connect(dbt_settings) as wh:
+        wh.execute("delete from analytics_build.rfm_segment_map where r_score = 3 and f_score = 3 and m_score = 3")
+    try:
+        with pytest.raises(DbtError):
+            run_dbt(dbt_settings, ["test", "--select", "assert_rfm_segment_map_covers_all_codes"])
+    finally:
+        run_dbt(dbt_settings, ["seed", "--select", "rfm_segment_map"])
+
+
+def test_every_model_and_column_is_documented_and_keyed(dbt_settings) -> None:
+    run_dbt(dbt_settings, ["parse"])
+    manifest = json.loads((DBT_PROJECT_DIR / "target" / "manifest.json").read_text())
+    models = {k: v for k, v in manifest["nodes"].items() if v["resource_type"] == "model"}
+    tests = [v for v in manifest["nodes"].values() if v["resource_type"] == "test"]
+    problems = []
+    for uid, node in models.items():
+        name, path = node["name"], Path(node["original_file_path"])
+        if not node["description"].strip():
+            problems.append(f"{name}: no description")
+        for col, spec in node["columns"].items():
+            if not spec.get("description", "").strip():
+                problems.append(f"{name}.{col}: no description")
+        keyed = any(
+            uid in t["depends_on"]["nodes"]
+            and t.get("test_metadata", {}).get("name") in ("unique", "unique_combination_of_columns")
+            for t in tests
+        )
+        if not keyed:
+            problems.append(f"{name}: no primary-key test")
+        reads_source = bool(node["sources"])
+        if reads_source and path.parts[1] != "staging":
+            problems.append(f"{name}: only staging models may read sources")
+        published = "published" in path.parts
+        prefix = {"staging": "stg_", "intermediate": "int_"}.get(path.parts[1])
+        if prefix and not name.startswith(prefix):
+            problems.append(f"{name}: models in {path.parts[1]} must start with {prefix}")
+        if path.parts[1] == "marts" and not published and not name.startswith(("fct_", "dim_")):
+            problems.append(f"{name}: internal marts must be fct_ or dim_")
+        if published and not node["config"]["contract"]["enforced"]:
+            problems.append(f"{name}: published model without an enforced contract")
+        if path.parts[1] == "staging" and name.count("__") != 1:
+            problems.append(f"{name}: staging models are named stg_<source>__<entity>")
+    assert problems == []
