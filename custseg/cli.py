@@ -26,6 +26,8 @@ def airflow_env_defaults() -> None:
     os.environ.setdefault("AIRFLOW_HOME", str(PROJECT_ROOT / "airflow_home"))
     os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(PROJECT_ROOT / "dags"))
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    # Cosmos renders the dbt project with `dbt ls` when the DAG file is parsed (cached afterwards)
+    os.environ.setdefault("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "300")
     os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("DO_NOT_TRACK", "1")

@@ -41,6 +41,8 @@ def airflow_env(home: Path) -> dict[str, str]:
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # Cosmos renders the dbt project with `dbt ls` at parse time: slow on a busy 2-core box
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
         "GX_ANALYTICS_ENABLED": "False",
         "DO_NOT_TRACK": "1",
@@ -48,7 +50,10 @@ def airflow_env(home: Path) -> dict[str, str]:
 
 
 # Airflow reads AIRFLOW_HOME when it is first imported, so the session's home is fixed up front.
-AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="custseg-airflow-"))
+# Test modules import helpers from this file as `tests.conftest`, which runs this code a second
+# time: reuse the home chosen by the first import instead of pointing Airflow somewhere new.
+AIRFLOW_HOME = Path(os.environ.get("CUSTSEG_TEST_AIRFLOW_HOME") or tempfile.mkdtemp(prefix="custseg-airflow-"))
+os.environ["CUSTSEG_TEST_AIRFLOW_HOME"] = str(AIRFLOW_HOME)
 os.environ.update(airflow_env(AIRFLOW_HOME))
 # Cosmos finds `dbt` on PATH even though it runs dbt in-process.
 os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
