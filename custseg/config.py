@@ -25,6 +25,7 @@ PUBLISHED_TABLES: tuple[str, ...] = (
     "customer_segments",
     "segment_history",
     "segment_summary",
+    "segment_migration",
     "cluster_profiles",
 )
 
