@@ -1,6 +1,6 @@
 # custseg — one entry point for people and CI. Everything the project needs is installed from here.
 SHELL := /bin/bash
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
