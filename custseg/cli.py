@@ -125,7 +125,9 @@ def print_summary() -> None:
     from custseg.warehouse import connect
 
     settings = load_settings()
-    with connect(settings, read_only=True) as wh:
+    # not read_only: dbt (run in this process by the DAG) may still hold the file open read-write,
+    # and DuckDB refuses a second connection to one file with a different configuration
+    with connect(settings) as wh:
         as_of = wh.fetchall("select max(as_of_date), count(*) from analytics.customer_segments")[0]
         print(f"\nanalytics.customer_segments as of {as_of[0]}: {as_of[1]:,} customers\n")
         for column in ("rfm_segment", "lifecycle_stage"):
@@ -152,6 +154,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings = load_settings()
     if settings.warehouse != "duckdb":
         raise SystemExit("the demo runs on the embedded DuckDB warehouse; unset CUSTSEG_WAREHOUSE")
+    # the task logs of a whole DAG run drown the summary; warnings and errors still show
+    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
     data_dir = settings.landing_dir.parent
     t0 = time.perf_counter()
     print(f"generating demo data ({args.customers:,} customers, {DEMO_DAYS} days up to {DEMO_END})...")
