@@ -21,7 +21,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -40,10 +40,10 @@ docs: install
 	$(BIN)/custseg docs
 
 bench: install
-	$(BIN)/python -m bench.run --scale $(SCALE) --warehouse $(WAREHOUSE)
+	$(BIN)/python -m bench.run --scale $(SCALE) --warehouse $(WAREHOUSE) $(BENCH_ARGS)
 
 bench-scaling: install
-	$(BIN)/python -m bench.run --scaling
+	$(BIN)/python -m bench.run --scaling $(BENCH_ARGS)
 
 clean:
 	rm -rf data/warehouse.duckdb data/landing airflow_home dbt_project/target dbt_project/logs

@@ -208,7 +208,7 @@ def prepare_byo_orders(path: Path, until: dt.date, work_dir: Path, options: dict
                 days.add(day)
                 handle = (target / f"{day.isoformat()}.csv").open("w", encoding="utf-8", newline="")
                 handle.write(BYO_HEADER + "\n")
-                writer = csv.writer(handle)
+                writer = csv.writer(handle, lineterminator="\n")
             writer.writerow([order_id, ts, ref, "", "", cur, total, "", items or "", "", "completed", device,
                              store or ""])
             written += 1
@@ -242,12 +242,17 @@ def cmd_run(args: argparse.Namespace) -> int:
               + ", ".join(f"{k}={v}" for k, v in info["columns"].items() if v))
         os.environ["CUSTSEG_LANDING_DIR"] = str(info["landing_dir"])
         os.environ["CUSTSEG_SOURCES_FILE"] = str(info["sources_file"])
-    for day in _dates(args):
-        t0 = time.perf_counter()
-        state = run_dag(day)
-        print(f"customer_segmentation as of {day}: {state} ({time.perf_counter() - t0:.0f}s)")
-        if state != "success":
-            return 1
+    from custseg.config import load_settings
+    from custseg.ops import run_lock
+
+    # a second `custseg run` on the same warehouse is refused at once instead of interleaving
+    with run_lock(load_settings()):
+        for day in _dates(args):
+            t0 = time.perf_counter()
+            state = run_dag(day)
+            print(f"customer_segmentation as of {day}: {state} ({time.perf_counter() - t0:.0f}s)")
+            if state != "success":
+                return 1
     return 0
 
 
@@ -273,6 +278,15 @@ def cmd_docs(args: argparse.Namespace) -> int:
     as_of = dt.date.fromisoformat(args.as_of)
     path = build_docs(load_settings(), as_of)
     print(f"dbt docs site: {path}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """The last runs, what is published, and the latest quality failures (custseg.ops.status_report)."""
+    from custseg.config import load_settings
+    from custseg.ops import status_report
+
+    print(status_report(load_settings(), runs=args.runs, failures=args.failures))
     return 0
 
 
@@ -368,6 +382,11 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("docs", help="build the static dbt docs site")
     d.add_argument("--as-of", default=DEMO_END.isoformat())
     d.set_defaults(func=cmd_docs)
+
+    st = sub.add_parser("status", help="last runs, what is published, and quality failures")
+    st.add_argument("--runs", type=int, default=5)
+    st.add_argument("--failures", type=int, default=20)
+    st.set_defaults(func=cmd_status)
 
     demo = sub.add_parser("demo", help="generate demo data, run the DAG on DuckDB, print a summary")
     demo.add_argument("--customers", type=int, default=DEMO_CUSTOMERS)

@@ -27,6 +27,7 @@ PUBLISHED_TABLES: tuple[str, ...] = (
     "segment_summary",
     "segment_migration",
     "cluster_profiles",
+    "customer_identity",
 )
 
 

@@ -37,6 +37,13 @@ FUTURE_TOLERANCE = dt.timedelta(hours=24)
 #: Landing files parsed per query. The first run catches up on history file by file, so chunking
 #: keeps the per-query overhead (~15 ms) off every file while memory stays bounded.
 FILES_PER_CHUNK = 64
+#: A mapped field longer than this is quarantined (no real id, email or category is this long; a
+#: field this size is a broken export or an attack). DuckDB's line limit is raised well above it so
+#: such a row is quarantined with a reason instead of failing the whole file.
+MAX_FIELD_CHARS = 10_000
+#: ... and at most this many bytes of input per query, so memory stays bounded when files grow.
+MAX_CHUNK_BYTES = 64 * 1024 * 1024
+MAX_LINE_BYTES = 64 * 1024 * 1024
 
 
 class IngestError(RuntimeError):
@@ -82,7 +89,9 @@ def _typed_expr(col: Column, mapping: ColumnMapping, text: str) -> str:
             return f"epoch_ms(try_cast({text} as bigint))"
         if mapping.parse == "local":
             tz = f"nullif(trim({_ident(mapping.parse_arg or '')}), '')"
-            return f"timezone('UTC', timezone({tz}, try_cast({text} as timestamp)))"
+            # an unknown zone name must not fail the file: the row is quarantined as unparseable
+            return (f"case when {tz} in (select name from pg_timezone_names()) "
+                    f"then timezone('UTC', timezone({tz}, try_cast({text} as timestamp))) end")
         return f"timezone('UTC', try_cast({text} as timestamptz))"
     if col.type == "date":
         if mapping.parse == "date":
@@ -96,12 +105,18 @@ def _typed_expr(col: Column, mapping: ColumnMapping, text: str) -> str:
 def _reason_exprs(col: Column, text: str, typed: str) -> list[str]:
     name = col.name
     shown = f"left({text}, 200)"
-    reasons = []
+    reasons = [
+        f"case when length({text}) > {MAX_FIELD_CHARS} "
+        f"then '{name} longer than {MAX_FIELD_CHARS} characters (' || length({text}) || ')' end",
+        # PostgreSQL text cannot hold NUL, and no legitimate export contains one
+        f"case when strpos({text}, chr(0)) > 0 then '{name} contains a NUL character' end",
+    ]
     if col.required:
         reasons.append(f"case when {text} is null then 'missing {name}' end")
     if col.type != "text":
         reasons.append(
-            f"case when {text} is not null and {typed} is null then 'unparseable {name}: ' || {shown} end"
+            f"case when {text} is not null and length({text}) <= {MAX_FIELD_CHARS} and {typed} is null "
+            f"then 'unparseable {name}: ' || {shown} end"
         )
     if col.min_value is not None:
         reasons.append(f"case when {typed} < {col.min_value} then '{name} below {col.min_value:g}: ' || {shown} end")
@@ -133,12 +148,25 @@ def _file_columns(src: SourceConfig, path: Path) -> list[str]:
         if src.format == "csv":
             with path.open(encoding="utf-8-sig", newline="") as fh:
                 header = next(csv.reader(fh, delimiter=src.delimiter), [])
+            if not header:
+                raise IngestError(f"{src.name}: {path} is empty (no header); a day without rows must still "
+                                  "have its header line")
             return [h.strip() for h in header]
         if src.format == "parquet":
             return list(pq.read_schema(path).names)
-    except (UnicodeDecodeError, csv.Error, pa.ArrowException, OSError) as exc:
+    except UnicodeDecodeError as exc:
+        raise IngestError(f"{src.name}: cannot read {path} as {src.format}: header is not valid UTF-8 ({exc})") from exc
+    except (csv.Error, pa.ArrowException, OSError) as exc:
         raise IngestError(f"{src.name}: cannot read {path} as {src.format}: {exc}") from exc
     return []
+
+
+def _delimiter_hint(src: SourceConfig, file_cols: list[str]) -> str:
+    if src.format == "csv" and len(file_cols) == 1:
+        found = [d for d in (";", "\t", "|", ",") if d != src.delimiter and d in file_cols[0]]
+        if found:
+            return f" (wrong delimiter? the header does not split on {src.delimiter!r} but contains {found[0]!r})"
+    return ""
 
 
 def _json_object(columns: list[str]) -> str:
@@ -155,22 +183,27 @@ def _file_select(src: SourceConfig, path: Path, day: dt.date, file_cols: list[st
         cols = ", ".join(f"json ->> {_lit(c)} as {_ident(c)}" for c in wanted)
         return (
             f"select {meta}, cast(json as varchar) as _raw_record, "
-            f"nullif(cast(json_merge_patch(json, {_lit(drop_mapped)}) as varchar), '{{}}') as _extras, {cols} "
-            f"from read_ndjson_objects({p})",
+            f"nullif(cast(json_merge_patch(json, {_lit(drop_mapped)}) as varchar), '{{}}') as _extras, "
+            f"json_type(json) = 'OBJECT' as _is_object, {cols} "
+            f"from read_ndjson_objects({p}, maximum_object_size = {MAX_LINE_BYTES})",
             (),
         )
     extras = tuple(c for c in file_cols if c not in src.mapped_source_columns)
     extras_expr = _json_object(list(extras)) if extras else "cast(null as varchar)"
     cols = ", ".join(f"cast({_ident(c)} as varchar) as {_ident(c)}" for c in wanted)
     if src.format == "csv":
+        # The header was read already, so nothing is sniffed: a ragged or truncated row is an error
+        # that names its line instead of a vague "could not detect the dialect".
+        columns = "{" + ", ".join(f"{_lit(c)}: 'VARCHAR'" for c in file_cols) + "}"
         reader = (
-            f"read_csv({p}, header = true, all_varchar = true, delim = {_lit(src.delimiter)}, "
-            "quote = '\"', escape = '\"')"
+            f"read_csv({p}, header = true, auto_detect = false, columns = {columns}, "
+            f"delim = {_lit(src.delimiter)}, quote = '\"', escape = '\"', max_line_size = {MAX_LINE_BYTES})"
         )
     else:
         reader = f"read_parquet({p})"
     raw_record = _json_object(file_cols)
-    return f"select {meta}, {raw_record} as _raw_record, {extras_expr} as _extras, {cols} from {reader}", extras
+    return (f"select {meta}, {raw_record} as _raw_record, {extras_expr} as _extras, true as _is_object, {cols} "
+            f"from {reader}", extras)
 
 
 def parse_files(
@@ -188,7 +221,8 @@ def parse_files(
         file_cols = _file_columns(src, path)
         missing = sorted(c for c in src.mapped_source_columns if c not in file_cols)
         if src.format != "jsonl" and missing:
-            raise IngestError(f"{src.name}: {path} lacks required column(s) {', '.join(missing)}")
+            raise IngestError(f"{src.name}: {path} lacks required column(s) {', '.join(missing)}"
+                              + _delimiter_hint(src, file_cols))
         sql, file_extras = _file_select(src, path, day, file_cols)
         selects.append(sql)
         extras.update(file_extras)
@@ -224,8 +258,27 @@ def _raise_for_unreadable_file(
         try:
             con.execute(f"select count(*) from ({sql})").fetchall()
         except duckdb.Error as exc:
-            first_line = str(exc).strip().splitlines()[0]
-            raise IngestError(f"{src.name}: cannot read {path} as {src.format}: {first_line}") from exc
+            raise IngestError(f"{src.name}: cannot read {path} as {src.format}: {_explain(exc)}") from exc
+
+
+def _explain(exc: duckdb.Error) -> str:
+    """DuckDB's reader error in one line, in the words of the problem (encoding, truncation, ...)."""
+    text = str(exc).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    where = next((ln for ln in lines if ln.startswith("CSV Error on Line")), "")
+    where = (where.replace("CSV Error on Line:", "line").strip() + ": ") if where else ""
+    if "Invalid unicode" in text or "not utf-8" in text.lower():
+        return f"{where}not valid UTF-8 (re-export the file as UTF-8)"
+    if "unterminated quote" in text:
+        return f"{where}unterminated quote (truncated file?)"
+    cols = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", text)
+    if cols:
+        return f"{where}expected {cols.group(1)} fields, found {cols.group(2)} (truncated file or stray delimiter?)"
+    if "state machine reached an invalid state" in text:
+        return f"{where}not parseable as RFC 4180 CSV (mixed line endings or a stray quote?)"
+    if "Malformed JSON" in text:
+        return "malformed JSON: " + lines[0].split("Malformed JSON", 1)[1].strip(" :")
+    return lines[0] if lines else type(exc).__name__
 
 
 def _check(src: SourceConfig, con: duckdb.DuckDBPyConnection) -> None:
@@ -241,7 +294,9 @@ def _check(src: SourceConfig, con: duckdb.DuckDBPyConnection) -> None:
     for col in src.channel.columns:  # canonical columns this source does not provide
         if col.name not in mapped:
             select_cols.append(f"cast(null as {SQL_TYPES[col.type]}) as {_ident(col.name)}")
-    reason = "nullif(concat_ws('; ', " + ", ".join(reasons) + "), '')"
+    # a JSONL record that is not an object has no fields to complain about: its one reason says so
+    reason = ("case when not _is_object then 'not a JSON object' else nullif(concat_ws('; ', "
+              + ", ".join(reasons) + "), '') end")
     con.execute(
         "create or replace temp table checked as select _partition_date, _source_file, _source_line, "
         + ", ".join(select_cols)
@@ -316,6 +371,20 @@ def _audit(wh: Warehouse, run_id: str, logical_date: dt.date, source: str, parti
     )
 
 
+def _chunks(pending: list[tuple[dt.date, Path]]) -> list[list[tuple[dt.date, Path]]]:
+    """Consecutive groups of at most FILES_PER_CHUNK files and (unless one file is larger) MAX_CHUNK_BYTES."""
+    chunks: list[list[tuple[dt.date, Path]]] = []
+    size = 0
+    for day, path in pending:
+        nbytes = path.stat().st_size if path.exists() else 0
+        if not chunks or len(chunks[-1]) >= FILES_PER_CHUNK or size + nbytes > MAX_CHUNK_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append((day, path))
+        size += nbytes
+    return chunks
+
+
 def ingest_source(settings: Settings, source_name: str, logical_date: dt.date, run_id: str) -> list[LoadResult]:
     """Load every pending partition of one source, all or nothing.
 
@@ -335,8 +404,7 @@ def ingest_source(settings: Settings, source_name: str, logical_date: dt.date, r
         chunk: list[tuple[dt.date, Path]] = pending[:1]
         try:
             with wh.transaction():
-                for start in range(0, len(pending), FILES_PER_CHUNK):
-                    chunk = pending[start:start + FILES_PER_CHUNK]
+                for chunk in _chunks(pending):
                     batch = parse_files(src, chunk, run_id, scratch)
                     results += load_batch(wh, src, batch, run_id, logical_date)
         except IngestError as exc:
@@ -354,3 +422,50 @@ def ingest_source(settings: Settings, source_name: str, logical_date: dt.date, r
 
 def ingest_all(settings: Settings, logical_date: dt.date, run_id: str) -> dict[str, list[LoadResult]]:
     return {name: ingest_source(settings, name, logical_date, run_id) for name in load_sources(settings.sources_file)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure load throughput: `python -m custseg.ingest --as-of D [--identity]` with the usual env.
+
+    Loads every source's pending partitions up to the date (a catch-up on an empty warehouse loads
+    the whole history), then prints rows read per second and the process's peak memory.
+    """
+    import argparse
+    import resource
+    import time
+
+    from custseg.config import load_settings
+
+    parser = argparse.ArgumentParser(prog="python -m custseg.ingest", description=main.__doc__)
+    parser.add_argument("--as-of", required=True)
+    parser.add_argument("--identity", action="store_true", help="also time identity resolution")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    settings = load_settings()
+    day = dt.date.fromisoformat(args.as_of)
+    from custseg.pipeline import prepare_warehouse
+
+    prepare_warehouse(settings)
+    total_rows, total_s = 0, 0.0
+    for name in load_sources(settings.sources_file):
+        t0 = time.perf_counter()
+        results = ingest_source(settings, name, day, "bench")
+        took = time.perf_counter() - t0
+        rows = sum(r.rows_read for r in results)
+        total_rows, total_s = total_rows + rows, total_s + took
+        print(f"{name:<16} {rows:>11,} rows {took:7.1f} s {rows / took:>11,.0f} rows/s")
+    print(f"{'all sources':<16} {total_rows:>11,} rows {total_s:7.1f} s {total_rows / total_s:>11,.0f} rows/s "
+          f"({settings.warehouse})")
+    if args.identity:
+        from custseg.identity import resolve_identities
+
+        t0 = time.perf_counter()
+        summary = resolve_identities(settings, day)
+        print(f"identity resolution: {time.perf_counter() - t0:.1f} s {summary}")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak memory (max RSS): {peak_mb:,.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -7,7 +7,6 @@ for anything it computes.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -77,62 +76,51 @@ def _data_docs(settings: Settings, name: str, reports: list, run_id: str, as_of:
     return build_data_docs(settings.docs_dir / "gx" / name, reports, run_name=run_id, run_time=run_time)
 
 
-def validate_raw(settings: Settings, logical_date: dt.date, run_id: str) -> dict[str, bool]:
-    """GX checks on the rows this run loaded, per source. A blocking failure stops the run."""
-    from expectations.runner import validate_dataframe
-    from expectations.suites import raw_suite
+def validate_raw(settings: Settings, logical_date: dt.date, run_id: str) -> dict[str, object]:
+    """GX checks on the rows this run loaded, per source. A blocking failure stops the run.
 
+    PostgreSQL: validated in the database through GX's SQL datasource; DuckDB: as DataFrames (chunked
+    above ``CUSTSEG_GX_CHUNK_ROWS``). Each source's row count is compared with its previous partition.
+    Every outcome goes to ``ops.quality_results`` and the Data Docs before any gate raises.
+    """
+    from expectations.config import QualityConfig
+    from expectations.gates import raw_batch_reports
+    from expectations.report import raise_if_any_blocking
+
+    config = QualityConfig.from_env()
     sources = load_sources(settings.sources_file)
     reports = []
     with connect(settings) as wh:
         for name, src in sources.items():
-            batch = wh.query_df(
-                f"select * from raw.{src.channel.table} where _partition_date = %s", (logical_date,)
-            )
-            report = validate_dataframe(
-                batch,
-                # same tolerance as ingestion: local evening times can fall on the next UTC day
-                raw_suite(name, logical_date, event_time_grace=FUTURE_TOLERANCE),
-                suite_name=f"raw.{name}",
-                batch_name=logical_date.isoformat(),
-            )
-            reports.append(report)
+            # same tolerance as ingestion: local evening times can fall on the next UTC day
+            reports += raw_batch_reports(wh, settings, name, src.channel.table, logical_date,
+                                         event_time_grace=FUTURE_TOLERANCE, config=config)
         _record_quality(wh, run_id, logical_date, [row for r in reports for row in r.to_rows(run_id)])
     _data_docs(settings, "raw", reports, run_id, logical_date)
-    for report in reports:
-        report.raise_if_blocking_failed()
-    return {r.suite_name: r.success for r in reports}
+    raise_if_any_blocking(reports)
+    rows = sum(r.row_count or 0 for r in reports if not r.suite_name.endswith(".row_count"))
+    return {"suites": {r.suite_name: r.success for r in reports}, "rows_in": rows, "rows_out": rows}
 
 
 def score(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:
-    """Read the feature marts, fit and score the ML models, write labels to the build schema."""
+    """Score every customer with the latest approved model and write the labels to the build schema.
+
+    The model is the registry's latest approved one trained on or before ``as_of`` (the weekly
+    ``retrain_models`` DAG approves new ones); on the first run, with no approved model yet, one is
+    fitted on this date's data and approved (custseg/models.py). Feature drift against the model's
+    training data goes to ``ml.feature_drift`` (a warning above the PSI threshold), and the model
+    that scored the date to ``ml.scoring_runs``.
+    """
+    from custseg.models import Registry, approved_or_bootstrap, read_ml_inputs, record_scoring
     from expectations.runner import validate_dataframe
     from expectations.suites import ml_labels_suite
-    from ml.scoring import score_customers
+    from ml.scoring import score_with
 
-    build = quote_ident(settings.build_schema)
     with connect(settings) as wh:
-        transactions = wh.query_df(
-            "select customer_id, purchase_date as order_date, cast(net_amount as double precision) as net_amount, "
-            "cast(discount_amount as double precision) as discount_amount, sales_channel as channel, category "
-            f"from {build}.fct_purchases where not is_refund order by customer_id, purchase_date, purchase_id"
-        )
-        customers = wh.query_df(
-            "select customer_id, email_open_rate, email_click_rate, "
-            f"cast(web_sessions_90d as double precision) as web_sessions_90d from {build}.fct_customer_features "
-            "order by customer_id"
-        )
-        # Both engines must hand ML identical frames (dtypes included): the model version hashes them.
-        transactions["order_date"] = pd.to_datetime(transactions["order_date"]).astype("datetime64[ns]")
-        for frame, numeric in ((transactions, ("net_amount", "discount_amount")),
-                               (customers, ("email_open_rate", "email_click_rate", "web_sessions_90d"))):
-            for col in frame.columns:
-                if col in numeric:
-                    frame[col] = pd.to_numeric(frame[col]).astype("float64")
-                elif col != "order_date":
-                    frame[col] = frame[col].astype("string")
-        previous = _previous_centroids(wh, as_of)
-        result = score_customers(transactions, customers, as_of, random_state=0, previous_centroids=previous)
+        transactions, customers = read_ml_inputs(wh, settings.build_schema)
+        bundle = approved_or_bootstrap(wh, Registry(wh), transactions, customers, as_of, run_id,
+                                       dag_id="customer_segmentation")
+        result = score_with(bundle, transactions, customers, as_of)
         labels = result.labels.copy()
         labels["model_version"] = result.model_version
         report = validate_dataframe(labels, ml_labels_suite(), suite_name="ml.customer_labels",
@@ -145,37 +133,20 @@ def score(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:
         profiles["model_version"] = result.model_version
         _replace_table(wh, settings.build_schema, "ml_customer_labels", labels)
         _replace_table(wh, settings.build_schema, "ml_cluster_profiles", profiles)
-        with wh.transaction():
-            wh.execute("delete from ml.model_runs where as_of_date = %s and model_version = %s",
-                       (as_of, result.model_version))
-            wh.execute(
-                "insert into ml.model_runs (model_version, as_of_date, run_id, metrics, params, recorded_at) "
-                "values (%s, %s, %s, %s, %s, %s)",
-                (result.model_version, as_of, run_id, json.dumps(result.metrics, default=str),
-                 json.dumps({"centroids": result.centroids.to_dict(orient="index")}, default=float), _utc_now()),
-            )
-    return {"model_version": result.model_version, "customers": len(labels)}
+        drifted = record_scoring(wh, run_id, as_of, result)
+    return {"model_version": result.model_version, "model_trained_as_of": bundle.trained_as_of.isoformat(),
+            "customers": len(labels), "drifted_features": drifted}
 
 
 def _previous_centroids(wh: Warehouse, as_of: dt.date) -> pd.DataFrame | None:
-    """Centroids of the latest model scored before this date, so cluster ids stay stable.
+    """Centroids of the latest approved model trained before this date, so cluster ids stay stable.
 
     Only earlier dates count: rerunning a date, or backfilling dates in order, sees exactly the
-    model the original run saw.
+    model the original run saw. (Kept for callers; the registry code lives in custseg.models.)
     """
-    rows = wh.fetchall(
-        "select params from ml.model_runs where as_of_date < %s and params is not null "
-        "order by as_of_date desc, recorded_at desc limit 1",
-        (as_of,),
-    )
-    if not rows:
-        return None
-    centroids = json.loads(rows[0][0]).get("centroids") or {}
-    if not centroids:
-        return None
-    frame = pd.DataFrame.from_dict(centroids, orient="index")
-    frame.index = frame.index.astype(int)
-    return frame.sort_index()
+    from custseg.models import previous_centroids
+
+    return previous_centroids(wh, as_of)
 
 
 LABEL_COLUMNS = {
@@ -227,30 +198,44 @@ def _replace_table(wh: Warehouse, schema: str, table: str, frame: pd.DataFrame) 
         wh.write_arrow(schema, table, pa.Table.from_pandas(data, preserve_index=False))
 
 
-def audit(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, bool]:
-    """GX suite on the build schema's published tables; nothing is published unless it passes."""
-    from expectations.runner import validate_dataframe
-    from expectations.suites import published_suite
+def audit(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:
+    """GX suites on the build schema's published tables; nothing is published unless they pass.
+
+    The published-model suite runs on the build's ``customer_segments`` (PostgreSQL: SQL datasource; DuckDB:
+    DataFrame, chunked when large), and each segment's share is compared with the previous published date
+    (skipped, with a recorded note, on the first run).
+    """
+    from expectations.config import QualityConfig
+    from expectations.gates import published_reports
+    from expectations.report import raise_if_any_blocking
 
     with connect(settings) as wh:
-        segments = wh.query_df(f"select * from {quote_ident(settings.build_schema)}.customer_segments")
-        report = validate_dataframe(segments, published_suite(), suite_name="analytics.customer_segments",
-                                    batch_name=as_of.isoformat())
-        _record_quality(wh, run_id, as_of, report.to_rows(run_id))
-        _data_docs(settings, "audit", [report], run_id, as_of)
+        reports = published_reports(wh, settings, as_of, QualityConfig.from_env())
+        _record_quality(wh, run_id, as_of, [row for r in reports for row in r.to_rows(run_id)])
+        _data_docs(settings, "audit", reports, run_id, as_of)
         stale = wh.fetchall(
             f"select count(*) from {quote_ident(settings.build_schema)}.customer_segments where as_of_date <> %s",
             (as_of,),
         )[0][0]
-    report.raise_if_blocking_failed()
+    raise_if_any_blocking(reports)
     if stale:
         raise RuntimeError(f"audit: {stale} rows of the build's customer_segments are not as of {as_of}")
-    return {report.suite_name: report.success}
+    rows = reports[0].row_count
+    return {"suites": {r.suite_name: r.success for r in reports}, "rows_in": rows, "rows_out": rows}
 
 
 def publish(settings: Settings) -> dict[str, int]:
-    with connect(settings) as wh:
-        counts = wh.publish(PUBLISHED_TABLES)
+    """Replace every published table with the audited build in one transaction (see Warehouse.publish)."""
+    from custseg.ops import explain_lock_error
+
+    try:
+        with connect(settings) as wh:
+            counts = wh.publish(PUBLISHED_TABLES)
+    except Exception as exc:
+        clear = explain_lock_error(settings, exc)
+        if clear is exc:
+            raise
+        raise clear from exc
     log.info("published %s", counts)
     return counts
 

@@ -48,12 +48,64 @@ OPS_DDL = (
         raw_record text,
         reason text not null
     )""",
+    # The model registry: one row per fit (as_of_date = the training date); see custseg/models.py.
     """create table if not exists ml.model_runs (
         model_version text not null,
         as_of_date date not null,
         run_id text not null,
         metrics text,
         params text,
+        recorded_at timestamp not null,
+        dag_id text,
+        status text,
+        decision_reason text,
+        training_window_start date,
+        training_window_end date,
+        training_data_hash text,
+        library_versions text,
+        artifact_path text,
+        artifact_sha256 text
+    )""",
+    # Warehouses created before the registry: add its columns (idempotent on both engines).
+    "alter table ml.model_runs add column if not exists dag_id text",
+    "alter table ml.model_runs add column if not exists status text",
+    "alter table ml.model_runs add column if not exists decision_reason text",
+    "alter table ml.model_runs add column if not exists training_window_start date",
+    "alter table ml.model_runs add column if not exists training_window_end date",
+    "alter table ml.model_runs add column if not exists training_data_hash text",
+    "alter table ml.model_runs add column if not exists library_versions text",
+    "alter table ml.model_runs add column if not exists artifact_path text",
+    "alter table ml.model_runs add column if not exists artifact_sha256 text",
+    # A copy of every artifact, so a worker without the model directory can still load a model.
+    """create table if not exists ml.model_artifacts (
+        model_version text not null,
+        artifact_sha256 text not null,
+        content bytea not null,
+        recorded_at timestamp not null
+    )""",
+    # One row per nightly scoring run: which model scored which date.
+    """create table if not exists ml.scoring_runs (
+        run_id text not null,
+        as_of_date date not null,
+        model_version text not null,
+        model_trained_as_of date,
+        n_customers bigint,
+        n_buyers bigint,
+        drift_max_psi double precision,
+        metrics text,
+        recorded_at timestamp not null
+    )""",
+    # PSI of the main features between the scoring model's training data and the run's date.
+    """create table if not exists ml.feature_drift (
+        run_id text not null,
+        as_of_date date not null,
+        model_version text not null,
+        model_trained_as_of date,
+        feature text not null,
+        psi double precision,
+        bins integer,
+        status text not null,
+        warn_threshold double precision not null,
         recorded_at timestamp not null
     )""",
     """create table if not exists ops.quality_results (
@@ -66,6 +118,22 @@ OPS_DDL = (
         success boolean not null,
         observed_value text,
         unexpected_sample text,
+        recorded_at timestamp not null
+    )""",
+    # one row per task try of the nightly DAG, written by its callbacks (custseg.ops)
+    """create table if not exists ops.run_audit (
+        run_id text not null,
+        dag_id text not null,
+        task_id text not null,
+        logical_date date,
+        try_number integer,
+        status text not null,
+        started_at timestamp,
+        ended_at timestamp,
+        duration_seconds double precision,
+        rows_in bigint,
+        rows_out bigint,
+        error text,
         recorded_at timestamp not null
     )""",
 )
@@ -158,13 +226,23 @@ class Warehouse:
         Rows are swapped with delete + insert into the existing tables instead of dropping and
         renaming them, so grants and the views BI users built on `analytics` survive, and
         concurrent readers (PostgreSQL MVCC) see either yesterday's rows or today's, never a mix.
+        On PostgreSQL a second publisher waits for the first (transaction-scoped advisory lock plus
+        EXCLUSIVE table locks, which still let readers through); DuckDB has one writer per file.
+        The BI grants are applied inside the same transaction. A crash anywhere in here rolls back.
         """
+        from custseg import ops
+
         build, pub = self.settings.build_schema, self.settings.publish_schema
         counts: dict[str, int] = {}
         missing = [t for t in tables if not self.table_exists(build, t)]
         if missing:
             raise RuntimeError(f"cannot publish: build tables missing in {build}: {', '.join(missing)}")
         with self.transaction():
+            if self.kind == "postgres":  # a second publisher waits here until the first commits
+                self.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"custseg:publish:{pub}",))
+                existing = [f"{quote_ident(pub)}.{quote_ident(t)}" for t in tables if self.table_exists(pub, t)]
+                if existing:  # EXCLUSIVE blocks other writers, never readers (ACCESS SHARE)
+                    self.execute(f"lock table {', '.join(existing)} in exclusive mode")
             for table in tables:
                 src, dst = f"{quote_ident(build)}.{quote_ident(table)}", f"{quote_ident(pub)}.{quote_ident(table)}"
                 build_cols = self.columns(build, table)
@@ -186,7 +264,8 @@ class Warehouse:
                 self.execute(f"delete from {dst}")
                 self.execute(f"insert into {dst} ({col_list}) select {col_list} from {src}")
                 counts[table] = int(self.fetchall(f"select count(*) from {dst}")[0][0])
-        self._grant_bi_role()
+                ops.publish_fault_point(table, len(counts))  # fault injection for tests; no-op otherwise
+            self._grant_bi_role()
         return counts
 
     def _column_type(self, schema: str, table: str, column: str) -> str:
@@ -314,7 +393,9 @@ class PostgresWarehouse(Warehouse):
         pub = quote_ident(self.settings.publish_schema)
         self.execute(
             "do $$ begin if not exists (select 1 from pg_roles where rolname = %s) "
-            "then create role custseg_bi nologin; end if; end $$".replace("%s", f"'{BI_ROLE}'")
+            "then create role custseg_bi nologin; end if; "
+            # the role is cluster-wide: another database's pipeline may create it at the same moment
+            "exception when duplicate_object or unique_violation then null; end $$".replace("%s", f"'{BI_ROLE}'")
         )
         self.execute(f"grant usage on schema {pub} to {BI_ROLE}")
         self.execute(f"grant select on all tables in schema {pub} to {BI_ROLE}")

@@ -7,6 +7,8 @@ Nightly cross-channel customer segmentation, computed **as of the run's logical 
 2. **ingest**: one task per source in `config/sources.yml`; loads the landing partition(s) for the
    logical date into `raw`, quarantines bad rows, audits counts in `ops.load_audit`.
 3. **validate_raw**: Great Expectations suites on the loaded batch; a blocking failure stops the run.
+   **resolve_identities** then links CRM ids, emails, phones and loyalty cards across channels into
+   stable customer ids (custseg/identity.py) and writes `raw.identity_map` for dbt.
 4. **transform**: dbt (Cosmos) builds staging -> intermediate -> feature marts in the build schema.
 5. **score**: ML clusters, churn risk and lifetime value, written to the build schema.
 6. **assemble**: dbt builds the published marts (`customer_segments`, `segment_history`, ...) in the
@@ -16,7 +18,9 @@ Nightly cross-channel customer segmentation, computed **as of the run's logical 
 9. **docs**: regenerates the static dbt docs site.
 
 A failure anywhere before publish leaves yesterday's `analytics` tables untouched; rerunning the
-same date finishes the job. See README.md for configuration.
+same date finishes the job. Every task try is recorded in `ops.run_audit` and a failure is logged
+(and optionally notified) by the callbacks in `custseg/ops.py`; `custseg status` summarises them.
+See README.md for configuration.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, TaskGroup, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import InvocationMode, LoadMode, TestBehavior
 
-from custseg import pipeline
+from custseg import identity, ops, pipeline
 from custseg.config import DBT_PROJECT_DIR, PUBLISHED_TABLES, load_settings
 
 settings = load_settings()
@@ -81,6 +85,13 @@ with DAG(
         "retries": 2,
         "retry_delay": dt.timedelta(minutes=2),
         "retry_exponential_backoff": True,
+        "max_retry_delay": dt.timedelta(minutes=20),
+        # operational record (ops.run_audit), failure summary and optional notifier: custseg/ops.py
+        "on_success_callback": ops.record_success,
+        "on_failure_callback": ops.record_failure,
+        "on_retry_callback": ops.record_retry,
+        # fault injection for tests and drills (CUSTSEG_FAIL_TASK=<task_id>); a no-op unless set
+        "pre_execute": ops.fault_injection_hook,
     },
     tags=["custseg", "segmentation", "nightly"],
 ) as dag:
@@ -92,6 +103,10 @@ with DAG(
     @task(retries=0)  # bad data does not fix itself on retry
     def validate_raw(ds: str | None = None, run_id: str | None = None) -> dict[str, bool]:
         return pipeline.validate_raw(settings, dt.date.fromisoformat(ds), run_id)
+
+    @task
+    def resolve_identities(ds: str | None = None) -> dict[str, int]:
+        return identity.resolve_identities(settings, dt.date.fromisoformat(ds))
 
     @task
     def score(ds: str | None = None, run_id: str | None = None) -> dict[str, object]:
@@ -121,4 +136,5 @@ with DAG(
     transform = _dbt_group("transform", select=["path:models", "path:seeds"], exclude=["tag:scored"])
     assemble = _dbt_group("assemble", select=["tag:scored"], exclude=[])
 
-    prepare() >> ingest >> validate_raw() >> transform >> score() >> assemble >> audit() >> publish() >> docs()
+    prepare() >> ingest >> validate_raw() >> resolve_identities() >> transform
+    transform >> score() >> assemble >> audit() >> publish() >> docs()

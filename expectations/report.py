@@ -220,3 +220,24 @@ def _failure_line(outcome: ExpectationOutcome) -> str:
         sample = outcome.unexpected_sample[:MESSAGE_SAMPLE_SIZE]
         line += f"; offending values (sample): {', '.join(repr(v) for v in sample)}"
     return line
+
+
+def skipped_report(suite_name: str, batch_name: str, expectation: str, note: str,
+                   severity: Severity = WARNING) -> ValidationReport:
+    """A check that could not run (e.g. no previous batch to compare with): recorded as a passing outcome
+    whose observed value says ``skipped: <note>``, so ``ops.quality_results`` shows it was considered."""
+    outcome = ExpectationOutcome(expectation, None, severity, True, f"skipped: {note}", [])
+    return ValidationReport(suite_name, batch_name, True, [outcome], sample_note=f"skipped: {note}")
+
+
+def raise_if_any_blocking(reports: Sequence[ValidationReport]) -> None:
+    """Log every report's warnings; raise one ``QualityGateError`` naming every failed blocking suite,
+    expectation and the offending values (the first failed report is attached)."""
+    failed: list[QualityGateError] = []
+    for report in reports:
+        try:
+            report.raise_if_blocking_failed()
+        except QualityGateError as exc:
+            failed.append(exc)
+    if failed:
+        raise QualityGateError("\n\n".join(str(exc) for exc in failed), failed[0].report)

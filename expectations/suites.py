@@ -240,7 +240,8 @@ def raw_suite(
     checks = [
         *(exists(column) for column in columns),
         not_null(key),
-        unique(key, WARNING if source == "shop_orders" else BLOCKING),
+        # re-exports within one file are legitimate for orders and the CRM: staging keeps the latest
+        unique(key, WARNING if source in ("shop_orders", "crm_customers") else BLOCKING),
         not_null(event_time),
         between(event_time, max_value=end_of_day, strict_max=True),
         *_raw_specific_checks(source, logical_date),
@@ -282,3 +283,53 @@ def ml_labels_suite() -> Suite:
         between("predicted_clv_12m", 0),
     ]
     return Suite(name="ml.labels", checks=tuple(checks))
+
+
+# -- checks against the previous batch --------------------------------------------------------------
+
+
+def row_count_bounds(previous_rows: int, band: float) -> tuple[int, int]:
+    """Allowed row counts for a batch whose previous batch had ``previous_rows``: ``±band`` (relative)."""
+    import math
+
+    return max(0, math.floor(previous_rows * (1 - band))), math.ceil(previous_rows * (1 + band))
+
+
+def row_count_suite(source: str, previous_rows: int, band: float, severity: Severity = WARNING) -> Suite:
+    """The batch's row count is within ``±band`` of the previous batch's (``raw.<source>.row_count``)."""
+    low, high = row_count_bounds(previous_rows, band)
+    check = Check("expect_table_row_count_to_be_between", None, {"min_value": low, "max_value": high}, severity)
+    return Suite(name=f"raw.{source}.row_count", checks=(check,))
+
+
+SEGMENT_SHARE_DIMENSIONS: Final = ("rfm_segment", "lifecycle_stage")
+NO_SEGMENT: Final = "(none)"
+
+
+def share_column(dimension: str, value: str | None) -> str:
+    """The column of the one-row shares frame that holds the share of ``dimension = value``."""
+    return f"{dimension}={NO_SEGMENT if value is None else value}"
+
+
+def share_bounds(previous_share: float, band: float, tolerance: float) -> tuple[float, float]:
+    """Allowed share today: the previous share ± max(``tolerance`` (absolute), ``band`` × previous share)."""
+    allowed = max(tolerance, band * previous_share)
+    return round(max(0.0, previous_share - allowed), 6), round(min(1.0, previous_share + allowed), 6)
+
+
+def segment_share_suite(
+    previous_shares: Mapping[str, float], band: float, tolerance: float, severity: Severity = BLOCKING
+) -> Suite:
+    """Each segment's share of customers stays within a band of the previous published date's share.
+
+    Validated on a one-row frame whose columns are ``share_column(dimension, value)`` (the shares are a tiny
+    aggregate computed in the warehouse). A segment that collapses, or one that appears from nothing,
+    fails the check (the observed value is today's share); columns are sorted so the suite is deterministic.
+    """
+    checks = []
+    for column in sorted(previous_shares):
+        low, high = share_bounds(float(previous_shares[column]), band, tolerance)
+        # the frame has one row, so the column's mean is the share itself: GX reports it as the observed value
+        checks.append(Check("expect_column_mean_to_be_between", column, {"min_value": low, "max_value": high},
+                            severity))
+    return Suite(name="analytics.segment_shares", checks=tuple(checks))

@@ -10,7 +10,10 @@ Modules:
     clustering  log + scale + k-means segmentation with stable ids and readable names
     churn       calibrated "no purchase in the next H days" classifier with baselines
     clv         BG/NBD + Gamma-Gamma lifetime value via pymc-marketing (imported lazily: slow)
-    scoring     the one call the nightly pipeline makes: ``score_customers``
+    bundle      ``fit_models``: every model fitted as of one date, versioned and picklable
+    scoring     ``score_with`` (a fitted bundle) and ``score_customers`` (fit + score)
+    drift       population stability index of the main features, training vs today
+    approval    the retraining gate: approve a candidate unless worse beyond a tolerance
     synthetic   a seeded synthetic customer base for tests and benchmarks
 
 ``ml.clv`` imports PyMC, which takes ~10 s, so this package does not import submodules eagerly.

@@ -23,6 +23,12 @@ Fallbacks (recorded in ``fit_info_``):
 Scale: the population parameters are fitted on a fixed-seed random sample of at most
 ``max_fit_customers`` customers (4 or 3 parameters need far fewer than 100k customers);
 predictions are closed-form and computed for every customer, in chunks if the caller wishes.
+
+Prediction: the fitted parameters are all a prediction needs. ``predict`` evaluates the
+published closed forms (the same formulas as pymc-marketing's ``expected_purchases``,
+``expected_probability_alive`` and ``expected_customer_spend``; a test checks the two agree)
+with numpy/scipy, so a model loaded from the registry scores a million customers without
+importing PyMC, and the pickled model carries only numbers (the PyMC objects are dropped).
 """
 
 from __future__ import annotations
@@ -33,11 +39,66 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit, hyp2f1
 
 TIME_UNIT = "W"
 DAYS_PER_UNIT = 7.0
 _SUMMARY_COLUMNS = ("customer_id", "frequency", "recency", "T", "monetary_value")
 _PARAM_NAMES = ("r", "alpha", "a", "b", "p", "q", "v")
+BGNBD_PARAMS = ("r", "alpha", "a", "b")
+GAMMA_GAMMA_PARAMS = ("p", "q", "v")
+
+
+def bgnbd_p_alive(params: dict[str, float], x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """P(alive | x, t_x, T) under BG/NBD (Fader, Hardie & Lee 2008, note 021); 1 for one-time buyers.
+
+    BG/NBD lets a customer drop out only right after a repeat purchase, so a customer with
+    ``x = 0`` is alive by assumption, however long ago the first purchase was.
+    """
+    r, alpha, a, b = (params[k] for k in BGNBD_PARAMS)
+    x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+    log_div = (r + x) * np.log((alpha + T) / (alpha + t_x)) + np.log(a / (b + np.maximum(x, 1.0) - 1.0))
+    return np.where(x == 0, 1.0, expit(-log_div))
+
+
+def bgnbd_expected_purchases(
+    params: dict[str, float], x: np.ndarray, t_x: np.ndarray, T: np.ndarray, t: float
+) -> np.ndarray:
+    """E[purchases in (T, T + t] | x, t_x, T] under BG/NBD (Fader, Hardie & Lee 2005, eq. 10)."""
+    r, alpha, a, b = (params[k] for k in BGNBD_PARAMS)
+    x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+    numerator = 1.0 - ((alpha + T) / (alpha + T + t)) ** (r + x) * hyp2f1(
+        r + x, b + x, a + b + x - 1.0, t / (alpha + T + t)
+    )
+    numerator *= (a + b + x - 1.0) / (a - 1.0)
+    denominator = 1.0 + (x > 0) * (a / (b + x - 1.0)) * ((alpha + T) / (alpha + t_x)) ** (r + x)
+    return numerator / denominator
+
+
+def bgnbd_p_no_purchase(
+    params: dict[str, float], x: np.ndarray, t_x: np.ndarray, T: np.ndarray, t: float
+) -> np.ndarray:
+    """P(no purchase in (T, T + t] | x, t_x, T) under BG/NBD.
+
+    Dead customers never buy; an alive one drops out only right after a purchase, so "no
+    purchase" means no NBD event: ``(1 − P(alive)) + P(alive) · ((α + T) / (α + T + t))^(r + x)``.
+    """
+    r, alpha = params["r"], params["alpha"]
+    x, T = np.asarray(x, dtype=float), np.asarray(T, dtype=float)
+    alive = bgnbd_p_alive(params, x, t_x, T)
+    return (1.0 - alive) + alive * ((alpha + T) / (alpha + T + t)) ** (r + x)
+
+
+def gamma_gamma_expected_spend(params: dict[str, float], x: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """E[spend per transaction | x repeat transactions of mean m] (Fader & Hardie 2013, eq. 5).
+
+    A weighted mean of the population mean ``v p / (q - 1)`` and the customer's own mean, the
+    customer's weight growing with ``x``; one-time buyers (``x = 0``) get the population mean.
+    """
+    p, q, v = (params[k] for k in GAMMA_GAMMA_PARAMS)
+    x, m = np.asarray(x, dtype=float), np.asarray(m, dtype=float)
+    weight = p * x / (p * x + q - 1.0)
+    return (1.0 - weight) * (v * p / (q - 1.0)) + weight * m
 
 
 def monthly_rate(annual_rate: float) -> float:
@@ -81,11 +142,28 @@ class CLVModel:
         min_customers: int = 20,
         min_repeat_buyers: int = 20,
         random_state: int = 0,
+        fit_spend: bool = True,
     ) -> None:
         self.max_fit_customers = max_fit_customers
         self.min_customers = min_customers
         self.min_repeat_buyers = min_repeat_buyers
         self.random_state = random_state
+        self.fit_spend = fit_spend
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the parameters only: predictions are closed-form, and the PyMC models are large."""
+        state = dict(self.__dict__)
+        state["bgnbd_"] = None
+        state["gamma_gamma_"] = None
+        return state
+
+    @property
+    def has_bgnbd(self) -> bool:
+        return getattr(self, "fit_info_", {}).get("bgnbd_method") == "bgnbd_map_flat"
+
+    @property
+    def has_gamma_gamma(self) -> bool:
+        return getattr(self, "fit_info_", {}).get("gg_method") == "gamma_gamma_map_flat"
 
     # -- fitting ---------------------------------------------------------------------------
     def _sample(self, data: pd.DataFrame) -> pd.DataFrame:
@@ -167,21 +245,38 @@ class CLVModel:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self._fit_bgnbd(data)
-            self._fit_gamma_gamma(data)
+            if self.fit_spend:
+                self._fit_gamma_gamma(data)
+            else:
+                self.gamma_gamma_ = None
+                self.fit_info_["gg_method"] = "mean_spend"
+                self.fit_info_["gg_reason"] = "not fitted (fit_spend=False)"
         self.fit_info_["mean_spend_fallback"] = self.mean_spend_
         return self
 
     # -- prediction ------------------------------------------------------------------------
     def _expected_spend(self, data: pd.DataFrame) -> np.ndarray:
-        if self.gamma_gamma_ is None:
+        if not self.has_gamma_gamma:
             return np.full(len(data), self.mean_spend_)
-        spend = self.gamma_gamma_.expected_customer_spend(data=data[["customer_id", "frequency", "monetary_value"]])
-        return np.asarray(spend.mean(("chain", "draw")).values, dtype=float)
+        return gamma_gamma_expected_spend(self.params_, data["frequency"].to_numpy(), data["monetary_value"].to_numpy())
 
-    def _bgnbd_expected(self, data: pd.DataFrame, future_t: float) -> np.ndarray:
-        assert self.bgnbd_ is not None
-        out = self.bgnbd_.expected_purchases(data=data[["customer_id", "frequency", "recency", "T"]], future_t=future_t)
-        return np.asarray(out.mean(("chain", "draw")).values, dtype=float)
+    def expected_purchases(self, summary: pd.DataFrame, future_days: float) -> np.ndarray:
+        """Expected purchase days in the next ``future_days`` days, per row of ``summary``."""
+        data = _check_summary(summary)
+        future = future_days / DAYS_PER_UNIT
+        if self.has_bgnbd:
+            x, t_x, T = (data[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T"))
+            return np.clip(bgnbd_expected_purchases(self.params_, x, t_x, T, future), 0.0, None)
+        return data["frequency"].to_numpy(dtype=float) / np.maximum(data["T"].to_numpy(dtype=float), 1.0) * future
+
+    def probability_no_purchase(self, summary: pd.DataFrame, future_days: float) -> np.ndarray:
+        """P(no purchase in the next ``future_days`` days) per row (Poisson at the historical rate on fallback)."""
+        data = _check_summary(summary)
+        future = future_days / DAYS_PER_UNIT
+        x, t_x, T = (data[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T"))
+        if self.has_bgnbd:
+            return np.clip(bgnbd_p_no_purchase(self.params_, x, t_x, T, future), 0.0, 1.0)
+        return np.exp(-x / np.maximum(T, 1.0) * future)
 
     def predict(
         self,
@@ -210,19 +305,14 @@ class CLVModel:
         weeks_per_month = 4.345
         future_weeks = horizon_days_purchases / DAYS_PER_UNIT
         month_ends = np.arange(1, clv_months + 1) * weeks_per_month
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if self.bgnbd_ is not None:
-                p_alive = np.asarray(
-                    self.bgnbd_.expected_probability_alive(data=data[["customer_id", "frequency", "recency", "T"]])
-                    .mean(("chain", "draw"))
-                    .values,
-                    dtype=float,
-                )
-                expected = self._bgnbd_expected(data, future_weeks)
-                cumulative = np.stack([self._bgnbd_expected(data, t) for t in month_ends])
+        x, t_x, T = (data[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T"))
+        with np.errstate(all="ignore"):
+            if self.has_bgnbd:
+                p_alive = bgnbd_p_alive(self.params_, x, t_x, T)
+                expected = bgnbd_expected_purchases(self.params_, x, t_x, T, future_weeks)
+                cumulative = np.stack([bgnbd_expected_purchases(self.params_, x, t_x, T, t) for t in month_ends])
             else:
-                rate = data["frequency"].to_numpy() / np.maximum(data["T"].to_numpy(), 1.0)
+                rate = x / np.maximum(T, 1.0)
                 p_alive = np.ones(len(data))
                 expected = rate * future_weeks
                 cumulative = np.outer(month_ends, rate)

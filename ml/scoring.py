@@ -1,32 +1,37 @@
-"""The nightly scoring entry point: features → clusters, churn, CLV → one label row per customer.
+"""The nightly scoring entry points: features → clusters, churn, CLV → one label row per customer.
 
-``score_customers`` is pure and deterministic: same transactions, customers, ``as_of`` and
-parameters give identical labels, metrics and ``model_version`` (seeds are fixed, inputs are
-sorted before use, and nothing reads the clock). Wall-clock timings are returned separately in
+``score_with(bundle, ...)`` applies an already fitted :class:`ml.bundle.ModelBundle` (the
+registry's approved one) to the data as of a date; ``score_customers`` fits a bundle on the
+same data first (``fit_models`` + ``score_with``). Both are pure and deterministic: same
+inputs give identical labels, metrics and ``model_version`` (seeds are fixed, inputs are sorted
+before use, and nothing reads the clock). Wall-clock timings are returned separately in
 ``ScoringResult.timings`` so they never leak into compared outputs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import hashlib
-import json
-import math
 import time
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ml.churn import DEFAULT_HORIZON_DAYS, ChurnModel, risk_band
-from ml.clustering import DEFAULT_K_RANGE, PROSPECT_CLUSTER_NAME, BehaviourClusterer, cluster_profiles
+from ml.bundle import (
+    DEFAULT_DISCOUNT_RATE_ANNUAL,
+    ML_SCHEMA_VERSION,
+    ModelBundle,
+    churn_inputs,
+    fit_models,
+    json_safe,
+)
+from ml.churn import DEFAULT_HORIZON_DAYS, risk_band
+from ml.clustering import DEFAULT_K_RANGE, PROSPECT_CLUSTER_NAME, cluster_profiles
+from ml.drift import psi
 from ml.features import FEATURE_COLUMNS, clv_summary, customer_features, prepare_transactions
 
-ML_SCHEMA_VERSION = "v1"
-"""Prefix of ``model_version``; bump it when a code change alters outputs for identical inputs."""
+__all__ = ["LABEL_COLUMNS", "ML_SCHEMA_VERSION", "ScoringResult", "score_customers", "score_with"]
 
 LABEL_COLUMNS: tuple[str, ...] = (
     "customer_id",
@@ -50,6 +55,8 @@ class ScoringResult:
     them back as ``previous_centroids`` next run to keep cluster ids stable.
     ``metrics``: deterministic model metrics, JSON-safe (undefined values such as a holdout AUC
     under a fallback are None, never NaN); ``timings``: seconds per stage (not deterministic).
+    ``drift``: PSI per main feature between the bundle's training data and today
+    (``ml.drift.psi``); ``bundle``: the models that scored.
     """
 
     labels: pd.DataFrame
@@ -58,46 +65,8 @@ class ScoringResult:
     model_version: str
     centroids: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def _fingerprint(
-    transactions: pd.DataFrame,
-    customers: pd.DataFrame,
-    as_of: dt.date,
-    params: dict[str, Any],
-    previous_centroids: pd.DataFrame | None,
-) -> str:
-    """Short hash of everything that determines the models: data as of ``as_of``, params, versions."""
-    import sklearn
-
-    digest = hashlib.sha256()
-    digest.update(json.dumps({"as_of": as_of.isoformat(), **params}, sort_keys=True, default=str).encode())
-    digest.update(pd.util.hash_pandas_object(transactions, index=False).to_numpy().tobytes())
-    # Customers matter too (engagement columns reach the cluster profiles); sorted, so the
-    # warehouse's row order does not change the version.
-    keyed = customers.assign(customer_id=customers["customer_id"].astype(str))
-    keyed = keyed.sort_values("customer_id", kind="stable")
-    digest.update(pd.util.hash_pandas_object(keyed, index=False).to_numpy().tobytes())
-    if previous_centroids is not None:
-        digest.update(pd.util.hash_pandas_object(previous_centroids.sort_index(), index=True).to_numpy().tobytes())
-    digest.update(f"sklearn={sklearn.__version__}".encode())
-    with contextlib.suppress(PackageNotFoundError):  # odd installs without metadata: hash without it
-        digest.update(f"pymc-marketing={version('pymc-marketing')}".encode())
-    return f"{ML_SCHEMA_VERSION}-{digest.hexdigest()[:12]}"
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN/inf → None and numpy scalars → Python, recursively: metrics go to JSON/jsonb columns,
-    and PostgreSQL's jsonb rejects the ``NaN`` token that ``json.dumps`` emits by default."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    drift: pd.DataFrame | None = None
+    bundle: ModelBundle | None = None
 
 
 def _empty_profiles() -> pd.DataFrame:
@@ -113,34 +82,60 @@ def score_customers(
     previous_centroids: pd.DataFrame | None = None,
     horizon_days: int = DEFAULT_HORIZON_DAYS,
     k_range: tuple[int, int] = DEFAULT_K_RANGE,
-    discount_rate_annual: float = 0.10,
+    discount_rate_annual: float = DEFAULT_DISCOUNT_RATE_ANNUAL,
     n_threads: int | None = 1,
 ) -> ScoringResult:
-    """Segment, churn-score and value every customer of ``customers`` as of ``as_of``.
+    """Fit the models on the history up to ``as_of``, then score every customer as of ``as_of``.
 
+    See :func:`score_with` for the labels. ``metrics`` holds the fit's metrics (k, silhouette,
+    churn with its baselines, CLV parameters) plus the scoring counts.
+    """
+    started = time.perf_counter()
+    bundle = fit_models(
+        transactions,
+        customers,
+        as_of,
+        random_state=random_state,
+        previous_centroids=previous_centroids,
+        horizon_days=horizon_days,
+        k_range=k_range,
+        discount_rate_annual=discount_rate_annual,
+        n_threads=n_threads,
+    )
+    result = score_with(bundle, transactions, customers, as_of)
+    result.timings = {**bundle.timings, **result.timings, "total": time.perf_counter() - started}
+    return result
+
+
+def score_with(
+    bundle: ModelBundle,
+    transactions: pd.DataFrame,
+    customers: pd.DataFrame,
+    as_of: dt.date,
+) -> ScoringResult:
+    """Label every customer of ``customers`` as of ``as_of`` with the models of ``bundle``.
+
+    ``as_of`` may be later than ``bundle.trained_as_of`` (the nightly run scores with the latest
+    approved model) but not earlier: a model trained on the future must not score the past.
     Buyers (≥ 1 purchase on or before ``as_of``) get a cluster, churn probability and band, and
     CLV outputs. Prospects get ``cluster_id`` <NA>, ``cluster_name`` "prospects (no purchase
     yet)", NaN scores and a None band. Buyers missing from ``customers`` are not labelled (the
     contract is one row per known customer) and are counted in ``metrics['buyers_not_in_customers']``.
-    ``n_threads`` caps OpenMP/BLAS threads (see ``ml.churn``); it does not change results.
+    Cluster names are the ones given at training time, so a name means the same thing every night.
     """
     as_of = pd.Timestamp(as_of).date()
+    if as_of < bundle.trained_as_of:
+        raise ValueError(f"model {bundle.model_version} was trained as of {bundle.trained_as_of}, after {as_of}")
     timings: dict[str, float] = {}
     started = time.perf_counter()
     tx = prepare_transactions(transactions, as_of)
     customer_ids = customers["customer_id"].astype(str).drop_duplicates()
-    params = {
-        "random_state": random_state,
-        "horizon_days": horizon_days,
-        "k_range": list(k_range),
-        "discount_rate_annual": discount_rate_annual,
-    }
-    model_version = _fingerprint(tx, customers, as_of, params, previous_centroids)
-
     features = customer_features(tx, as_of, customers)
-    timings["features"] = time.perf_counter() - started
+    timings["score_features"] = time.perf_counter() - started
     metrics: dict[str, Any] = {
+        **bundle.metrics,
         "as_of": as_of.isoformat(),
+        "model_version": bundle.model_version,
         "n_customers": len(customer_ids),
         "n_buyers": len(features),
         "n_prospects": int((~customer_ids.isin(features.index)).sum()),
@@ -149,51 +144,30 @@ def score_customers(
 
     labels = pd.DataFrame({"customer_id": customer_ids.to_numpy()})
     profiles = _empty_profiles()
-    centroids = pd.DataFrame(columns=list(FEATURE_COLUMNS))
     scores = pd.DataFrame(index=features.index)
-    if len(features):
+    drift = psi(bundle.reference, features)
+    if len(features) and bundle.has_models:
         t0 = time.perf_counter()
-        clusterer = BehaviourClusterer(k_range=k_range, random_state=random_state, n_threads=n_threads).fit(features)
-        metrics["cluster_alignment"] = "none"
-        if previous_centroids is not None and len(previous_centroids):
-            try:
-                clusterer.align_to(previous_centroids)
-                metrics["cluster_alignment"] = "aligned"
-            except ValueError as exc:
-                # Incompatible centroids (e.g. the feature set changed): keep canonical ids and
-                # say so, rather than failing the nightly run over cosmetic id stability.
-                metrics["cluster_alignment"] = f"skipped: {exc}"
-        profiles = cluster_profiles(features, clusterer.labels_)
-        centroids = clusterer.centroids_
-        names = dict(zip(profiles["cluster_id"].astype(int), profiles["cluster_name"], strict=True))
-        scores["cluster_id"] = clusterer.labels_
-        scores["cluster_name"] = [names[int(c)] for c in clusterer.labels_]
-        metrics.update(
-            {
-                "k": int(clusterer.k_),
-                "silhouette": float(clusterer.silhouette_),
-                "silhouette_by_k": {int(k): float(v) for k, v in clusterer.silhouette_by_k_.items()},
-            }
-        )
-        timings["clustering"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        churn = ChurnModel(horizon_days, random_state=random_state, n_threads=n_threads).fit(tx, as_of)
-        scores["churn_probability"] = churn.predict_proba(features)
-        metrics["churn"] = churn.metrics_
-        metrics["churn_baseline"] = churn.baseline_metrics_
-        timings["churn"] = time.perf_counter() - t0
-
-        from ml.clv import CLVModel  # lazy: PyMC import is slow
+        cluster_ids = bundle.clusterer.predict(features)
+        profiles = cluster_profiles(features, cluster_ids, names=bundle.cluster_names)
+        scores["cluster_id"] = cluster_ids
+        scores["cluster_name"] = [bundle.cluster_names[int(c)] for c in cluster_ids]
+        ids, counts = np.unique(cluster_ids, return_counts=True)
+        metrics["cluster_sizes"] = {str(int(c)): int(n) for c, n in zip(ids, counts, strict=True)}
+        timings["score_clusters"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         summary = clv_summary(tx, as_of)
-        clv = CLVModel(random_state=random_state).fit(summary)
-        predicted = clv.predict(summary, discount_rate_annual=discount_rate_annual).set_index("customer_id")
+        scores["churn_probability"] = bundle.churn.predict_proba(churn_inputs(bundle, features, summary))
+        timings["score_churn"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        discount = float(bundle.params.get("discount_rate_annual", DEFAULT_DISCOUNT_RATE_ANNUAL))
+        predicted = bundle.clv.predict(summary, discount_rate_annual=discount).set_index("customer_id")
         scores = scores.join(predicted)
-        metrics["clv"] = {**clv.params_, **{k: v for k, v in clv.fit_info_.items() if not k.endswith("_seconds")}}
-        timings["clv"] = time.perf_counter() - t0
-        timings.update({f"clv_{k}": v for k, v in clv.fit_info_.items() if k.endswith("_seconds")})
+        timings["score_clv"] = time.perf_counter() - t0
+    elif len(features):
+        metrics["unscored_buyers"] = len(features)  # a bundle fitted on no buyer cannot score any
 
     labels = labels.join(scores, on="customer_id")
     for col in ("churn_probability", "p_alive", "expected_purchases_90d", "predicted_clv_12m"):
@@ -206,12 +180,15 @@ def score_customers(
     labels["churn_risk_band"] = pd.Series(
         risk_band(labels["churn_probability"].to_numpy()), dtype=object, index=labels.index
     )
-    timings["total"] = time.perf_counter() - started
+    metrics["drift_max_psi"] = float(drift["psi"].max()) if len(drift) else None
+    timings["score_total"] = time.perf_counter() - started
     return ScoringResult(
         labels=labels.loc[:, list(LABEL_COLUMNS)],
         cluster_profiles=profiles,
-        metrics=_json_safe(metrics),
-        model_version=model_version,
-        centroids=centroids,
+        metrics=json_safe(metrics),
+        model_version=bundle.model_version,
+        centroids=bundle.centroids,
         timings=timings,
+        drift=drift,
+        bundle=bundle,
     )

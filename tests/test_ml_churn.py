@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from ml.churn import RISK_BANDS, ChurnModel, build_training_set, risk_band
+from ml.churn import BGNBD_FEATURE, RISK_BANDS, ChurnModel, build_training_set, risk_band
 from ml.features import customer_features
 from ml.synthetic import make_customer_base
 
@@ -59,25 +60,38 @@ def test_risk_bands() -> None:
 
 def test_model_is_calibrated_probability_and_beats_recency(model: ChurnModel, base: pd.DataFrame) -> None:
     m, b = model.metrics_, model.baseline_metrics_
-    assert m["method"] == "hist_gradient_boosting"
-    assert m["calibration"] == "isotonic"
-    assert m["n_holdout"] == pytest.approx(0.25 * m["n_customers"], abs=1)
-    assert m["n_train"] + m["n_holdout"] == m["n_customers"]
+    assert m["method"] == "logistic_regression"
+    assert m["evaluation"] == "4-fold out-of-fold"
+    assert m["n_holdout"] == m["n_train"] == m["n_customers"]  # every customer held out once
+    assert BGNBD_FEATURE not in model.features_  # not supplied here, so not used
     assert 0 < m["base_rate"] < 1
-    # Measured on this seed: model ROC AUC 0.971 / PR AUC 0.986 / Brier 0.058,
-    # recency baseline 0.956 / 0.978 / 0.080; top-decile lift 1.55 for both (the ceiling, 1 / base rate).
-    assert m["roc_auc"] >= b["roc_auc"]
-    assert m["pr_auc"] >= b["pr_auc"]
-    assert m["brier"] <= b["brier"]
-    assert m["top_decile_lift"] >= b["top_decile_lift"]
+    # Measured on this seed: model ROC AUC 0.977 / PR AUC 0.989 / Brier 0.054 / lift 1.52,
+    # recency baseline 0.965 / 0.982 / 0.078 / 1.52 (the ceiling, 1 / base rate).
+    assert m["roc_auc"] > b["roc_auc"]
+    assert m["pr_auc"] > b["pr_auc"]
+    assert m["brier"] < b["brier"]
+    assert m["top_decile_lift"] >= b["top_decile_lift"] - 1e-9
     assert m["roc_auc"] > 0.9
     features = customer_features(base, AS_OF)
     p = model.predict_proba(features)
     assert p.shape == (len(features),)
     assert np.all((p >= 0) & (p <= 1))
-    # Calibrated: the mean prediction on the training population is close to the base rate.
+    # Calibrated: the mean prediction on the training population is close to the base rate, and
+    # so is the observed churn rate within each predicted decile.
     X, y = build_training_set(base, AS_OF)
-    assert model.predict_proba(X).mean() == pytest.approx(y.mean(), abs=0.05)
+    proba = model.predict_proba(X)
+    assert proba.mean() == pytest.approx(y.mean(), abs=0.02)
+    deciles = pd.qcut(proba, 10, labels=False, duplicates="drop")
+    reliability = pd.DataFrame({"p": proba, "y": y.to_numpy(), "d": deciles}).groupby("d").mean()
+    assert (reliability["p"] - reliability["y"]).abs().max() < 0.1
+
+
+def test_hgb_estimator_is_still_available(base: pd.DataFrame) -> None:
+    hgb = ChurnModel(random_state=0, estimator="hgb", cv_folds=2, max_train=1200).fit(base, AS_OF)
+    assert hgb.metrics_["method"] == "hist_gradient_boosting"
+    assert hgb.metrics_["calibration"] == "isotonic"  # the final fit has 1,200 rows (sigmoid below 1,000)
+    with pytest.raises(ValueError, match="estimator"):
+        ChurnModel(estimator="forest").fit(base, AS_OF)
 
 
 def test_future_rows_change_nothing(model: ChurnModel, base: pd.DataFrame) -> None:
@@ -93,8 +107,8 @@ def test_future_rows_change_nothing(model: ChurnModel, base: pd.DataFrame) -> No
 def test_sampling_is_recorded(base: pd.DataFrame) -> None:
     sampled = ChurnModel(random_state=0, max_train=500).fit(base, AS_OF)
     assert sampled.metrics_["sample_size"] == 500
+    assert sampled.metrics_["n_holdout"] == 500
     assert sampled.metrics_["n_train"] > 500
-    assert sampled.metrics_["calibration"] == "sigmoid"  # < 1,000 rows actually fitted
 
 
 def test_single_class_falls_back_to_recency_rule() -> None:
@@ -124,3 +138,47 @@ def test_few_customers_fall_back_to_recency_logistic() -> None:
     # More recency, more churn.
     probe = pd.DataFrame({"recency_days": [1.0, 30.0, 300.0]})
     assert np.all(np.diff(model.predict_proba(probe)) > 0)
+
+
+# -- CDNOW: real purchases, the baselines' home ground ----------------------------------------
+CDNOW = Path(__file__).parent / "fixtures" / "cdnow" / "CDNOW_sample.txt"
+CDNOW_AS_OF = dt.date(1997, 9, 30)
+
+
+@pytest.fixture(scope="module")
+def cdnow_bundle():
+    from ml.bundle import fit_models
+
+    raw = pd.read_csv(CDNOW, sep=r"\s+", header=None, names=["full_id", "customer_id", "date", "cds", "amount"],
+                      dtype=str)
+    tx = pd.DataFrame({
+        "customer_id": raw["customer_id"],
+        "order_date": pd.to_datetime(raw["date"], format="%Y%m%d"),
+        "net_amount": raw["amount"].astype(float),
+    })
+    return fit_models(tx, pd.DataFrame({"customer_id": tx["customer_id"].unique()}), CDNOW_AS_OF)
+
+
+def test_cdnow_churn_beats_both_baselines(cdnow_bundle) -> None:
+    metrics = cdnow_bundle.metrics
+    m = metrics["churn"]
+    recency = metrics["churn_baselines"]["recency_days"]
+    bgnbd = metrics["churn_baselines"]["bgnbd_expected_purchases"]
+    assert m["n_customers"] == 2357 and m["cutoff"] == "1997-07-02"
+    # Measured (as of 1997-09-30, 90-day horizon, base rate 0.83, all 2,357 customers out of fold):
+    # model ROC AUC 0.7506 / PR AUC 0.91494 / Brier 0.1205 / top-decile lift 1.11;
+    # recency 0.7266 / 0.9105 / 0.1303 / 1.13; BG/NBD expected purchases 0.7463 / 0.91490 / 0.1217 / 1.13.
+    assert m["roc_auc"] > max(recency["roc_auc"], bgnbd["roc_auc"])
+    assert m["brier"] < min(recency["brier"], bgnbd["brier"])
+    assert m["pr_auc"] > recency["pr_auc"]
+    assert m["pr_auc"] >= bgnbd["pr_auc"] - 0.001  # a tie with BG/NBD at three decimals
+    # The top decile is where BG/NBD is best on CDNOW: the model is ~0.02 behind (about 4 of 236
+    # customers). Asserted as measured, not claimed as a win.
+    assert m["top_decile_lift"] > max(recency["top_decile_lift"], bgnbd["top_decile_lift"]) - 0.05
+    # The pure path the pipeline takes (fit_models, the nightly's bootstrap and the weekly retrain)
+    # reproduces the published BG/NBD and Gamma-Gamma parameters to two significant digits.
+    from tests.test_ml_clv import PUBLISHED, _same_to_two_significant_digits
+
+    for name, expected in PUBLISHED.items():
+        assert _same_to_two_significant_digits(metrics["clv"][name], expected), (name, metrics["clv"][name])
+    assert cdnow_bundle.registry_params()["clv"] == {k: metrics["clv"][k] for k in PUBLISHED}

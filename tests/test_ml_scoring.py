@@ -84,7 +84,9 @@ def test_metrics_are_complete(result: ScoringResult) -> None:
     m = result.metrics
     assert m["k"] == len(result.cluster_profiles)
     assert -1 <= m["silhouette"] <= 1
-    assert m["churn"]["method"] == "hist_gradient_boosting"
+    assert m["churn"]["method"] == "logistic_regression"
+    assert "bgnbd_p_no_purchase" in m["churn"]["features"]
+    assert set(m["churn_baselines"]) == {"recency_days", "bgnbd_expected_purchases"}
     assert {"roc_auc", "pr_auc", "brier", "top_decile_lift", "n_train", "n_holdout", "base_rate"} <= set(m["churn"])
     assert set(m["churn_baseline"]) >= {"roc_auc", "pr_auc", "brier", "top_decile_lift"}
     clv = m["clv"]

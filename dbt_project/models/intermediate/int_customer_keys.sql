@@ -1,39 +1,12 @@
--- Every identifier that points at a CRM customer: CRM id, email hash, phone hash, loyalty card.
--- When one identifier is shared by several CRM records (a family phone, one email on two records)
--- the lowest customer_id wins, so the mapping is deterministic.
+-- Every identifier that points at a customer: CRM id, email hash, phone hash, loyalty card.
+-- Resolved transitively across all channels by custseg/identity.py (connected components over the
+-- keys found together on CRM records, orders, sessions, tickets and receipts); this model only
+-- exposes the lookup. A household phone (held by several CRM customers) links nothing and is absent.
 with
 
-crm_customers as (
-    select * from {{ ref('stg_crm__customers') }}
-),
-
-customer_ids as (
-    select
-        crm_customer_id,
-        email_hash,
-        phone_hash,
-        loyalty_card_key,
-        {{ dbt.hash("'crm:' || crm_customer_id") }} as customer_id
-    from crm_customers
-),
-
-keys as (
-    select 'crm_id' as key_type, crm_customer_id as key_value, customer_id from customer_ids
-    union all
-    select 'email', email_hash, customer_id from customer_ids where email_hash is not null
-    union all
-    select 'phone', phone_hash, customer_id from customer_ids where phone_hash is not null
-    union all
-    select 'loyalty_card', loyalty_card_key, customer_id from customer_ids where loyalty_card_key is not null
-),
-
-ranked as (
-    select
-        key_type,
-        key_value,
-        customer_id,
-        row_number() over (partition by key_type, key_value order by customer_id) as key_rank
-    from keys
+identity_map as (
+    select * from {{ ref('stg_pipeline__identity_map') }}
+    where key_type in ('crm_id', 'email', 'phone', 'loyalty_card')
 ),
 
 final as (
@@ -41,8 +14,7 @@ final as (
         key_type,
         key_value,
         customer_id
-    from ranked
-    where key_rank = 1
+    from identity_map
 )
 
 select * from final

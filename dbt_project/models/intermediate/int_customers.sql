@@ -10,9 +10,37 @@ purchases as (
     select * from {{ ref('fct_purchases') }}
 ),
 
+customer_keys as (
+    select * from {{ ref('int_customer_keys') }}
+    where key_type = 'crm_id'
+),
+
+crm_resolved as (
+    -- identity resolution may merge several CRM records into one customer: one row per customer,
+    -- described by the surviving record (the one whose own id became the customer_id)
+    select
+        crm_customers.*,
+        coalesce(customer_keys.customer_id, {{ dbt.hash("'crm:' || crm_customers.crm_customer_id") }})
+            as customer_id,
+        row_number() over (
+            partition by coalesce(
+                customer_keys.customer_id, {{ dbt.hash("'crm:' || crm_customers.crm_customer_id") }}
+            )
+            order by
+                case
+                    when customer_keys.customer_id = {{ dbt.hash("'crm:' || crm_customers.crm_customer_id") }}
+                        then 0
+                    else 1
+                end,
+                crm_customers.crm_customer_id
+        ) as record_rank
+    from crm_customers
+    left join customer_keys on crm_customers.crm_customer_id = customer_keys.key_value
+),
+
 crm as (
     select
-        {{ dbt.hash("'crm:' || crm_customer_id") }} as customer_id,
+        customer_id,
         crm_customer_id,
         false as is_guest,
         region,
@@ -29,7 +57,8 @@ crm as (
         gender,
         signup_date,
         signup_source
-    from crm_customers
+    from crm_resolved
+    where record_rank = 1
 ),
 
 guests as (

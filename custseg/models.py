@@ -1,0 +1,371 @@
+"""Model registry and artifact I/O: the plumbing around the pure `ml` package.
+
+* **Registry** (`ml.model_runs`): one row per fit with its version, training date and window,
+  training-data hash, parameters (including the CLV parameters r, alpha, a, b, p, q, v), metrics,
+  library versions, artifact path and sha256, the DAG that fitted it, and its status:
+  ``approved`` or ``rejected``, with the reason.
+* **Artifacts**: the fitted bundle (``joblib``) plus ``params.json`` and ``metrics.json`` under
+  ``$CUSTSEG_MODEL_DIR/<model_version>/`` (default ``$CUSTSEG_DATA_DIR/models``, i.e.
+  ``data/models``). A copy of the bundle also goes to ``ml.model_artifacts``, so a worker that
+  does not share the directory (Celery/Kubernetes) still loads the model; the sha256 in the
+  registry is checked either way. Artifacts are pickles written by this pipeline: only load
+  them from a directory and warehouse you control.
+* **Nightly** (``score_nightly``): scores with the latest approved model trained on or before
+  the run's date, or fits and approves one when there is none yet (first run on an empty
+  warehouse), writes PSI drift to ``ml.feature_drift`` and a row to ``ml.scoring_runs``.
+* **Weekly** (``retrain``): fits a candidate and approves it only if ``ml.approval.decide``
+  says it is not worse than the current approved model; otherwise records why.
+
+Every computed value is as of the logical date; ``recorded_at`` is the only wall-clock value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pyarrow as pa
+
+from custseg.config import PROJECT_ROOT, Settings
+from custseg.warehouse import Warehouse, connect, quote_ident
+
+if TYPE_CHECKING:
+    from ml.bundle import ModelBundle
+
+log = logging.getLogger(__name__)
+
+APPROVED = "approved"
+REJECTED = "rejected"
+ARTIFACT_NAME = "bundle.joblib"
+
+
+def _utc_now() -> dt.datetime:
+    """Only for operational records (when a row was written), never for computed values."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def model_dir(env: dict[str, str] | None = None) -> Path:
+    """``CUSTSEG_MODEL_DIR``, else ``<CUSTSEG_DATA_DIR>/models``, else ``data/models``."""
+    env = dict(os.environ if env is None else env)
+    if env.get("CUSTSEG_MODEL_DIR"):
+        return Path(env["CUSTSEG_MODEL_DIR"])
+    return Path(env.get("CUSTSEG_DATA_DIR", PROJECT_ROOT / "data")) / "models"
+
+
+# -- inputs ----------------------------------------------------------------------------------
+def read_ml_inputs(wh: Warehouse, build_schema: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Purchases and customers from the build schema, as identical frames on both engines."""
+    build = quote_ident(build_schema)
+    transactions = wh.query_df(
+        "select customer_id, purchase_date as order_date, cast(net_amount as double precision) as net_amount, "
+        "cast(discount_amount as double precision) as discount_amount, sales_channel as channel, category "
+        f"from {build}.fct_purchases where not is_refund order by customer_id, purchase_date, purchase_id"
+    )
+    customers = wh.query_df(
+        "select customer_id, email_open_rate, email_click_rate, "
+        f"cast(web_sessions_90d as double precision) as web_sessions_90d from {build}.fct_customer_features "
+        "order by customer_id"
+    )
+    # Both engines must hand ML identical frames (dtypes included): the model version hashes them.
+    transactions["order_date"] = pd.to_datetime(transactions["order_date"]).astype("datetime64[ns]")
+    for frame, numeric in ((transactions, ("net_amount", "discount_amount")),
+                           (customers, ("email_open_rate", "email_click_rate", "web_sessions_90d"))):
+        for col in frame.columns:
+            if col in numeric:
+                frame[col] = pd.to_numeric(frame[col]).astype("float64")
+            elif col != "order_date":
+                frame[col] = frame[col].astype("string")
+    return transactions, customers
+
+
+# -- artifacts -------------------------------------------------------------------------------
+def dump_bundle(bundle: ModelBundle) -> bytes:
+    import joblib
+
+    buf = io.BytesIO()
+    joblib.dump(bundle, buf, compress=3)
+    return buf.getvalue()
+
+
+def load_bundle_bytes(content: bytes) -> ModelBundle:
+    import joblib
+
+    return joblib.load(io.BytesIO(content))
+
+
+def save_artifacts(bundle: ModelBundle, directory: Path) -> tuple[Path, str, bytes]:
+    """Write bundle.joblib, params.json and metrics.json; returns (bundle path, sha256, bytes)."""
+    content = dump_bundle(bundle)
+    sha = hashlib.sha256(content).hexdigest()
+    target = directory / bundle.model_version
+    target.mkdir(parents=True, exist_ok=True)
+    path = target / ARTIFACT_NAME
+    tmp = target / f".{ARTIFACT_NAME}.{os.getpid()}.tmp"
+    tmp.write_bytes(content)
+    tmp.replace(path)  # atomic: a concurrent reader sees the old file or the new one
+    (target / "params.json").write_text(json.dumps(bundle.registry_params(), indent=2, sort_keys=True))
+    (target / "metrics.json").write_text(json.dumps(bundle.metrics, indent=2, sort_keys=True))
+    return path, sha, content
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    model_version: str
+    trained_as_of: dt.date
+    status: str
+    artifact_path: str | None
+    artifact_sha256: str | None
+    metrics: dict[str, Any]
+
+
+class Registry:
+    """`ml.model_runs` + artifacts. Use inside an open warehouse connection."""
+
+    def __init__(self, wh: Warehouse, directory: Path | None = None):
+        self.wh = wh
+        self.directory = directory or model_dir()
+
+    def register(self, bundle: ModelBundle, *, status: str, reason: str, run_id: str, dag_id: str) -> Path:
+        """Save the artifacts and record the fit (replacing an earlier row of the same version and run)."""
+        path, sha, content = save_artifacts(bundle, self.directory)
+        row = {
+            "model_version": bundle.model_version,
+            "as_of_date": bundle.trained_as_of,
+            "run_id": run_id,
+            "metrics": json.dumps(bundle.metrics, sort_keys=True),
+            "params": json.dumps(bundle.registry_params(), sort_keys=True),
+            "recorded_at": _utc_now(),
+            "dag_id": dag_id,
+            "status": status,
+            "decision_reason": reason,
+            "training_window_start": bundle.training_window_start,
+            "training_window_end": bundle.training_window_end,
+            "training_data_hash": bundle.training_data_hash,
+            "library_versions": json.dumps(bundle.library_versions, sort_keys=True),
+            "artifact_path": str(path),
+            "artifact_sha256": sha,
+        }
+        cols = ", ".join(row)
+        with self.wh.transaction():
+            self.wh.execute("delete from ml.model_runs where model_version = %s and run_id = %s",
+                            (bundle.model_version, run_id))
+            self.wh.execute(f"insert into ml.model_runs ({cols}) values ({', '.join(['%s'] * len(row))})",
+                            tuple(row.values()))
+            self.wh.execute("delete from ml.model_artifacts where model_version = %s and artifact_sha256 = %s",
+                            (bundle.model_version, sha))
+            self.wh.execute(
+                "insert into ml.model_artifacts (model_version, artifact_sha256, content, recorded_at) "
+                "values (%s, %s, %s, %s)",
+                (bundle.model_version, sha, content, _utc_now()),
+            )
+        log.info("registered model %s (trained as of %s) as %s: %s", bundle.model_version, bundle.trained_as_of,
+                 status, reason)
+        return path
+
+    def latest_approved(self, as_of: dt.date) -> RegistryEntry | None:
+        """The approved model with the latest training date on or before ``as_of`` (never a future one)."""
+        rows = self.wh.fetchall(
+            "select model_version, as_of_date, status, artifact_path, artifact_sha256, metrics from ml.model_runs "
+            "where status = %s and as_of_date <= %s and artifact_sha256 is not null "
+            "order by as_of_date desc, recorded_at desc limit 1",
+            (APPROVED, as_of),
+        )
+        if not rows:
+            return None
+        version, trained, status, path, sha, metrics = rows[0]
+        trained = pd.Timestamp(trained).date()
+        return RegistryEntry(version, trained, status, path, sha, json.loads(metrics) if metrics else {})
+
+    def load(self, entry: RegistryEntry) -> ModelBundle:
+        """The entry's bundle from its artifact file, else from the warehouse copy; sha256-checked."""
+        content: bytes | None = None
+        if entry.artifact_path and Path(entry.artifact_path).is_file():
+            content = Path(entry.artifact_path).read_bytes()
+            if hashlib.sha256(content).hexdigest() != entry.artifact_sha256:
+                log.warning("artifact %s does not match its sha256; using the warehouse copy", entry.artifact_path)
+                content = None
+        if content is None:
+            rows = self.wh.fetchall(
+                "select content from ml.model_artifacts where model_version = %s and artifact_sha256 = %s limit 1",
+                (entry.model_version, entry.artifact_sha256),
+            )
+            if not rows:
+                raise FileNotFoundError(f"no artifact for model {entry.model_version} (file or warehouse copy)")
+            content = bytes(rows[0][0])
+            if hashlib.sha256(content).hexdigest() != entry.artifact_sha256:
+                raise ValueError(f"warehouse artifact of {entry.model_version} does not match its sha256")
+        bundle = load_bundle_bytes(content)
+        from ml.bundle import ML_SCHEMA_VERSION
+
+        if bundle.schema_version != ML_SCHEMA_VERSION:
+            raise ValueError(f"model {entry.model_version} has schema {bundle.schema_version}, "
+                             f"the code expects {ML_SCHEMA_VERSION}")
+        return bundle
+
+
+def previous_centroids(wh: Warehouse, as_of: dt.date) -> pd.DataFrame | None:
+    """Centroids of the latest approved (or pre-registry) model trained before ``as_of``."""
+    rows = wh.fetchall(
+        "select params from ml.model_runs where as_of_date < %s and params is not null "
+        "and (status is null or status = %s) order by as_of_date desc, recorded_at desc limit 1",
+        (as_of, APPROVED),
+    )
+    if not rows:
+        return None
+    centroids = json.loads(rows[0][0]).get("centroids") or {}
+    if not centroids:
+        return None
+    frame = pd.DataFrame.from_dict(centroids, orient="index")
+    frame.index = frame.index.astype(int)
+    return frame.sort_index()
+
+
+# -- nightly ---------------------------------------------------------------------------------
+def approved_or_bootstrap(
+    wh: Warehouse, registry: Registry, transactions: pd.DataFrame, customers: pd.DataFrame, as_of: dt.date,
+    run_id: str, dag_id: str,
+) -> ModelBundle:
+    """The latest approved model; if there is none (or it cannot be loaded), fit and approve one."""
+    from ml.bundle import fit_models
+
+    entry = registry.latest_approved(as_of)
+    reason = f"bootstrap: no approved model trained on or before {as_of}"
+    if entry is not None:
+        try:
+            return registry.load(entry)
+        except Exception as exc:  # unloadable model: keep the nightly run alive, say why
+            log.warning("approved model %s cannot be loaded (%s); fitting a new one", entry.model_version, exc)
+            reason = f"bootstrap: approved model {entry.model_version} could not be loaded: {exc}"
+    bundle = fit_models(transactions, customers, as_of, random_state=0,
+                        previous_centroids=previous_centroids(wh, as_of))
+    if bundle.has_models:
+        registry.register(bundle, status=APPROVED, reason=reason, run_id=run_id, dag_id=dag_id)
+    return bundle
+
+
+def record_scoring(wh: Warehouse, run_id: str, as_of: dt.date, result: Any) -> list[str]:
+    """ml.feature_drift (PSI per feature) and ml.scoring_runs rows; returns the drifted features."""
+    from ml.drift import PSI_WARN
+
+    bundle = result.bundle
+    drift = result.drift if result.drift is not None else pd.DataFrame(columns=["feature", "psi", "bins", "status"])
+    now = _utc_now()
+    frame = pd.DataFrame({
+        "run_id": run_id,
+        "as_of_date": as_of,
+        "model_version": result.model_version,
+        "model_trained_as_of": bundle.trained_as_of,
+        "feature": drift["feature"].astype(str),
+        "psi": drift["psi"].astype(float),
+        "bins": drift["bins"].astype("int32"),
+        "status": drift["status"].astype(str),
+        "warn_threshold": PSI_WARN,
+        "recorded_at": now,
+    })
+    drifted = frame.loc[frame["psi"] >= PSI_WARN, "feature"].tolist()
+    if drifted:
+        log.warning("feature drift: PSI >= %.2f between the training data of %s (as of %s) and %s for %s",
+                    PSI_WARN, result.model_version, bundle.trained_as_of, as_of,
+                    ", ".join(f"{f}={p:.3f}" for f, p in zip(frame["feature"], frame["psi"], strict=True)
+                              if f in drifted))
+    metrics = {k: result.metrics.get(k) for k in ("n_customers", "n_buyers", "n_prospects", "cluster_sizes",
+                                                  "buyers_not_in_customers", "drift_max_psi")}
+    with wh.transaction():
+        wh.execute("delete from ml.feature_drift where run_id = %s and as_of_date = %s", (run_id, as_of))
+        wh.execute("delete from ml.scoring_runs where run_id = %s and as_of_date = %s", (run_id, as_of))
+        if len(frame):
+            wh.write_arrow("ml", "feature_drift", pa.Table.from_pandas(frame, preserve_index=False))
+        wh.execute(
+            "insert into ml.scoring_runs (run_id, as_of_date, model_version, model_trained_as_of, n_customers, "
+            "n_buyers, drift_max_psi, metrics, recorded_at) values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (run_id, as_of, result.model_version, bundle.trained_as_of, result.metrics.get("n_customers"),
+             result.metrics.get("n_buyers"), result.metrics.get("drift_max_psi"), json.dumps(metrics), now),
+        )
+    return drifted
+
+
+# -- weekly ----------------------------------------------------------------------------------
+def retrain(settings: Settings, as_of: dt.date, run_id: str, dag_id: str = "retrain_models") -> dict[str, Any]:
+    """Fit a candidate as of ``as_of`` and approve it only if it is not worse than the current model.
+
+    Needs the nightly run of ``as_of`` to have built the feature marts (checked: training on a
+    stale build would label recent buyers as churned). Returns the decision, also recorded in
+    ``ml.model_runs.decision_reason``.
+    """
+    from ml.approval import decide
+    from ml.bundle import fit_models
+
+    with connect(settings) as wh:
+        wh.bootstrap()
+        built = wh.fetchall(f"select max(as_of_date) from {quote_ident(settings.build_schema)}.fct_customer_features")
+        built_as_of = pd.Timestamp(built[0][0]).date() if built and built[0][0] is not None else None
+        if built_as_of != as_of:
+            raise RuntimeError(f"the build schema holds features as of {built_as_of}, not {as_of}: run the nightly "
+                               f"customer_segmentation DAG for {as_of} first")
+        transactions, customers = read_ml_inputs(wh, settings.build_schema)
+        registry = Registry(wh)
+        entry = registry.latest_approved(as_of)
+        current = None
+        if entry is not None:
+            try:
+                current = registry.load(entry)
+            except Exception as exc:
+                log.warning("current model %s cannot be loaded (%s): comparing with its registered metrics only",
+                            entry.model_version, exc)
+        previous = current.centroids if current is not None and current.has_models else None
+        candidate = fit_models(transactions, customers, as_of, random_state=0, previous_centroids=previous)
+        summary: dict[str, Any] = {
+            "as_of": as_of.isoformat(),
+            "candidate": candidate.model_version,
+            "current": entry.model_version if entry else None,
+        }
+        if not candidate.has_models:
+            summary.update(decision="not registered", reason="no buyer to fit on")
+            log.warning("retrain as of %s: %s", as_of, summary["reason"])
+            return summary
+        if entry is not None and candidate.model_version == entry.model_version:
+            summary.update(decision="unchanged", reason="the candidate is the current model (same data and settings)")
+            return summary
+        decision = decide(candidate.metrics, entry.metrics if entry else None)
+        candidate.metrics = {**candidate.metrics, "approval": {
+            "current": summary["current"], "approved": decision.approved, "comparisons": decision.comparisons}}
+        from ml.bundle import json_safe
+
+        candidate.metrics = json_safe(candidate.metrics)
+        registry.register(candidate, status=APPROVED if decision.approved else REJECTED, reason=decision.reason,
+                          run_id=run_id, dag_id=dag_id)
+    summary.update(decision=APPROVED if decision.approved else REJECTED, reason=decision.reason)
+    (log.info if decision.approved else log.warning)("retrain as of %s: %s %s (%s)", as_of, summary["decision"],
+                                                     candidate.model_version, decision.reason)
+    return summary
+
+
+# -- evaluation against the generator's truth ------------------------------------------------
+def ground_truth_labels(truth_dir: Path) -> pd.DataFrame:
+    """customer_id (custseg's md5('crm:' || crm_customer_id)) → behaviour_type, for CRM customers."""
+    truth = pd.read_parquet(Path(truth_dir) / "customers.parquet", columns=["crm_customer_id", "behaviour_type"])
+    truth = truth[truth["crm_customer_id"].notna()]
+    ids = [hashlib.md5(f"crm:{c}".encode(), usedforsecurity=False).hexdigest() for c in truth["crm_customer_id"]]
+    return pd.DataFrame({"customer_id": ids, "behaviour_type": truth["behaviour_type"].astype(str).to_numpy()})
+
+
+def cluster_agreement(labels: pd.DataFrame, truth: pd.DataFrame) -> dict[str, Any]:
+    """Adjusted Rand index of cluster_id vs the latent behaviour_type, over labelled buyers in the truth."""
+    from sklearn.metrics import adjusted_rand_score
+
+    joined = labels.dropna(subset=["cluster_id"]).merge(truth, on="customer_id", how="inner")
+    joined = joined[joined["behaviour_type"] != "prospect"]
+    return {
+        "customers": len(joined),
+        "adjusted_rand_index": float(adjusted_rand_score(joined["behaviour_type"], joined["cluster_id"].astype(int)))
+        if len(joined) else float("nan"),
+        "crosstab": pd.crosstab(joined["behaviour_type"], joined["cluster_id"].astype(int)),
+    }

@@ -1,0 +1,277 @@
+"""Fit once, score many times: the clusterer, churn model and CLV model as one versioned bundle.
+
+``fit_models`` fits everything on the history up to ``as_of`` and returns a :class:`ModelBundle`
+that carries what a registry needs (version, training window, training-data hash, parameters
+including the CLV parameters, holdout metrics, library versions, and the training
+distribution of the main features for drift). ``ml.scoring.score_with`` applies a bundle to
+the data of any later date; ``ml.scoring.score_customers`` is ``fit_models`` + ``score_with``.
+
+The bundle is plain Python objects and pickles with ``joblib``/``pickle`` (the CLV model keeps
+numbers only, see ``ml.clv``). Storing it is the plumbing's job (``custseg.models``): nothing
+here touches a file, a database or the clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ml.churn import BGNBD_FEATURE, DEFAULT_HORIZON_DAYS, Baseline, ChurnModel
+from ml.clustering import DEFAULT_K_RANGE, BehaviourClusterer, cluster_profiles
+from ml.drift import reference_profile
+from ml.features import FEATURE_COLUMNS, clv_summary, customer_features, prepare_transactions
+
+ML_SCHEMA_VERSION = "v1"
+"""Prefix of ``model_version``; bump it when a code change alters outputs for identical inputs."""
+
+DEFAULT_DISCOUNT_RATE_ANNUAL = 0.10
+"""Annual discount rate of ``predicted_clv_12m`` (10 %, converted to a monthly rate)."""
+
+LIBRARIES: tuple[str, ...] = ("scikit-learn", "pymc-marketing", "pymc", "numpy", "pandas", "scipy")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that determine the models (read from metadata: nothing is imported)."""
+    out = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        with contextlib.suppress(PackageNotFoundError):
+            out[name] = version(name)
+    return out
+
+
+def json_safe(value: Any) -> Any:
+    """NaN/inf → None and numpy scalars → Python, recursively: metrics go to JSON/jsonb columns,
+    and PostgreSQL's jsonb rejects the ``NaN`` token that ``json.dumps`` emits by default."""
+    if isinstance(value, dict):
+        return {(k if isinstance(k, str) else str(k)): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def training_data_hash(transactions: pd.DataFrame, customers: pd.DataFrame) -> str:
+    """sha256 of the prepared transactions (as of the training date) and the customers, row-order free."""
+    digest = hashlib.sha256()
+    digest.update(pd.util.hash_pandas_object(transactions, index=False).to_numpy().tobytes())
+    # Customers matter too (engagement columns reach the cluster profiles); sorted, so the
+    # warehouse's row order does not change the hash.
+    keyed = customers.assign(customer_id=customers["customer_id"].astype(str))
+    keyed = keyed.sort_values("customer_id", kind="stable")
+    digest.update(pd.util.hash_pandas_object(keyed, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _model_version(
+    data_hash: str, as_of: dt.date, params: dict[str, Any], previous_centroids: pd.DataFrame | None
+) -> str:
+    """Short hash of everything that determines the models: data as of ``as_of``, params, versions."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps({"as_of": as_of.isoformat(), **params}, sort_keys=True, default=str).encode())
+    digest.update(data_hash.encode())
+    if previous_centroids is not None:
+        digest.update(pd.util.hash_pandas_object(previous_centroids.sort_index(), index=True).to_numpy().tobytes())
+    libs = library_versions()
+    digest.update(f"sklearn={libs.get('scikit-learn')}".encode())
+    digest.update(f"pymc-marketing={libs.get('pymc-marketing')}".encode())
+    return f"{ML_SCHEMA_VERSION}-{digest.hexdigest()[:12]}"
+
+
+@dataclass
+class ModelBundle:
+    """Everything fitted as of ``trained_as_of``; models are None when there was no buyer to fit on."""
+
+    model_version: str
+    trained_as_of: dt.date
+    training_window_start: dt.date | None
+    training_window_end: dt.date
+    training_data_hash: str
+    params: dict[str, Any]
+    clusterer: BehaviourClusterer | None
+    cluster_names: dict[int, str]
+    churn: ChurnModel | None
+    clv: Any  # ml.clv.CLVModel (not imported here: it pulls in PyMC lazily)
+    reference: dict[str, dict[str, list[float]]]
+    metrics: dict[str, Any]
+    library_versions: dict[str, str]
+    schema_version: str = ML_SCHEMA_VERSION
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def has_models(self) -> bool:
+        return self.clusterer is not None
+
+    @property
+    def centroids(self) -> pd.DataFrame:
+        if self.clusterer is None:
+            return pd.DataFrame(columns=list(FEATURE_COLUMNS))
+        return self.clusterer.centroids_
+
+    def clv_params(self) -> dict[str, float | None]:
+        params = getattr(self.clv, "params_", {}) if self.clv is not None else {}
+        return json_safe({k: params.get(k, float("nan")) for k in ("r", "alpha", "a", "b", "p", "q", "v")})
+
+    def registry_params(self) -> dict[str, Any]:
+        """JSON-safe parameters for the registry: settings, CLV parameters, clusters, churn model."""
+        churn = self.churn.metrics_ if self.churn is not None else {}
+        return json_safe(
+            {
+                **self.params,
+                "schema_version": self.schema_version,
+                "clv": self.clv_params(),
+                "clv_time_unit": "weeks",
+                "k": len(self.cluster_names),
+                "cluster_names": {str(k): v for k, v in sorted(self.cluster_names.items())},
+                "centroids": self.centroids.to_dict(orient="index"),
+                "churn_method": churn.get("method"),
+                "churn_calibration": churn.get("calibration"),
+                "churn_cutoff": churn.get("cutoff"),
+                "churn_sample_size": churn.get("sample_size"),
+                "feature_reference": self.reference,
+            }
+        )
+
+
+def churn_inputs(bundle: ModelBundle, features: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """Today's churn-model inputs: the features plus BG/NBD P(no purchase) from the bundle's CLV model."""
+    if bundle.churn is None or BGNBD_FEATURE not in getattr(bundle.churn, "features_", ()):
+        return features
+    horizon = float(bundle.params.get("horizon_days", DEFAULT_HORIZON_DAYS))
+    p0 = pd.Series(bundle.clv.probability_no_purchase(summary, future_days=horizon),
+                   index=summary["customer_id"].astype(str).to_numpy())
+    return features.assign(**{BGNBD_FEATURE: p0.reindex(features.index).fillna(0.5).to_numpy()})
+
+
+def fit_models(
+    transactions: pd.DataFrame,
+    customers: pd.DataFrame,
+    as_of: dt.date,
+    *,
+    random_state: int = 0,
+    previous_centroids: pd.DataFrame | None = None,
+    horizon_days: int = DEFAULT_HORIZON_DAYS,
+    k_range: tuple[int, int] = DEFAULT_K_RANGE,
+    discount_rate_annual: float = DEFAULT_DISCOUNT_RATE_ANNUAL,
+    n_threads: int | None = 1,
+) -> ModelBundle:
+    """Fit clusters, churn and CLV on the history up to ``as_of`` (rows after it are ignored).
+
+    ``previous_centroids`` (the current model's) renumbers the new clusters to match, so ids
+    stay stable across refits. Churn is measured on its holdout against two baselines: days
+    since the last purchase and BG/NBD expected purchases (fitted as of the churn cutoff).
+    """
+    as_of = pd.Timestamp(as_of).date()
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    tx = prepare_transactions(transactions, as_of)
+    params = {
+        "random_state": random_state,
+        "horizon_days": horizon_days,
+        "k_range": list(k_range),
+        "discount_rate_annual": discount_rate_annual,
+    }
+    data_hash = training_data_hash(tx, customers)
+    model_version = _model_version(data_hash, as_of, params, previous_centroids)
+    features = customer_features(tx, as_of, customers)
+    timings["features"] = time.perf_counter() - started
+    metrics: dict[str, Any] = {"trained_as_of": as_of.isoformat(), "n_train_buyers": len(features)}
+    bundle = ModelBundle(
+        model_version=model_version,
+        trained_as_of=as_of,
+        training_window_start=tx["order_date"].min().date() if len(tx) else None,
+        training_window_end=as_of,
+        training_data_hash=data_hash,
+        params=params,
+        clusterer=None,
+        cluster_names={},
+        churn=None,
+        clv=None,
+        reference=reference_profile(features),
+        metrics=metrics,
+        library_versions=library_versions(),
+        timings=timings,
+    )
+    if not len(features):
+        metrics["cluster_alignment"] = "none"
+        bundle.metrics = json_safe(metrics)
+        return bundle
+
+    t0 = time.perf_counter()
+    clusterer = BehaviourClusterer(k_range=k_range, random_state=random_state, n_threads=n_threads).fit(features)
+    metrics["cluster_alignment"] = "none"
+    if previous_centroids is not None and len(previous_centroids):
+        try:
+            clusterer.align_to(previous_centroids)
+            metrics["cluster_alignment"] = "aligned"
+        except ValueError as exc:
+            # Incompatible centroids (e.g. the feature set changed): keep canonical ids and
+            # say so, rather than failing the run over cosmetic id stability.
+            metrics["cluster_alignment"] = f"skipped: {exc}"
+    profiles = cluster_profiles(features, clusterer.labels_)
+    bundle.cluster_names = dict(zip(profiles["cluster_id"].astype(int), profiles["cluster_name"], strict=True))
+    metrics.update(
+        {
+            "k": int(clusterer.k_),
+            "silhouette": float(clusterer.silhouette_),
+            "silhouette_by_k": {int(k): float(v) for k, v in clusterer.silhouette_by_k_.items()},
+        }
+    )
+    # The fitted labels are one int per customer: not needed to score, so not pickled.
+    clusterer.labels_ = np.empty(0, dtype=int)
+    bundle.clusterer = clusterer
+    timings["clustering"] = time.perf_counter() - t0
+
+    from ml.clv import CLVModel  # lazy: PyMC import is slow
+
+    t0 = time.perf_counter()
+    cutoff = pd.Timestamp(as_of) - pd.Timedelta(days=horizon_days)
+    cutoff_summary = clv_summary(tx, cutoff)
+    baselines: dict[str, Baseline] = {}
+    extra: pd.DataFrame | None = None
+    if len(cutoff_summary):
+        cutoff_clv = CLVModel(random_state=random_state, fit_spend=False).fit(cutoff_summary)
+        ids = cutoff_summary["customer_id"].to_numpy()
+        expected = cutoff_clv.expected_purchases(cutoff_summary, future_days=horizon_days)
+        baselines["bgnbd_expected_purchases"] = Baseline(pd.Series(expected, index=ids), higher_is_churn=False)
+        extra = pd.DataFrame(
+            {BGNBD_FEATURE: cutoff_clv.probability_no_purchase(cutoff_summary, future_days=horizon_days)}, index=ids
+        )
+        metrics["churn_bgnbd_baseline_fit"] = {
+            "method": cutoff_clv.fit_info_["bgnbd_method"],
+            **{k: cutoff_clv.params_[k] for k in ("r", "alpha", "a", "b")},
+        }
+    timings["churn_bgnbd_baseline"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    churn = ChurnModel(horizon_days, random_state=random_state, n_threads=n_threads).fit(
+        tx, as_of, baselines, extra_features=extra
+    )
+    metrics["churn"] = churn.metrics_
+    metrics["churn_baseline"] = churn.baseline_metrics_
+    metrics["churn_baselines"] = churn.baselines_metrics_
+    bundle.churn = churn
+    timings["churn"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    clv = CLVModel(random_state=random_state).fit(clv_summary(tx, as_of))
+    metrics["clv"] = {**clv.params_, **{k: v for k, v in clv.fit_info_.items() if not k.endswith("_seconds")}}
+    bundle.clv = clv
+    timings["clv"] = time.perf_counter() - t0
+    timings.update({f"clv_{k}": v for k, v in clv.fit_info_.items() if k.endswith("_seconds")})
+    timings["fit_total"] = time.perf_counter() - started
+    bundle.metrics = json_safe(metrics)
+    return bundle

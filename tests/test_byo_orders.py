@@ -1,0 +1,74 @@
+"""Bring your own orders: `custseg run --orders PATH --as-of D` on a plain order export.
+
+The split into daily landing files is tested directly (fast); one real DAG run on DuckDB checks
+the whole path, including that rows after --as-of are ignored and bad rows are quarantined.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from custseg.cli import prepare_byo_orders
+from custseg.config import PROJECT_ROOT, load_settings
+from custseg.warehouse import connect
+from tests.conftest import run_cli, warehouse_env
+
+EXAMPLE = PROJECT_ROOT / "docs" / "examples" / "orders.csv"
+CDNOW = PROJECT_ROOT / "tests" / "fixtures" / "cdnow" / "CDNOW_sample.txt"
+AS_OF = dt.date(2026, 6, 30)
+DEFAULTS = {"columns": {}, "delimiter": ",", "names": None, "date_format": None, "currency": "EUR"}
+
+
+def test_example_file_is_split_by_order_date_up_to_as_of(tmp_path: Path) -> None:
+    info = prepare_byo_orders(EXAMPLE, AS_OF, tmp_path, DEFAULTS)
+    files = sorted(p.name for p in (tmp_path / "landing" / "shop" / "orders").glob("*.csv"))
+    # 13 rows: one after the as-of date is not written; the unparseable date goes to the as-of
+    # partition with its raw value, where ingestion quarantines it with a reason
+    assert (info["rows"], info["after_as_of"]) == (12, 1)
+    assert files[0] == "2026-01-05.csv" and files[-1] == "2026-06-30.csv" and len(files) == 12
+    assert "2026-07-01.csv" not in files
+    assert "A-1012,not a date,C-7" in (tmp_path / "landing" / "shop" / "orders" / "2026-06-30.csv").read_text()
+    assert info["columns"]["customer"] == "customer" and info["columns"]["ordered_at"] == "order_date"
+
+
+def test_cdnow_whitespace_file_without_header(tmp_path: Path) -> None:
+    options = {**DEFAULTS, "delimiter": "whitespace", "names": ["customer", "sample_id", "date", "cds", "dollars"],
+               "date_format": "%Y%m%d", "currency": "USD"}
+    info = prepare_byo_orders(CDNOW, dt.date(1997, 9, 30), tmp_path, options)
+    assert info["rows"] + info["after_as_of"] == 6919
+    first = (tmp_path / "landing" / "shop" / "orders" / "1997-01-01.csv").read_text().splitlines()[1]
+    assert first == "L000000001,1997-01-01T00:00:00Z,00004,,,USD,29.33,,2,,completed,web,"
+
+
+def test_missing_required_column_names_the_flag(tmp_path: Path) -> None:
+    bad = tmp_path / "o.csv"
+    bad.write_text("id,when,total\n1,2026-01-01,5\n")
+    with pytest.raises(SystemExit, match=r"no column for customer; name it with --customer"):
+        prepare_byo_orders(bad, AS_OF, tmp_path / "w", DEFAULTS)
+
+
+@pytest.mark.e2e
+def test_run_with_orders_end_to_end(airflow_home, session_dir: Path) -> None:
+    data_dir = session_dir / "byo_run"
+    env = warehouse_env("duckdb", data_dir, duckdb_path=data_dir / "warehouse.duckdb")
+    result = run_cli(["run", "--orders", str(EXAMPLE), "--as-of", AS_OF.isoformat()], env, airflow_home)
+    tail = (result.stdout + result.stderr)[-4000:]
+    assert result.returncode == 0, tail
+    assert f"as of {AS_OF}: success" in result.stdout, tail
+    with connect(load_settings(env)) as wh:
+        segments = wh.query_df("select * from analytics.customer_segments order by customer_id")
+        quarantine = dict(wh.fetchall("select raw_record, reason from raw.quarantine"))
+        refs = dict(wh.fetchall("select source_customer_ref, customer_id from analytics.customer_identity "
+                                "where source = 'crm'"))
+        latest = wh.fetchall("select max(ordered_at) from raw.shop_orders")[0][0]
+    # C-1..C-7 appear; C-6's only order is negative and C-7's date unparseable: both quarantined
+    assert set(refs) == {"C-1", "C-2", "C-3", "C-4", "C-5"}
+    assert len(segments) == 5 and segments["customer_id"].is_unique
+    assert sorted(quarantine.values()) == ["order_total below 0: -5.00", "unparseable ordered_at: not a date"]
+    # the order dated after --as-of (2026-07-01, 75.00) was ignored everywhere
+    assert latest < dt.datetime(2026, 7, 1)
+    c1 = segments.set_index("customer_id").loc[refs["C-1"]]
+    assert float(c1["monetary"]) == pytest.approx(49.90 + 120.00 + 22.10)

@@ -1,0 +1,370 @@
+"""Fault injection: fail every task of the nightly DAG in turn, and kill the process inside publish.
+
+After every injected failure the published tables must be byte-identical to before (checksums of their
+sorted contents), and carrying on from the failed task (what clearing it in Airflow, or rerunning the
+date, does) must end with exactly the tables of a run that never failed.
+
+Running ~40 full DAG runs would take an hour, so the test is built to stay fast:
+
+* The task list comes from the real DAG (imported in-process), in dependency order; every ``@task``
+  task runs its *real* callable from the DAG file (same settings, same code), without Airflow's runner.
+  Cosmos dbt tasks are failed *by group* (``transform``, ``assemble``): the group's dbt selection is built
+  with one ``dbt build``, then the failure is raised.
+* Each case runs the task's work and *then* raises (the harder case: side effects are already written);
+  the first injection for a task uses ``custseg.ops.check_fault`` with ``CUSTSEG_FAIL_TASK``, exactly what the
+  DAG's ``pre_execute`` hook calls. Publish is failed inside its transaction after the first table was
+  replaced, once with an exception and once by killing the process (``CUSTSEG_KILL_IN_PUBLISH``).
+* One real ``custseg run`` (Airflow + the DAG's ``pre_execute`` hook and callbacks) proves the hook,
+  ``ops.run_audit`` and the failure summary work in Airflow, and that no Asset event is emitted.
+
+DuckDB here; the PostgreSQL subset that covers publish (exception, kill, concurrency, grants, views) is
+in ``tests/test_publish.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import importlib.util
+import inspect
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import SimpleNamespace
+from typing import ClassVar
+
+import pytest
+
+from custseg import ops
+from custseg.config import PROJECT_ROOT, PUBLISHED_TABLES, load_settings
+from custseg.dbt import dbt_vars, run_dbt
+from custseg.warehouse import connect
+from tests.conftest import E2E_END, run_cli, warehouse_env
+
+pytestmark = pytest.mark.e2e
+
+YESTERDAY = E2E_END - dt.timedelta(days=1)
+
+
+@dataclass
+class Step:
+    task_id: str  # a DAG task id, or "<group>.*" for a Cosmos dbt group (failed by class)
+    run: Callable[[dt.date], object]
+    example_task_id: str  # a real task id the CUSTSEG_FAIL_TASK pattern must match
+
+
+def run_then_fail(step: Step, day: dt.date) -> None:
+    """The task's work is done (and written), then the task fails."""
+    step.run(day)
+    raise ops.InjectedFault(f"injected failure at the end of {step.task_id}")
+
+
+def _import_dag():
+    """Import the DAG file as a fresh module; its module-level settings come from the current environment."""
+    path = PROJECT_ROOT / "dags" / "customer_segmentation.py"
+    spec = importlib.util.spec_from_file_location("custseg_dag_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _ordered_tasks(dag) -> list:
+    """Tasks in dependency order (ties in declaration order)."""
+    order, done, tasks = [], set(), list(dag.tasks)
+    while len(order) < len(tasks):
+        ready = [t for t in tasks if t.task_id not in done and t.upstream_task_ids <= done]
+        assert ready, "the DAG has a cycle"
+        order.append(ready[0])
+        done.add(ready[0].task_id)
+    return order
+
+
+def _dbt_group_args(task) -> list[str]:
+    graph = task.task_group.dbt_graph
+    args = ["build", "--select", *graph.render_config.select]
+    if graph.render_config.exclude:
+        args += ["--exclude", *graph.render_config.exclude]
+    return args
+
+
+def release_dbt_duckdb() -> None:
+    """Close dbt-duckdb's cached connection. After an in-process dbt invocation it keeps the DuckDB file
+    locked for the rest of the process (harmless in Airflow, where each task is its own process)."""
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    env = DuckDBConnectionManager._ENV
+    if env is not None:
+        env.close()
+        DuckDBConnectionManager._ENV = None
+
+
+def _dbt(settings, args: list[str], day: dt.date) -> None:
+    """A Cosmos group's dbt selection in one in-process invocation."""
+    try:
+        run_dbt(settings, args, dbt_vars(day))
+    finally:
+        release_dbt_duckdb()
+
+
+def build_steps(module) -> list[Step]:
+    steps: list[Step] = []
+    for task in _ordered_tasks(module.dag):
+        if type(task).__module__.startswith("cosmos"):
+            group = task.task_id.split(".", 1)[0]
+            if steps and steps[-1].task_id == f"{group}.*":
+                continue
+            args = _dbt_group_args(task)
+            steps.append(Step(f"{group}.*", lambda day, a=args: _dbt(module.settings, a, day), task.task_id))
+            continue
+        callable_ = getattr(task, "python_callable", None)
+        assert callable_ is not None, f"don't know how to run task {task.task_id} ({type(task).__name__})"
+        params = inspect.signature(callable_).parameters
+
+        def run(day: dt.date, fn=callable_, params=params) -> object:
+            kwargs = {"ds": day.isoformat(), "run_id": f"harness__{day}"}
+            try:
+                return fn(**{k: v for k, v in kwargs.items() if k in params})
+            finally:
+                release_dbt_duckdb()  # the docs task runs dbt in-process too
+
+        steps.append(Step(task.task_id, run, task.task_id))
+    return steps
+
+
+def published(settings) -> dict[str, str]:
+    with connect(settings) as wh:
+        return {t: wh.table_checksum(settings.publish_schema, t) for t in PUBLISHED_TABLES}
+
+
+def kill_in_publish(env: dict[str, str]) -> subprocess.CompletedProcess:
+    """The real publish in its own process, killed (os._exit) inside the transaction after one table."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("CUSTSEG_")} | env
+    full[ops.KILL_IN_PUBLISH_ENV] = "1"
+    code = ("from custseg.config import load_settings; from custseg.warehouse import connect\n"
+            "with connect(load_settings()) as wh: wh.publish()")
+    return subprocess.run([sys.executable, "-c", code], env=full, cwd=PROJECT_ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+@contextlib.contextmanager
+def environment(env: dict[str, str]) -> Iterator[None]:
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _copy_warehouse(src: Path, dst: Path) -> None:
+    for suffix in ("", ".wal"):
+        target = Path(str(dst) + suffix)
+        target.unlink(missing_ok=True)
+        if Path(str(src) + suffix).exists():
+            shutil.copy2(str(src) + suffix, target)
+
+
+def test_every_task_fails_in_turn_without_touching_published_tables(demo_data, airflow_home, session_dir) -> None:
+    data_dir = session_dir / "fault_injection"
+    wh_path = data_dir / "warehouse.duckdb"
+    env = warehouse_env("duckdb", data_dir, duckdb_path=wh_path, landing_dir=demo_data.landing_dir)
+    with environment(env):
+        module = _import_dag()
+        settings = module.settings
+        assert settings.duckdb_path == wh_path
+        # every task of the DAG (Cosmos dbt tasks included) carries the fault hook and the run-audit callbacks
+        for task in module.dag.tasks:
+            assert task._pre_execute_hook is ops.fault_injection_hook, task.task_id
+            assert ops.record_failure in task.on_failure_callback, task.task_id
+            assert ops.record_success in task.on_success_callback, task.task_id
+        # Assets come from publish only, and Airflow emits outlets only when that task succeeds
+        assert [t.task_id for t in module.dag.tasks if t.outlets] == ["publish"]
+        # retries where they can help (I/O, a busy warehouse), none where they cannot (bad data, dbt tests)
+        retries = {t.task_id: t.retries for t in module.dag.tasks}
+        assert retries["validate_raw"] == retries["audit"] == 0
+        assert all(n == 0 for t, n in retries.items() if t.startswith(("transform.", "assemble.")))
+        assert retries["publish"] >= 1 and retries["prepare"] >= 1
+        assert module.dag.get_task("publish").retry_exponential_backoff
+        steps = build_steps(module)
+        ids = [s.task_id for s in steps]
+        assert ids[0] == "prepare" and ids[-2:] == ["publish", "docs"], ids
+        assert {"validate_raw", "transform.*", "score", "assemble.*", "audit"} <= set(ids), ids
+        assert sum(i.startswith("ingest.") for i in ids) == 6, ids
+        work = [s for s in steps if s.task_id != "docs"]  # docs does not touch the warehouse tables
+
+        # yesterday published normally; keep a copy of that warehouse
+        for step in work:
+            step.run(YESTERDAY)
+        before = published(settings)
+        saved = data_dir / "after_yesterday.duckdb"
+        _copy_warehouse(wh_path, saved)
+
+        # today without any failure: the reference result
+        for step in work:
+            step.run(E2E_END)
+        reference = published(settings)
+        assert reference != before
+
+        # back to yesterday's state, then today again with every task failing once, in order
+        _copy_warehouse(saved, wh_path)
+        assert published(settings) == before
+        expected = before  # what BI must see: yesterday's tables until today's publish succeeds
+        failures: list[str] = []
+        for step in steps:
+            if step.task_id == "publish":
+                # an exception inside the publish transaction, after the first table was replaced
+                os.environ[ops.FAIL_IN_PUBLISH_ENV] = "1"
+                with pytest.raises(ops.InjectedFault):
+                    step.run(E2E_END)
+                del os.environ[ops.FAIL_IN_PUBLISH_ENV]
+                assert published(settings) == expected, "publish: an exception inside the transaction leaked"
+                # the process killed inside the publish transaction
+                killed = kill_in_publish(env)
+                assert killed.returncode == ops.KILL_EXIT_CODE, killed.stderr[-3000:]
+                assert published(settings) == expected, "publish: a killed publish leaked"
+                failures += ["publish (exception)", "publish (killed)"]
+            else:
+                # the injection point the DAG's pre_execute hook uses, before the task's work ...
+                os.environ[ops.FAIL_TASK_ENV] = step.task_id
+                with pytest.raises(ops.InjectedFault):
+                    ops.check_fault(step.example_task_id)
+                del os.environ[ops.FAIL_TASK_ENV]
+                assert published(settings) == expected, f"{step.task_id}: published tables changed"
+                if step.task_id != "docs":
+                    # ... and a failure after the work was written (the rerun then runs on top of it)
+                    with pytest.raises(ops.InjectedFault):
+                        run_then_fail(step, E2E_END)
+                    assert published(settings) == expected, f"{step.task_id}: a failed task changed published tables"
+                failures.append(step.task_id)
+            # the rerun: clear the failed task and carry on (Airflow reruns the task and what follows it)
+            step.run(E2E_END)
+            if step.task_id == "publish":
+                assert published(settings) == reference, "the rerun after failures differs from a run that never failed"
+                expected = reference
+        assert published(settings) == reference
+        assert (settings.docs_dir / "gx" / "audit" / "index.html").is_file(), "GX Data Docs were not built"
+        assert (settings.docs_dir / "gx" / "raw" / "quality.html").is_file()
+    assert len(failures) == len(steps) + 1
+
+
+def test_the_dag_hook_fails_a_task_records_it_and_emits_no_asset(demo_data, airflow_home, session_dir) -> None:
+    """The real DAG in Airflow: CUSTSEG_FAIL_TASK fails the first task through its pre_execute hook; the
+    failure callback records it in ops.run_audit with a clear summary; nothing downstream runs, nothing is
+    published, and no Asset event is emitted."""
+    data_dir = session_dir / "fault_injection_dag"
+    env = warehouse_env("duckdb", data_dir, duckdb_path=data_dir / "warehouse.duckdb",
+                        landing_dir=demo_data.landing_dir)
+    settings = load_settings(env)
+    assets = [f"custseg://duckdb/{settings.publish_schema}/{t}" for t in PUBLISHED_TABLES]
+
+    def asset_events() -> int:
+        from airflow.models.asset import AssetEvent, AssetModel
+        from airflow.utils.session import create_session
+        from sqlalchemy import func, select
+
+        with create_session() as session:
+            return session.scalar(select(func.count()).select_from(AssetEvent).join(
+                AssetModel, AssetEvent.asset_id == AssetModel.id).where(AssetModel.uri.in_(assets))) or 0
+
+    events_before = asset_events()
+    result = run_cli(["run", "--as-of", E2E_END.isoformat()], {**env, ops.FAIL_TASK_ENV: "prepare"}, airflow_home)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and f"as of {E2E_END}: failed" in result.stdout, output[-4000:]
+    assert "custseg: task 'prepare' of DAG 'customer_segmentation' FAILED" in output, output[-4000:]
+    assert "injected failure in task 'prepare'" in output
+    assert asset_events() == events_before
+    with connect(settings) as wh:
+        rows = wh.fetchall("select task_id, status, error, started_at, ended_at from ops.run_audit")
+        assert [(r[0], r[1]) for r in rows] == [("prepare", "failed")]
+        assert "AirflowFailException: injected failure in task 'prepare'" in rows[0][2]
+        assert rows[0][3] is not None and rows[0][4] >= rows[0][3]
+        for table in PUBLISHED_TABLES:
+            assert not wh.table_exists(settings.publish_schema, table)
+    status = run_cli(["status"], env, airflow_home)
+    assert status.returncode == 0, status.stderr[-3000:]
+    assert "FAILED" in status.stdout and "failed: prepare: AirflowFailException" in status.stdout, status.stdout
+    assert "customer_segments" in status.stdout and "(not published yet)" in status.stdout
+
+
+# -- operational record: run audit, failure summary, notifier, status --------------------------------------
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", 0))
+        type(self).received.append(json.loads(self.rfile.read(length)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _context(task_id: str, error: BaseException | None = None, result: object = None) -> dict:
+    ti = SimpleNamespace(
+        task_id=task_id, dag_id="customer_segmentation", run_id="scheduled__2026-10-31", try_number=2,
+        start_date=dt.datetime(2026, 11, 1, 1, 0, tzinfo=dt.UTC), log_url="http://airflow/log",
+        xcom_pull=lambda **kwargs: result,
+    )  # fmt: skip
+    return {"ti": ti, "task_instance": ti, "run_id": ti.run_id, "ds": "2026-10-31",
+            "logical_date": dt.datetime(2026, 10, 31, tzinfo=dt.UTC), "exception": error}
+
+
+def test_callbacks_write_run_audit_and_notify_through_a_webhook(tmp_path: Path, monkeypatch, caplog) -> None:
+    env = warehouse_env("duckdb", tmp_path, duckdb_path=tmp_path / "wh.duckdb")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Hook.received = []
+    try:
+        # off by default: nothing is sent
+        monkeypatch.delenv(ops.NOTIFY_CONN_ENV, raising=False)
+        assert ops.notify_failure(_context("score", ValueError("boom"))) is False
+
+        monkeypatch.setenv("AIRFLOW_CONN_CUSTSEG_NOTIFY", f"http://127.0.0.1:{server.server_port}/hooks/custseg")
+        monkeypatch.setenv(ops.NOTIFY_CONN_ENV, "custseg_notify")
+        ops.record_success(_context("ingest.shop_orders", result={"rows_read": 12, "rows_loaded": 10}))
+        ops.record_success(_context("publish", result={"customer_segments": 400, "segment_summary": 30}))
+        with caplog.at_level(logging.ERROR, logger="custseg.ops"):
+            ops.record_failure(_context("score", ValueError("labels out of range")))
+        assert "custseg: task 'score' of DAG 'customer_segmentation' FAILED" in caplog.text
+        assert "ValueError: labels out of range" in caplog.text and "http://airflow/log" in caplog.text
+        assert len(_Hook.received) == 1
+        body = _Hook.received[0]
+        assert body["task_id"] == "score" and body["logical_date"] == "2026-10-31"
+        assert "ValueError: labels out of range" in body["text"] and "rerun the same date" in body["text"]
+
+        # a broken notifier never masks the task's outcome
+        monkeypatch.setenv("AIRFLOW_CONN_CUSTSEG_NOTIFY", "http://127.0.0.1:9/nowhere")
+        assert ops.notify_failure(_context("score", ValueError("x"))) is False
+    finally:
+        server.shutdown()
+
+    settings = load_settings(env)
+    with connect(settings) as wh:
+        rows = wh.query_df("select task_id, status, try_number, rows_in, rows_out, error, started_at, ended_at "
+                           "from ops.run_audit order by task_id").set_index("task_id")
+    assert rows.loc["ingest.shop_orders", ["rows_in", "rows_out"]].tolist() == [12, 10]
+    assert rows.loc["publish", ["rows_in", "rows_out"]].tolist() == [430, 430]
+    assert rows.loc["score", "status"] == "failed" and rows.loc["score", "error"] == "ValueError: labels out of range"
+    assert (rows["try_number"] == 2).all() and (rows["ended_at"] >= rows["started_at"]).all()
+    # a second callback for the same try replaces its row instead of double counting
+    ops.record_failure(_context("score", ValueError("labels out of range")))
+    with connect(settings) as wh:
+        assert wh.fetchall("select count(*) from ops.run_audit where task_id = 'score'")[0][0] == 1
+
+    report = ops.status_report(settings)
+    assert "FAILED after publish" in report and "failed: score: ValueError: labels out of range" in report
+    assert "customer_segments" in report and "(not published yet)" in report

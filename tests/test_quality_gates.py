@@ -1,0 +1,254 @@
+"""Quality gates against a real warehouse: row counts vs the previous batch, segment shares vs the previous
+published date, chunked DuckDB validation, and the same suites through GX's SQL datasource on PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from custseg.config import load_settings
+from custseg.warehouse import Warehouse, connect
+from expectations.config import QualityConfig
+from expectations.gates import published_reports, raw_batch_reports
+from expectations.report import QualityGateError, raise_if_any_blocking
+from expectations.suites import row_count_bounds, segment_share_suite, share_bounds
+from tests.conftest import warehouse_env
+
+D = dt.date(2026, 3, 2)
+PREV = dt.date(2026, 3, 1)
+GRACE = dt.timedelta(hours=6)
+
+SEGMENTS_DDL = """customer_id text, as_of_date date, recency_days integer, frequency integer,
+    monetary numeric(18,2), r_score integer, f_score integer, m_score integer, rfm_segment text,
+    lifecycle_stage text, value_tier text, frequency_class text, channel_preference text,
+    loyalty_tier text, satisfaction_class text, cluster_id integer, cluster_name text,
+    churn_probability double precision, churn_risk_band text, p_alive double precision,
+    expected_purchases_90d double precision, predicted_clv_12m double precision, model_version text,
+    scored_at timestamp"""
+
+
+def _shop_rows(day: dt.date, n: int, start: int = 0) -> list[tuple]:
+    return [
+        (f"SO-{day}-{i}", dt.datetime.combine(day, dt.time(10)), None, None, None, "EUR", 10.0, 0.0, 1, "Books",
+         "completed", "web", day, "landing/shop.csv", i + 1, "run", None)
+        for i in range(start, start + n)
+    ]  # fmt: skip
+
+
+def _insert_shop(wh: Warehouse, rows: list[tuple]) -> None:
+    cols = ("order_id, ordered_at, customer_ref, customer_email, customer_phone, currency, order_total, "
+            "discount_amount, item_count, category, order_status, device, _partition_date, _source_file, "
+            "_source_line, _run_id, _extras")  # fmt: skip
+    for row in rows:
+        wh.execute(f"insert into raw.shop_orders ({cols}) values ({', '.join(['%s'] * len(row))})", row)
+
+
+def _segment_row(i: int, segment: str | None, stage: str, as_of: dt.date) -> tuple:
+    buyer = segment is not None
+    return (
+        f"C-{i:04d}", as_of, 10 if buyer else None, 2 if buyer else 0, 100.0 if buyer else 0.0,
+        3 if buyer else None, 3 if buyer else None, 3 if buyer else None, segment, stage, "mid", "regular",
+        "web", "none", "neutral", 1 if buyer else None, "Regulars" if buyer else None, 0.2 if buyer else None,
+        "low" if buyer else None, 0.8 if buyer else None, 1.0 if buyer else None, 50.0 if buyer else None, "m-1",
+        dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time()),
+    )  # fmt: skip
+
+
+def _customers(mix: dict[tuple[str | None, str], int], as_of: dt.date) -> list[tuple]:
+    rows, i = [], 0
+    for (segment, stage), n in mix.items():
+        for _ in range(n):
+            rows.append(_segment_row(i, segment, stage, as_of))
+            i += 1
+    return rows
+
+
+YESTERDAY = {("Champions", "active"): 20, ("Loyal", "active"): 30, ("Lost", "churned"): 30, (None, "prospect"): 20}
+STEADY = {("Champions", "active"): 21, ("Loyal", "active"): 29, ("Lost", "churned"): 30, (None, "prospect"): 20}
+COLLAPSE = {("Loyal", "active"): 50, ("Lost", "churned"): 30, (None, "prospect"): 20}
+
+
+def _load_segments(wh: Warehouse, schema: str, table: str, rows: list[tuple]) -> None:
+    wh.execute(f"create table if not exists {schema}.{table} ({SEGMENTS_DDL})")
+    wh.execute(f"delete from {schema}.{table}")
+    for row in rows:
+        wh.execute(f"insert into {schema}.{table} values ({', '.join(['%s'] * len(row))})", row)
+
+
+@pytest.fixture
+def duck(tmp_path: Path) -> Iterator[tuple[Warehouse, object]]:
+    env = warehouse_env("duckdb", tmp_path, duckdb_path=tmp_path / "wh.duckdb")
+    settings = load_settings(env)
+    with connect(settings) as wh:
+        wh.bootstrap()
+        yield wh, settings
+
+
+@pytest.fixture
+def pg(pg_database: str, tmp_path: Path) -> Iterator[tuple[Warehouse, object]]:
+    from expectations import runner
+
+    settings = load_settings(warehouse_env("postgres", tmp_path, pg_url=pg_database))
+    try:
+        with connect(settings) as wh:
+            wh.bootstrap()
+            yield wh, settings
+    finally:
+        runner.close_postgres_datasources()
+
+
+# -- pure suite values ------------------------------------------------------------------------------
+
+
+def test_bands_and_config() -> None:
+    assert row_count_bounds(100, 0.5) == (50, 150)
+    assert row_count_bounds(3, 0.5) == (1, 5)
+    assert share_bounds(0.20, 0.5, 0.02) == (0.10, 0.30)  # relative band dominates
+    assert share_bounds(0.01, 0.5, 0.02) == (0.0, 0.03)  # small segments get the absolute tolerance
+    suite = segment_share_suite({"rfm_segment=Loyal": 0.3, "rfm_segment=Champions": 0.2}, 0.5, 0.02)
+    assert [c.column for c in suite.checks] == ["rfm_segment=Champions", "rfm_segment=Loyal"]  # deterministic
+    assert suite == segment_share_suite({"rfm_segment=Champions": 0.2, "rfm_segment=Loyal": 0.3}, 0.5, 0.02)
+
+    assert QualityConfig.from_env({}) == QualityConfig()
+    cfg = QualityConfig.from_env({"CUSTSEG_ROW_COUNT_BAND": "0.2", "CUSTSEG_ROW_COUNT_SEVERITY": "Blocking",
+                                  "CUSTSEG_SEGMENT_SHARE_BAND": "0.3", "CUSTSEG_GX_CHUNK_ROWS": "5000"})
+    assert (cfg.row_count_band, cfg.row_count_severity, cfg.segment_share_band, cfg.chunk_rows) == (
+        0.2, "blocking", 0.3, 5000)
+    with pytest.raises(ValueError, match="CUSTSEG_ROW_COUNT_SEVERITY"):
+        QualityConfig.from_env({"CUSTSEG_ROW_COUNT_SEVERITY": "fatal"})
+    with pytest.raises(ValueError, match="CUSTSEG_SEGMENT_SHARE_BAND"):
+        QualityConfig.from_env({"CUSTSEG_SEGMENT_SHARE_BAND": "-1"})
+
+
+# -- raw row counts ---------------------------------------------------------------------------------
+
+
+def _row_count_report(wh, settings, config):
+    reports = raw_batch_reports(wh, settings, "shop_orders", "shop_orders", D, event_time_grace=GRACE, config=config)
+    assert [r.suite_name for r in reports] == ["raw.shop_orders", "raw.shop_orders.row_count"]
+    assert reports[0].success, reports[0].failure_message()
+    return reports
+
+
+def test_row_count_against_previous_batch(duck) -> None:
+    wh, settings = duck
+    _insert_shop(wh, _shop_rows(D, 4))
+    # no earlier partition: skipped, with a note that is recorded like any other outcome
+    reports = _row_count_report(wh, settings, QualityConfig())
+    skipped = reports[1]
+    assert skipped.success and skipped.results[0].observed_value.startswith("skipped: no earlier partition")
+    assert skipped.to_rows("run-1")[0]["observed_value"].startswith("skipped:")
+
+    _insert_shop(wh, _shop_rows(PREV, 10, start=100))
+    # 4 rows vs 10: outside ±50 %; a warning by default, so the gate passes and says so
+    reports = _row_count_report(wh, settings, QualityConfig())
+    volume = reports[1]
+    assert volume.success and len(volume.warnings) == 1
+    assert volume.warnings[0].observed_value == "4"
+    assert "4 rows vs 10 in the previous partition (2026-03-01)" in (volume.sample_note or "")
+    raise_if_any_blocking(reports)
+
+    # configured blocking: the run stops, naming the suite, the expectation and the values
+    reports = _row_count_report(wh, settings, QualityConfig(row_count_severity="blocking"))
+    with pytest.raises(QualityGateError) as caught:
+        raise_if_any_blocking(reports)
+    message = str(caught.value)
+    for fragment in ("'raw.shop_orders.row_count'", "expect_table_row_count_to_be_between(min_value=5, max_value=15)",
+                     ": 4"):
+        assert fragment in message, message
+    # a wider band accepts it
+    assert _row_count_report(wh, settings, QualityConfig(row_count_band=1.5, row_count_severity="blocking"))[1].success
+
+
+def test_large_duckdb_batches_are_validated_in_chunks(duck) -> None:
+    wh, settings = duck
+    wh.execute(
+        "insert into raw.shop_orders (order_id, ordered_at, currency, order_total, discount_amount, item_count, "
+        "category, order_status, device, _partition_date, _source_file, _source_line, _run_id) "
+        "select 'SO-' || i, %s, 'EUR', 10.0, 0.0, 1, 'Books', 'completed', 'web', %s, 'landing/shop.csv', i, 'run' "
+        "from range(5000) t(i)",
+        (dt.datetime.combine(D, dt.time(10)), D),
+    )
+    report = raw_batch_reports(wh, settings, "shop_orders", "shop_orders", D, event_time_grace=GRACE,
+                               config=QualityConfig(chunk_rows=2048))[0]
+    assert report.success and report.row_count == 5000
+    assert "in chunks of 2048 rows, all 5000 rows" in (report.sample_note or "")
+    whole = raw_batch_reports(wh, settings, "shop_orders", "shop_orders", D, event_time_grace=GRACE,
+                              config=QualityConfig())[0]
+    assert "all 5000 rows" in (whole.sample_note or "") and "chunk" not in (whole.sample_note or "")
+
+
+# -- segment shares ---------------------------------------------------------------------------------
+
+
+def _share_reports(wh, settings, today: dict, config: QualityConfig | None = None):
+    _load_segments(wh, settings.build_schema, "customer_segments", _customers(today, D))
+    return published_reports(wh, settings, D, config or QualityConfig())
+
+
+def test_segment_shares_against_the_previous_published_date(duck) -> None:
+    wh, settings = duck
+    # first run: nothing published yet, so the share check is skipped with a recorded note
+    first = _share_reports(wh, settings, YESTERDAY)
+    assert first[0].success, first[0].failure_message()
+    assert first[1].suite_name == "analytics.segment_shares" and first[1].success
+    assert "no earlier published date" in first[1].results[0].observed_value
+
+    _load_segments(wh, "analytics", "segment_history", _customers(YESTERDAY, PREV))
+    steady = _share_reports(wh, settings, STEADY)
+    assert all(r.success for r in steady)
+    shares = {o.column: o.observed_value for o in steady[1].results}
+    assert shares["rfm_segment=Champions"] == "0.21" and shares["lifecycle_stage=prospect"] == "0.2"
+
+    # Champions collapse from 20 % to nothing: blocking, with the segment, the band and today's share
+    collapse = _share_reports(wh, settings, COLLAPSE)
+    with pytest.raises(QualityGateError) as caught:
+        raise_if_any_blocking(collapse)
+    message = str(caught.value)
+    assert "'analytics.segment_shares'" in message
+    assert "expect_column_mean_to_be_between(column='rfm_segment=Champions', min_value=0.1, max_value=0.3): 0.0" \
+        in message
+    assert "column='rfm_segment=Loyal', min_value=0.15, max_value=0.45): 0.5" in message  # 30 % -> 50 %
+    assert [o.column for o in collapse[1].blocking_failures] == ["rfm_segment=Champions", "rfm_segment=Loyal"]
+    # configurable: a wide band lets it through; a warning severity records without blocking
+    assert _share_reports(wh, settings, COLLAPSE, QualityConfig(segment_share_band=1.0))[1].success
+    lenient = _share_reports(wh, settings, COLLAPSE, QualityConfig(segment_share_severity="warning"))
+    assert lenient[1].success and len(lenient[1].warnings) == 2
+
+
+# -- the same suites through GX's SQL datasource on PostgreSQL ---------------------------------------
+
+
+def _outcomes(reports) -> list[tuple]:
+    return [(r.suite_name, o.expectation, o.column, o.success) for r in reports for o in r.results]
+
+
+@pytest.mark.postgres
+def test_postgres_runs_the_same_suites_in_the_database(duck, pg) -> None:
+    results = {}
+    for name, (wh, settings) in {"duckdb": duck, "postgres": pg}.items():
+        _insert_shop(wh, _shop_rows(PREV, 10, start=100))
+        _insert_shop(wh, _shop_rows(D, 4))
+        _insert_shop(wh, [(*_shop_rows(D, 1, start=50)[0][:6], -3.0, *_shop_rows(D, 1, start=50)[0][7:])])
+        _load_segments(wh, "analytics", "segment_history", _customers(YESTERDAY, PREV))
+        raw = raw_batch_reports(wh, settings, "shop_orders", "shop_orders", D, event_time_grace=GRACE,
+                                config=QualityConfig())
+        published = _share_reports(wh, settings, COLLAPSE)
+        # a source with nothing loaded on the date: an empty batch, not an error (GX's daily batches raise)
+        empty = raw_batch_reports(wh, settings, "email_events", "email_events", D, event_time_grace=GRACE,
+                                  config=QualityConfig())
+        assert empty[0].success and empty[0].row_count in (0, None), empty[0].failure_message()
+        results[name] = (raw, published, empty)
+        assert not raw[0].success and [o.column for o in raw[0].blocking_failures] == ["order_total"]
+        assert raw[0].row_count == 5
+    duck_raw, duck_pub, duck_empty = results["duckdb"]
+    pg_raw, pg_pub, pg_empty = results["postgres"]
+    assert _outcomes(pg_raw) == _outcomes(duck_raw)
+    assert _outcomes(pg_empty) == _outcomes(duck_empty)
+    assert _outcomes(pg_pub) == _outcomes(duck_pub)
+    assert "PostgreSQL through GX's SQL datasource" in (pg_raw[0].sample_note or "")
+    assert "pandas DataFrame read from DuckDB" in (duck_raw[0].sample_note or "")
+    assert pg_raw[0].blocking_failures[0].unexpected_sample in (["-3.00"], [-3.0])
