@@ -157,7 +157,9 @@ def test_suites_are_plain_deterministic_values() -> None:
         source: next(c.severity for c in raw_suite(source, D).checks if c.expectation.endswith("_unique"))
         for source in RAW_SOURCES
     }
+    # orders and CRM records are legitimately re-exported within one file (staging keeps the latest)
     assert unique_severity.pop("shop_orders") == WARNING
+    assert unique_severity.pop("crm_customers") == WARNING
     assert set(unique_severity.values()) == {BLOCKING}
     for suite in (published_suite(), ml_labels_suite()):
         assert suite.to_gx().name == suite.name
