@@ -67,27 +67,14 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from ml.features import customer_features, is_purchase, select_columns
+from ml.features import BASE_FEATURE_COLUMNS, customer_features, is_purchase, select_columns
 
 DEFAULT_HORIZON_DAYS = 90
 
 BGNBD_FEATURE = "bgnbd_p_no_purchase"
 """Extra model input: BG/NBD P(no purchase in the horizon), supplied by the caller (``ml.bundle``)."""
 
-CHURN_FEATURES: tuple[str, ...] = (
-    "recency_days",
-    "frequency",
-    "monetary",
-    "tenure_days",
-    "avg_order_value",
-    "online_share",
-    "store_share",
-    "app_share",
-    "discount_share",
-    "category_breadth",
-    "orders_90d",
-    "spend_90d",
-)
+CHURN_FEATURES: tuple[str, ...] = BASE_FEATURE_COLUMNS
 """Model inputs. Engagement columns are excluded on purpose: ``customers`` holds today's
 engagement snapshot, not the snapshot at the training cutoff, so using them would train on
 information from the label window (leakage) and inflate holdout metrics. :data:`BGNBD_FEATURE`

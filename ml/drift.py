@@ -24,19 +24,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-DRIFT_FEATURES: tuple[str, ...] = (
-    "recency_days",
-    "frequency",
-    "monetary",
-    "avg_order_value",
-    "online_share",
-    "store_share",
-    "app_share",
-    "discount_share",
-    "category_breadth",
-    "orders_90d",
-    "spend_90d",
-)
+from ml.features import FEATURE_COLUMNS
+
+DRIFT_FEATURES: tuple[str, ...] = (*FEATURE_COLUMNS, "orders_90d", "spend_90d")
 """The main features monitored: the clustering inputs plus the churn model's 90-day activity."""
 
 PSI_MODERATE = 0.10
