@@ -57,8 +57,13 @@ def run_dag(as_of: dt.date, conf: dict | None = None) -> str:
     dag = bag.get_dag("customer_segmentation")
     logical = dt.datetime.combine(as_of, dt.time(), tzinfo=dt.UTC)
     dag_run = dag.test(logical_date=logical, run_conf=conf or {})
-    state = str(getattr(dag_run, "state", "unknown"))
-    return state.rsplit(".", 1)[-1].lower()
+    state = str(getattr(dag_run, "state", "unknown")).rsplit(".", 1)[-1].lower()
+    ran = [ti for ti in dag_run.get_task_instances() if ti.state is not None]
+    if state == "success" and not ran:
+        # Airflow marks a run without schedulable tasks (e.g. a logical date before the DAG's
+        # start_date) successful; nothing was computed, so that is a failure for the caller.
+        raise SystemExit(f"customer_segmentation as of {as_of}: no task ran (logical date before start_date?)")
+    return state
 
 
 def _dates(args: argparse.Namespace) -> list[dt.date]:
@@ -119,6 +124,7 @@ def _byo_options(args: argparse.Namespace) -> dict:
         "names": names.split(",") if isinstance(names, str) else names,
         "date_format": args.date_format or cfg.get("date_format"),
         "currency": (args.currency or cfg.get("currency") or "EUR").upper(),
+        "currency_given": bool(args.currency or cfg.get("currency")),
     }
 
 
@@ -236,7 +242,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         until = _dates(args)[-1]
         work_dir = Path(args.work_dir) if args.work_dir else load_settings().landing_dir.parent / "byo"
-        info = prepare_byo_orders(Path(args.orders), until, work_dir, _byo_options(args))
+        options = _byo_options(args)
+        info = prepare_byo_orders(Path(args.orders), until, work_dir, options)
+        if options["currency_given"]:
+            # a single-currency export is reported in its own currency unless configured otherwise
+            os.environ.setdefault("CUSTSEG_REPORTING_CURRENCY", options["currency"])
         print(f"orders from {args.orders}: {info['rows']:,} rows up to {until} in {info['days']} daily partitions "
               f"({info['after_as_of']:,} rows after {until} ignored); columns used: "
               + ", ".join(f"{k}={v}" for k, v in info["columns"].items() if v))

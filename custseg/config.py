@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -90,6 +91,8 @@ class Settings:
     publish_schema: str = "analytics"
     pii_salt: str = DEV_PII_SALT
     docs_dir: Path = PROJECT_ROOT / "data" / "docs"
+    reporting_currency: str = "EUR"
+    phone_country_code: str = "44"
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -103,6 +106,8 @@ class Settings:
             "CUSTSEG_DUCKDB_PATH": str(self.duckdb_path),
             "CUSTSEG_BUILD_SCHEMA": self.build_schema,
             "CUSTSEG_PII_SALT": self.pii_salt,
+            "CUSTSEG_REPORTING_CURRENCY": self.reporting_currency,
+            "CUSTSEG_PHONE_COUNTRY_CODE": self.phone_country_code,
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         }
         if self.postgres is not None:
@@ -141,6 +146,13 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         if production:
             raise ConfigError("CUSTSEG_PII_SALT must be set when CUSTSEG_ENV=production")
         salt = DEV_PII_SALT
+    currency = env.get("CUSTSEG_REPORTING_CURRENCY", "EUR").strip().upper()
+    if not re.fullmatch(r"[A-Z]{3}", currency):
+        raise ConfigError(f"CUSTSEG_REPORTING_CURRENCY must be an ISO 4217 code such as EUR, got {currency!r}")
+    country_code = env.get("CUSTSEG_PHONE_COUNTRY_CODE", "44").strip().lstrip("+")
+    if not re.fullmatch(r"[1-9][0-9]{0,2}", country_code):
+        raise ConfigError(f"CUSTSEG_PHONE_COUNTRY_CODE must be a country calling code such as 44 or 1, "
+                          f"got {country_code!r}")
     data_dir = Path(env.get("CUSTSEG_DATA_DIR", PROJECT_ROOT / "data"))
     return Settings(
         warehouse=warehouse,  # type: ignore[arg-type]
@@ -152,4 +164,6 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         publish_schema=env.get("CUSTSEG_PUBLISH_SCHEMA", "analytics"),
         pii_salt=salt,
         docs_dir=Path(env.get("CUSTSEG_DOCS_DIR", data_dir / "docs")),
+        reporting_currency=currency,
+        phone_country_code=country_code,
     )

@@ -8,8 +8,21 @@ carries some of four identifiers, normalised exactly as dbt staging normalises t
 |----------------|----------------------------------------------------------|----------------------|
 | `crm_id`       | trimmed                                                  | as is (not PII)      |
 | `email`        | trimmed, lower case, must contain `@` after the 1st char | salted md5 hash      |
-| `phone`        | E.164 (digits; `00` -> `+`; national `0` -> `+44`)       | salted md5 hash      |
+| `phone`        | E.164 by the phone rules below                           | salted md5 hash      |
 | `loyalty_card` | letters and digits only, upper case                      | as is (not PII)      |
+
+Phone rules, first match wins. `digits` is the value with every non-digit removed; `cc` is the
+national calling code, `Settings.phone_country_code` (`CUSTSEG_PHONE_COUNTRY_CODE`, default `44`),
+which dbt reads as the var `phone_country_code`:
+
+| # | when                                          | E.164                       | e.g. (cc)                |
+|---|-----------------------------------------------|-----------------------------|--------------------------|
+| 1 | null, or no digits                            | null                        | `''`, `n/a`              |
+| 2 | the trimmed value starts with `+`             | `+` digits                  | `+44 20 7946 0000`       |
+| 3 | digits start with `00` (international prefix) | `+` digits after the `00`   | `0044 20 7946 0000`      |
+| 4 | digits start with `0` (national trunk prefix) | `+` cc digits after the `0` | `030 1234567` (49)       |
+| 5 | cc is `1` and exactly 10 digits (NANP)        | `+1` digits                 | `(555) 123-4567` (1)     |
+| 6 | otherwise (assumed to carry a country code)   | `+` digits                  | `44 20 7946 0000`        |
 
 Email and phone never leave the warehouse in clear: the extraction query hashes them there.
 
@@ -77,13 +90,21 @@ def norm_email(expr: str) -> str:
     return f"case when position('@' in lower(trim({expr}))) > 1 then lower(trim({expr})) end"
 
 
-def norm_phone(expr: str) -> str:
+def sql_string(value: str) -> str:
+    """A SQL string literal (quotes doubled)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def norm_phone(expr: str, country_code: str) -> str:
+    """E.164 phone or null, by the rules in the module docstring; `country_code` is digits, e.g. "44"."""
     digits = f"regexp_replace({expr}, '[^0-9]', '', 'g')"
     return (
         f"case when {expr} is null or {digits} = '' then null "
-        # substr instead of like '00%': a literal % would need escaping for psycopg's placeholders
+        # substr instead of like '0%': a literal % would need escaping for psycopg's placeholders
+        f"when substr(trim({expr}), 1, 1) = '+' then '+' || {digits} "
         f"when substr({digits}, 1, 2) = '00' then '+' || substr({digits}, 3) "
-        f"when substr({digits}, 1, 1) = '0' then '+44' || substr({digits}, 2) "
+        f"when substr({digits}, 1, 1) = '0' then {sql_string('+' + country_code)} || substr({digits}, 2) "
+        f"when {sql_string(country_code)} = '1' and length({digits}) = 10 then '+1' || {digits} "
         f"else '+' || {digits} end"
     )
 
@@ -110,14 +131,17 @@ RECORD_SOURCES: tuple[tuple[str, str | None, str | None, str | None, str | None,
 )
 
 
-def records_sql() -> str:
-    """Every record's normalised keys and the date it became visible, for records visible as of %s."""
+def records_sql(country_code: str) -> str:
+    """Every record's normalised keys and the date it became visible, for records visible as of %s.
+
+    `country_code` is the calling code given to national phone numbers (`Settings.phone_country_code`).
+    """
     parts = []
     for table, crm, email, phone, card, ts in RECORD_SOURCES:
         cols = [
             norm_crm(crm) if crm else "cast(null as text)",
             salted(norm_email(email)) if email else "cast(null as text)",
-            salted(norm_phone(phone)) if phone else "cast(null as text)",
+            salted(norm_phone(phone, country_code)) if phone else "cast(null as text)",
             norm_card(card) if card else "cast(null as text)",
         ]
         visible = f"greatest(r._partition_date, cast(r.{ts} as date))"
@@ -230,7 +254,7 @@ def resolve_identities(settings: Settings, as_of: dt.date) -> dict[str, int]:
         for table in WORK:
             wh.execute(f"drop table if exists {table}")
         wh.execute("drop table if exists identity_records")
-        wh.execute(f"create temp table identity_records as {records_sql()}", params)
+        wh.execute(f"create temp table identity_records as {records_sql(settings.phone_country_code)}", params)
         try:
             households = wh.fetchall(
                 f"with records as (select * from identity_records) select count(*) from ({HOUSEHOLD_SQL}) as h")[0][0]
@@ -280,13 +304,15 @@ def resolve_identities(settings: Settings, as_of: dt.date) -> dict[str, int]:
     return summary
 
 
-def score_against_truth(key_map: pd.DataFrame, identities_parquet: str, salt: str) -> dict[str, float]:
+def score_against_truth(key_map: pd.DataFrame, identities_parquet: str, salt: str,
+                        country_code: str = "44") -> dict[str, float]:
     """Pairwise precision and recall of the map against the generator's ground truth.
 
     The truth lists every key each person appeared under, as written. Keys are normalised and
     hashed with the same SQL as the map, then every pair of distinct keys is judged: same person
     and same customer_id (true positive), different person but same customer (false merge), same
     person but different customers (missed link). A key missing from the map is its own customer.
+    `country_code` must be the `Settings.phone_country_code` the map was built with.
     """
     import duckdb
 
@@ -302,7 +328,7 @@ def score_against_truth(key_map: pd.DataFrame, identities_parquet: str, salt: st
         from read_parquet(?) as t
     """
     value = (f"case key_type when 'crm_id' then {norm_crm(k)} when 'email' then {salted(norm_email(k))} "
-             f"when 'phone' then {salted(norm_phone(k))} else {norm_card(k)} end")
+             f"when 'phone' then {salted(norm_phone(k, country_code))} else {norm_card(k)} end")
     frame = con.execute(f"""
         with typed as ({typed}),
         truth as (

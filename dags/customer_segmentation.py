@@ -75,24 +75,12 @@ with DAG(
     description="Nightly cross-channel customer segmentation (ingest -> validate -> dbt -> score -> publish)",
     doc_md=__doc__,
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    start_date=ops.EARLIEST_LOGICAL_DATE,
     catchup=False,
     max_active_runs=1,
     # DuckDB allows one writer per file: its tasks must never overlap.
     max_active_tasks=1 if settings.warehouse == "duckdb" else 8,
-    default_args={
-        "owner": "data-engineering",
-        "retries": 2,
-        "retry_delay": dt.timedelta(minutes=2),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": dt.timedelta(minutes=20),
-        # operational record (ops.run_audit), failure summary and optional notifier: custseg/ops.py
-        "on_success_callback": ops.record_success,
-        "on_failure_callback": ops.record_failure,
-        "on_retry_callback": ops.record_retry,
-        # fault injection for tests and drills (CUSTSEG_FAIL_TASK=<task_id>); a no-op unless set
-        "pre_execute": ops.fault_injection_hook,
-    },
+    default_args=ops.default_args(),
     tags=["custseg", "segmentation", "nightly"],
 ) as dag:
 

@@ -23,7 +23,7 @@ import datetime as dt
 
 from airflow.sdk import DAG, CronTriggerTimetable, task
 
-from custseg import models
+from custseg import models, ops
 from custseg.config import load_settings
 
 settings = load_settings()
@@ -36,15 +36,11 @@ with DAG(
     description="Weekly refit of clusters, churn and CLV models; approve only if not worse than the current",
     doc_md=__doc__,
     schedule=CronTriggerTimetable("0 6 * * 0", timezone="UTC"),
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    start_date=ops.EARLIEST_LOGICAL_DATE,
     catchup=False,
     max_active_runs=1,
     max_active_tasks=1,
-    default_args={
-        "owner": "data-engineering",
-        "retries": 2,
-        "retry_delay": dt.timedelta(minutes=15),
-    },
+    default_args=ops.default_args(retry_delay=dt.timedelta(minutes=15)),
     tags=["custseg", "ml", "weekly"],
 ) as dag:
 

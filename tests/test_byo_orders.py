@@ -7,6 +7,7 @@ the whole path, including that rows after --as-of are ignored and bad rows are q
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,45 @@ def test_run_with_orders_end_to_end(airflow_home, session_dir: Path) -> None:
     assert latest < dt.datetime(2026, 7, 1)
     c1 = segments.set_index("customer_id").loc[refs["C-1"]]
     assert float(c1["monetary"]) == pytest.approx(49.90 + 120.00 + 22.10)
+
+
+@pytest.mark.e2e
+def test_cdnow_through_the_orders_entry_point_reproduces_published_clv(airflow_home, session_dir: Path) -> None:
+    """The real pipeline path on real data: CDNOW as of 1997-09-30 through `custseg run --orders`.
+
+    The registered CLV parameters must reproduce Fader, Hardie & Lee (2005) and Fader & Hardie
+    (2013) to two significant digits: same-day purchases counted once, weeks, amounts in USD
+    (the run reports in the export's own currency, so Gamma-Gamma's scale parameter is in dollars).
+    """
+    from tests.test_ml_clv import PUBLISHED, _same_to_two_significant_digits
+
+    data_dir = session_dir / "byo_cdnow"
+    env = warehouse_env("duckdb", data_dir, duckdb_path=data_dir / "warehouse.duckdb")
+    as_of = dt.date(1997, 9, 30)
+    result = run_cli(["run", "--orders", str(CDNOW), "--as-of", as_of.isoformat(), "--delimiter", "whitespace",
+                      "--names", "customer,sample_id,order_date,cds,amount", "--date-format", "%Y%m%d",
+                      "--items", "cds", "--currency", "USD"], env, airflow_home)
+    tail = (result.stdout + result.stderr)[-4000:]
+    assert result.returncode == 0, tail
+    assert f"as of {as_of}: success" in result.stdout, tail
+    assert "4,960 rows up to 1997-09-30" in result.stdout and "1,959 rows after 1997-09-30 ignored" in result.stdout
+    with connect(load_settings(env)) as wh:
+        runs = wh.query_df("select params, metrics, training_window_start, training_window_end, status "
+                           "from ml.model_runs")
+        segments = wh.fetchall("select count(*), count(distinct customer_id), max(as_of_date), "
+                               "sum(monetary) from analytics.customer_segments")[0]
+        raw_sum = wh.fetchall("select sum(cast(order_total as double)) from raw.shop_orders")[0][0]
+    assert len(runs) == 1 and runs["status"][0] == "approved"
+    assert (runs["training_window_start"][0].date(), runs["training_window_end"][0].date()) == (
+        dt.date(1997, 1, 1), as_of)
+    params, metrics = (json.loads(v) if isinstance(v, str) else v for v in (runs["params"][0], runs["metrics"][0]))
+    assert params["clv_time_unit"] == "weeks"
+    for name, expected in PUBLISHED.items():
+        assert _same_to_two_significant_digits(params["clv"][name], expected), (name, params["clv"][name])
+    # every CDNOW customer bought in 1997 Q1, so all 2,357 are scored as of 1997-09-30, and their
+    # lifetime revenue is the export's dollars up to that date, unconverted
+    assert segments[:3] == (2357, 2357, as_of)
+    assert float(segments[3]) == pytest.approx(raw_sum, abs=0.01)
+    # the same run measured churn against both baselines on the same customers
+    assert metrics["churn"]["n_customers"] == 2357
+    assert set(metrics["churn_baselines"]) == {"recency_days", "bgnbd_expected_purchases"}

@@ -3,15 +3,17 @@ cases with the grouping each one must give, spelled out, and the stability of id
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import jinja2
 import pytest
 
-from custseg.config import load_settings
-from custseg.identity import resolve_identities
+from custseg.config import PROJECT_ROOT, load_settings
+from custseg.identity import norm_phone, resolve_identities
 from custseg.pipeline import prepare_warehouse
 from custseg.warehouse import connect
 
@@ -195,6 +197,82 @@ def test_precision_and_recall_against_the_generator_truth(demo_data, tmp_path: P
     with connect(s) as wh:
         key_map = wh.query_df("select key_type, key_value, customer_id from raw.identity_map")
     truth = demo_data.landing_dir.parent / "ground_truth" / "identities.parquet"
-    scores = score_against_truth(key_map, str(truth), s.pii_salt)
+    scores = score_against_truth(key_map, str(truth), s.pii_salt, s.phone_country_code)
     print(f"identity resolution on the demo data: {scores}")
     assert scores["precision"] >= 0.98 and scores["recall"] >= 0.98, scores
+
+
+# -- phone normalisation: identity.norm_phone and the dbt macro normalise_phone, on both warehouses ----------
+PII_MACROS = PROJECT_ROOT / "dbt_project" / "macros" / "pii.sql"
+
+
+def render_macro(call: str, country_code: str) -> str:
+    """Render a call of a macro in pii.sql with plain jinja2, `var('phone_country_code')` = the code."""
+    template = PII_MACROS.read_text() + "{{ " + call + " }}"
+    variables = {"phone_country_code": country_code}
+    return jinja2.Environment().from_string(template).render(var=lambda name: variables[name]).strip()
+
+
+PHONE_CASES = [  # raw value, country code, E.164
+    ("+44 20 7946 0000", "44", "+442079460000"),        # 2: already international
+    ("0044 20 7946 0000", "44", "+442079460000"),       # 3: international call prefix
+    ("020 7946 0000", "44", "+442079460000"),           # 4: national trunk prefix
+    ("(555) 123-4567", "1", "+15551234567"),            # 5: North American, no trunk prefix
+    ("030 1234567", "49", "+49301234567"),              # 4: another country's trunk prefix
+    ("44 20 7946 0000", "44", "+442079460000"),         # 6: country code without +
+    ("", "44", None),                                   # 1: empty
+    ("n/a", "44", None),                                # 1: no digits
+    (None, "44", None),                                 # 1: null
+    ("  +49 30 1234567 ", "44", "+49301234567"),        # 2: + after blanks, not the configured country
+    ("+1 (555) 123-4567", "1", "+15551234567"),         # 2
+    ("00 44 20 7946 0000", "1", "+442079460000"),       # 3 wins over 5 (cc 1)
+    ("1 555 123 4567", "1", "+15551234567"),            # 6: 11 digits with cc 1
+    ("(555) 123-4567", "44", "+5551234567"),            # 6: 10 digits, but cc is not 1
+    ("(07700) 900-010", "44", "+447700900010"),         # 4: the generator's UK formats keep their value
+    ("0044-7700-900010", "44", "+447700900010"),        # 3
+]
+
+
+@pytest.fixture(scope="module", params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def evaluate(request):
+    """Evaluate SQL expressions over a text column `v` holding one value, on the warehouse."""
+    if request.param == "duckdb":
+        import duckdb
+
+        con = duckdb.connect()
+        yield lambda exprs, value: con.execute(
+            f"select {', '.join(exprs)} from (select cast(? as varchar) as v) as t", [value]).fetchone()
+        con.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(request.getfixturevalue("pg_server"), autocommit=True) as con:
+            yield lambda exprs, value: con.execute(
+                f"select {', '.join(exprs)} from (select cast(%s as text) as v) as t", (value,)).fetchone()
+
+
+@pytest.mark.parametrize(("raw", "country_code", "expected"), PHONE_CASES)
+def test_norm_phone_and_dbt_macro_give_e164(evaluate, raw: str | None, country_code: str,
+                                            expected: str | None) -> None:
+    python_sql = norm_phone("v", country_code)
+    macro_sql = render_macro("normalise_phone('v')", country_code)
+    assert "%" not in python_sql and "%" not in macro_sql  # both run through psycopg placeholders
+    assert tuple(evaluate([python_sql, macro_sql], raw)) == (expected, expected)
+
+
+def test_country_code_is_rendered_as_a_string_literal() -> None:
+    assert "'+49' || " in norm_phone("v", "49") and "'49' = '1'" in norm_phone("v", "49")
+    assert "'+49' || " in render_macro("normalise_phone('v')", "49")
+    assert "'+49' || " in render_macro("normalise_phone('v')", "+49")  # dbt run by hand with a raw env var
+    assert "'x''y' = '1'" in norm_phone("v", "x'y")
+
+
+def test_resolution_uses_the_configured_country_code(settings) -> None:
+    """With cc 49 the national UK-style numbers become German ones: SO-1's (07700) 900-010 no longer
+    matches T-1's +447700900010, so the chain CRM-1 - SO-1 - T-1 breaks at that phone."""
+    de = dataclasses.replace(settings, phone_country_code="49")
+    m = _map(de, day(5))
+    phone = lambda p: m.get(_phone_key(de, p))  # noqa: E731
+    assert phone("+497700900010") == crm_id("CRM-1")
+    assert phone("+447700900010") != crm_id("CRM-1")
+    assert m[_email_key(de, "ann.work@example.com")] != crm_id("CRM-1")

@@ -1,13 +1,33 @@
-{#- Convert `amount` in `currency` at `on_date` to the reporting currency, using the fx_rates seed
-    (one rate per currency and valid_from date). Expects the `fx` CTE from fx_rate_ranges(). -#}
+{#- Rates from every currency to the reporting currency (var `reporting_currency`), one row per currency and
+    validity range [valid_from, valid_to). The fx_rates seed holds rates against one base currency (EUR), so the
+    rate is a cross rate: base rate of the currency / base rate of the reporting currency, over the
+    intersection of the two ranges. Staging joins it as the `fx` CTE on currency and transaction date. -#}
 {% macro fx_rate_ranges() -%}
+    {%- set reporting_currency = var('reporting_currency') | upper -%}
+    with ranges as (
+        select
+            currency,
+            valid_from,
+            coalesce(
+                lead(valid_from) over (partition by currency order by valid_from),
+                cast('9999-12-31' as date)
+            ) as valid_to,
+            rate_to_eur
+        from {{ ref('fx_rates') }}
+    ),
+
+    reporting as (
+        select * from ranges where currency = '{{ reporting_currency }}'
+    )
+
     select
-        currency,
-        valid_from,
-        coalesce(
-            lead(valid_from) over (partition by currency order by valid_from),
-            cast('9999-12-31' as date)
-        ) as valid_to,
-        rate_to_reporting
-    from {{ ref('fx_rates') }}
+        ranges.currency,
+        greatest(ranges.valid_from, reporting.valid_from) as valid_from,
+        least(ranges.valid_to, reporting.valid_to) as valid_to,
+        -- a fixed scale, so DuckDB and PostgreSQL convert to the same cents
+        cast(ranges.rate_to_eur / reporting.rate_to_eur as numeric(18, 10)) as rate_to_reporting
+    from ranges
+    inner join reporting
+        on ranges.valid_from < reporting.valid_to
+        and reporting.valid_from < ranges.valid_to
 {%- endmacro %}

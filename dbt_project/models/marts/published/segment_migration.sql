@@ -3,10 +3,28 @@
 -- How customers moved between segments: for every as-of date, from the previous as-of date
 -- ('previous_run') and from the same weekday one week earlier ('week_ago'), for the RFM segment
 -- and the lifecycle stage, with customers and their trailing-12-month revenue.
+--
+-- Merges: segment_history keeps the rows recorded under a retired customer_id for the dates before
+-- its merge (point-in-time correct). The earlier date's rows are attributed to the id the customer
+-- has on the later date, through the alias rows of customer_identity (source 'merged_customer_id'),
+-- so a merged customer moves from its old segment to its new one instead of showing up as
+-- 'No longer present' under the retired id and 'Not yet known' under the survivor.
 with
 
 history as (
     select * from {{ ref('segment_history') }}
+),
+
+-- Alias rows always point to the final survivor: custseg/identity.py replays every merge and writes
+-- each retired id with the best key of its final component, so an alias chain (A merged into B,
+-- later B into C) is stored as A -> C and B -> C, and a single join suffices.
+merged_ids as (
+    select
+        source_customer_ref as retired_customer_id,
+        customer_id,
+        first_seen_date as merged_date
+    from {{ ref('customer_identity') }}
+    where source = 'merged_customer_id'
 ),
 
 dates as (
@@ -41,38 +59,76 @@ segments as (
     from history
 ),
 
+-- The earlier date's rows of each comparison under the id the customer has on the later date. Only
+-- merges that had happened by the later date apply, so comparisons before a merge are unchanged.
+-- Exact for every comparison whose later date is on or after the survivor's last merge (so always
+-- for the latest run); between two merges into one survivor the earlier alias already points to the
+-- final survivor, which may still have been a separate customer then.
+earlier_rows as (
+    select
+        comparisons.as_of_date,
+        comparisons.comparison,
+        comparisons.compared_to_date,
+        segments.segment_type,
+        segments.segment,
+        segments.customer_id as recorded_customer_id,
+        coalesce(merged_ids.customer_id, segments.customer_id) as customer_id
+    from comparisons
+    inner join segments on segments.as_of_date = comparisons.compared_to_date
+    left join merged_ids
+        on merged_ids.retired_customer_id = segments.customer_id
+        and merged_ids.merged_date <= comparisons.as_of_date
+),
+
+-- A person counts once: when the survivor and a retired id (or two retired ids) both had a row on
+-- the earlier date, keep the survivor's own row, else the retired row with the lowest id.
+earlier_ranked as (
+    select
+        earlier_rows.*,
+        row_number() over (
+            partition by as_of_date, comparison, segment_type, customer_id
+            order by
+                case when recorded_customer_id = customer_id then 0 else 1 end,
+                recorded_customer_id
+        ) as row_rank
+    from earlier_rows
+),
+
+earlier as (
+    select as_of_date, comparison, compared_to_date, segment_type, customer_id, segment
+    from earlier_ranked
+    where row_rank = 1
+),
+
 moves as (
     select
         comparisons.as_of_date,
         comparisons.comparison,
         comparisons.compared_to_date,
-        segment_types.segment_type,
+        after.segment_type,
         coalesce(before.segment, 'Not yet known') as from_segment,
         coalesce(after.segment, 'No longer present') as to_segment,
         coalesce(after.net_revenue_12m, 0) as net_revenue_12m
     from comparisons
-    cross join (select 'rfm_segment' as segment_type union all select 'lifecycle_stage') as segment_types
-    inner join segments as after
-        on after.as_of_date = comparisons.as_of_date
-        and after.segment_type = segment_types.segment_type
-    left join segments as before
-        on before.as_of_date = comparisons.compared_to_date
-        and before.segment_type = segment_types.segment_type
+    inner join segments as after on after.as_of_date = comparisons.as_of_date
+    left join earlier as before
+        on before.as_of_date = comparisons.as_of_date
+        and before.comparison = comparisons.comparison
+        and before.segment_type = after.segment_type
         and before.customer_id = after.customer_id
     union all
     -- customers known on the earlier date but absent now (e.g. erased)
     select
-        comparisons.as_of_date,
-        comparisons.comparison,
-        comparisons.compared_to_date,
+        before.as_of_date,
+        before.comparison,
+        before.compared_to_date,
         before.segment_type,
         before.segment as from_segment,
         'No longer present' as to_segment,
         0 as net_revenue_12m
-    from comparisons
-    inner join segments as before on before.as_of_date = comparisons.compared_to_date
+    from earlier as before
     left join segments as after
-        on after.as_of_date = comparisons.as_of_date
+        on after.as_of_date = before.as_of_date
         and after.segment_type = before.segment_type
         and after.customer_id = before.customer_id
     where after.customer_id is null
