@@ -88,170 +88,51 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- bring your own orders -------------------------------------------------------------------------
-#: BYO order file fields: canonical name -> (flag, column names tried when the flag is not given).
-BYO_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "order_id": ("--order-id", ("order_id", "order", "id")),
-    "customer": ("--customer", ("customer_id", "customer_ref", "customer", "client_id")),
-    "ordered_at": ("--ordered-at", ("order_ts", "ordered_at", "order_date", "date", "timestamp")),
-    "amount": ("--amount", ("amount", "order_total", "total", "revenue", "dollars", "value")),
-    "items": ("--items", ("item_count", "items", "quantity", "cds")),
-    "currency": ("--currency-column", ("currency",)),
-    "channel": ("--channel", ("channel",)),
-    "store": ("--store", ("store_id", "store")),
-}
-BYO_REQUIRED = ("customer", "ordered_at", "amount")
-BYO_HEADER = ("order_id,order_ts,customer_ref,customer_email,customer_phone,currency,order_total,"
-              "discount_amount,item_count,category,order_status,device,store_id")
-
-
-def _byo_options(args: argparse.Namespace) -> dict:
-    """Flags over the optional --orders-config YAML (same keys: columns.<field>, delimiter, ...)."""
+def byo_options(args: argparse.Namespace) -> dict:
+    """Export options from the flags over the optional --orders-config YAML (same keys, see custseg.byo)."""
     import yaml
+
+    from custseg.byo import BYO_FIELDS
 
     cfg: dict = {}
     if args.orders_config:
         cfg = yaml.safe_load(Path(args.orders_config).read_text(encoding="utf-8")) or {}
     columns = dict(cfg.get("columns") or {})
     for field in BYO_FIELDS:
-        flag_value = getattr(args, f"byo_{field}")
-        if flag_value:
+        if flag_value := getattr(args, f"byo_{field}"):
             columns[field] = flag_value
-    names = args.names or cfg.get("names")
-    return {
-        "columns": columns,
-        "delimiter": args.delimiter or cfg.get("delimiter", ","),
-        "names": names.split(",") if isinstance(names, str) else names,
-        "date_format": args.date_format or cfg.get("date_format"),
-        "currency": (args.currency or cfg.get("currency") or "EUR").upper(),
-        "currency_given": bool(args.currency or cfg.get("currency")),
-    }
-
-
-def prepare_byo_orders(path: Path, until: dt.date, work_dir: Path, options: dict) -> dict[str, object]:
-    """Turn one order export into daily landing files of the shop_orders layout plus a sources file.
-
-    Rows are partitioned by their order date; rows dated after `until` are not written (they are
-    ignored everywhere). A row whose date does not parse lands in the `until` partition with its raw
-    value, so ingestion quarantines it with the reason: nothing is dropped silently.
-    """
-    import csv
-
-    import duckdb
-
-    if not path.exists():
-        raise SystemExit(f"--orders: {path} does not exist")
-    con = duckdb.connect()
-    con.execute("set TimeZone = 'UTC'")
-    p = "'" + str(path).replace("'", "''") + "'"
-    names, delim = options["names"], options["delimiter"]
-    if delim in ("whitespace", "ws", " "):
-        con.execute(f"create table lines as select line, row_number() over () as n from read_csv({p}, "
-                    "columns = {'line': 'VARCHAR'}, header = false, delim = '\x1f', quote = '', escape = '', "
-                    "auto_detect = false)")
-        if not names:
-            header = con.execute("select line from lines where n = 1").fetchone()
-            names = (header[0] if header else "").split()
-            con.execute("delete from lines where n = 1")
-        parts = "regexp_split_to_array(regexp_replace(line, '^\\s+|\\s+$', '', 'g'), '\\s+')"
-        cols = ", ".join(f"{parts}[{i + 1}] as \"{c}\"" for i, c in enumerate(names))
-        con.execute(f"create table src as select {cols}, n as _line from lines "
-                    "where regexp_replace(line, '\\s', '', 'g') <> ''")
-    else:
-        named = ", names = [" + ", ".join(f"'{c}'" for c in names) + "]" if names else ""
-        con.execute(f"create table src as select *, row_number() over () as _line from read_csv({p}, "
-                    f"header = {'false' if names else 'true'}, all_varchar = true, delim = '{delim}'{named})")
-    file_cols = [d[0] for d in con.execute("select * from src limit 0").description if d[0] != "_line"]
-    lower = {c.lower().strip(): c for c in file_cols}
-    col: dict[str, str | None] = {}
-    for field, (flag, candidates) in BYO_FIELDS.items():
-        given = options["columns"].get(field)
-        if given and given not in file_cols:
-            raise SystemExit(f"--orders: {path} has no column {given!r} (for {flag}); columns: {', '.join(file_cols)}")
-        col[field] = given or next((lower[c] for c in candidates if c in lower), None)
-        if col[field] is None and field in BYO_REQUIRED:
-            raise SystemExit(f"--orders: {path}: no column for {field}; name it with {flag} COLUMN "
-                             f"(columns: {', '.join(file_cols)})")
-
-    def q(field: str) -> str:
-        return f'trim("{col[field]}")' if col[field] else "cast(null as varchar)"
-
-    fmt = options["date_format"]
-    raw_ts = q("ordered_at")
-    parsed = (f"try_strptime({raw_ts}, '{fmt}')" if fmt else
-              f"coalesce(timezone('UTC', try_cast({raw_ts} as timestamptz)), try_strptime({raw_ts}, '%Y%m%d'))")
-    currency = f"coalesce(nullif({q('currency')}, ''), '{options['currency']}')"
-    con.execute(f"""
-        create table orders as
-        select
-            coalesce(nullif({q('order_id')}, ''), 'L' || lpad(cast(_line as varchar), 9, '0')) as order_id,
-            coalesce(strftime({parsed}, '%Y-%m-%dT%H:%M:%SZ'), {raw_ts}) as order_ts,
-            {q('customer')} as customer_ref,
-            {currency} as currency,
-            {q('amount')} as order_total,
-            {q('items')} as item_count,
-            case when lower({q('channel')}) = 'app' then 'app' else 'web' end as device,
-            {q('store')} as store_id,
-            coalesce(cast({parsed} as date), date '{until.isoformat()}') as _day
-        from src
-    """)
-    later = con.execute(f"select count(*) from orders where _day > date '{until.isoformat()}'").fetchone()[0]
-    rows = con.execute(f"select * from orders where _day <= date '{until.isoformat()}' order by _day, order_id")
-    landing = work_dir / "landing"
-    target = landing / "shop" / "orders"
-    if target.exists():
-        for old in target.glob("*.csv"):
-            old.unlink()
-    target.mkdir(parents=True, exist_ok=True)
-    days, written = set(), 0
-    handle, writer, current = None, None, None
-    for row in iter(lambda: rows.fetchmany(50_000), []):
-        for order_id, ts, ref, cur, total, items, device, store, day in row:
-            if day != current:
-                if handle:
-                    handle.close()
-                current = day
-                days.add(day)
-                handle = (target / f"{day.isoformat()}.csv").open("w", encoding="utf-8", newline="")
-                handle.write(BYO_HEADER + "\n")
-                writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow([order_id, ts, ref, "", "", cur, total, "", items or "", "", "completed", device,
-                             store or ""])
-            written += 1
-    if handle:
-        handle.close()
-    if until not in days:  # the logical date's file must exist (a header-only file is a quiet day)
-        (target / f"{until.isoformat()}.csv").write_text(BYO_HEADER + "\n", encoding="utf-8")
-    con.close()
-    sources = work_dir / "sources.yml"
-    mapping = "\n".join(f"      {c}: {c}" for c in BYO_HEADER.split(",")[:-1]).replace(
-        "      order_ts: order_ts", "      ordered_at: {from: order_ts, parse: iso}")
-    sources.write_text(
-        f"# generated by `custseg run --orders {path}`: one shop_orders source over its daily split\n"
-        "sources:\n  shop_orders:\n    channel: online_orders\n    format: csv\n"
-        f"    path: shop/orders/{{date}}.csv\n    columns:\n{mapping}\n", encoding="utf-8")
-    return {"landing_dir": landing, "sources_file": sources, "rows": written, "after_as_of": later,
-            "days": len(days), "columns": col}
+    options = {**cfg, "columns": columns}
+    for key in ("delimiter", "names", "date_format", "currency"):
+        if value := getattr(args, key):
+            options[key] = value
+    # CUSTSEG_REPORTING_CURRENCY, when set, beats the export's own currency
+    if reporting := os.environ.get("CUSTSEG_REPORTING_CURRENCY"):
+        options["reporting_currency"] = reporting
+    return {k: v for k, v in options.items() if v not in (None, "", {}, [])}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     if args.warehouse:
         os.environ["CUSTSEG_WAREHOUSE"] = args.warehouse
+    conf: dict = {}
     if args.orders:
+        from custseg import byo
         from custseg.config import load_settings
 
         until = _dates(args)[-1]
-        work_dir = Path(args.work_dir) if args.work_dir else load_settings().landing_dir.parent / "byo"
-        options = _byo_options(args)
-        info = prepare_byo_orders(Path(args.orders), until, work_dir, options)
-        if options["currency_given"]:
-            # a single-currency export is reported in its own currency unless configured otherwise
-            os.environ.setdefault("CUSTSEG_REPORTING_CURRENCY", options["currency"])
+        path = Path(args.orders).resolve()
+        work_dir = byo.work_dir_for(load_settings(), Path(args.work_dir).resolve() if args.work_dir else None)
+        options = byo_options(args)
+        try:
+            # split once for the whole range up front: fails fast on an unusable file, and every
+            # DAG run of the range reuses the split (custseg.byo.ensure_split)
+            info = byo.ensure_split(path, until, work_dir, byo.normalise_options(options))
+        except byo.ByoError as exc:
+            raise SystemExit(str(exc)) from exc
         print(f"orders from {args.orders}: {info['rows']:,} rows up to {until} in {info['days']} daily partitions "
               f"({info['after_as_of']:,} rows after {until} ignored); columns used: "
               + ", ".join(f"{k}={v}" for k, v in info["columns"].items() if v))
-        os.environ["CUSTSEG_LANDING_DIR"] = str(info["landing_dir"])
-        os.environ["CUSTSEG_SOURCES_FILE"] = str(info["sources_file"])
+        conf = {"orders": str(path), "orders_options": options, "orders_work_dir": str(work_dir)}
     from custseg.config import load_settings
     from custseg.ops import run_lock
 
@@ -259,7 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with run_lock(load_settings()):
         for day in _dates(args):
             t0 = time.perf_counter()
-            state = run_dag(day)
+            state = run_dag(day, conf)
             print(f"customer_segmentation as of {day}: {state} ({time.perf_counter() - t0:.0f}s)")
             if state != "success":
                 return 1
@@ -373,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     byo.add_argument("--orders", metavar="PATH",
                      help="run the pipeline on this order export instead of the landing files")
     byo.add_argument("--orders-config", metavar="YAML", help="column mapping and format options for --orders")
+    from custseg.byo import BYO_FIELDS
+
     for field, (flag, candidates) in BYO_FIELDS.items():
         byo.add_argument(flag, dest=f"byo_{field}", metavar="COLUMN",
                          help=f"column holding the {field} (default: first of {', '.join(candidates)})")

@@ -343,7 +343,7 @@ def load_batch(
         if ok + bad != read:
             raise IngestError(f"{src.name}: {path}: row counts do not add up (read {read}, loaded {ok}, "
                               f"quarantined {bad})")
-        _audit(wh, run_id, logical_date, src.name, day, str(path), read, ok, bad, batch.extra_columns,
+        record_load(wh, run_id, logical_date, src.name, day, str(path), read, ok, bad, batch.extra_columns,
                "success", None)
         results.append(LoadResult(src.name, day, str(path), read, ok, bad, batch.extra_columns))
     if batch.extra_columns:
@@ -358,7 +358,7 @@ def _count_by_day(table: pa.Table, column: str) -> dict[dt.date, int]:
     return dict(zip(counts[column].to_pylist(), counts[f"{column}_count"].to_pylist(), strict=True))
 
 
-def _audit(wh: Warehouse, run_id: str, logical_date: dt.date, source: str, partition_date: dt.date | None,
+def record_load(wh: Warehouse, run_id: str, logical_date: dt.date, source: str, partition_date: dt.date | None,
            source_file: str | None, read: int, loaded: int, quarantined: int, extras: tuple[str, ...],
            status: str, error: str | None) -> None:
     wh.execute(
@@ -410,7 +410,7 @@ def ingest_source(settings: Settings, source_name: str, logical_date: dt.date, r
         except IngestError as exc:
             failed = str(exc)
             day, path = next(((d, p) for d, p in chunk if str(p) in failed), chunk[0])
-            _audit(wh, run_id, logical_date, src.name, day, str(path), 0, 0, 0, (), "failed", failed)
+            record_load(wh, run_id, logical_date, src.name, day, str(path), 0, 0, 0, (), "failed", failed)
             raise
         finally:
             scratch.close()

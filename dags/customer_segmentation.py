@@ -3,9 +3,12 @@
 
 Nightly cross-channel customer segmentation, computed **as of the run's logical date**.
 
-1. **prepare**: create schemas and pipeline tables (idempotent).
+1. **prepare**: create schemas and pipeline tables (idempotent). With the param `orders` (a path to
+   one order export, plus `orders_options` for its columns and formats; README "Bring your own
+   orders"), it splits the export into daily landing files that this run reads instead.
 2. **ingest**: one task per source in `config/sources.yml`; loads the landing partition(s) for the
-   logical date into `raw`, quarantines bad rows, audits counts in `ops.load_audit`.
+   logical date into `raw`, quarantines bad rows, audits counts in `ops.load_audit`. In an `orders`
+   run only the export is declared, and the other sources record a skipped load.
 3. **validate_raw**: Great Expectations suites on the loaded batch; a blocking failure stops the run.
    **resolve_identities** then links CRM ids, emails, phones and loyalty cards across channels into
    stable customer ids (custseg/identity.py) and writes `raw.identity_map` for dbt.
@@ -27,11 +30,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, TaskGroup, task
+from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, TaskGroup, task
+from airflow.sdk.exceptions import AirflowFailException
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import InvocationMode, LoadMode, TestBehavior
 
-from custseg import identity, ops, pipeline
+from custseg import byo, identity, ops, pipeline
 from custseg.config import DBT_PROJECT_DIR, PUBLISHED_TABLES, load_settings
 
 settings = load_settings()
@@ -40,7 +44,12 @@ settings.export_dbt_env()
 AS_OF = "{{ ds }}"
 # scored_at is the end of the as-of day: the same for a scheduled, manual or backfill run of a date.
 SCORED_AT = "{{ macros.ds_add(ds, 1) }} 00:00:00"
-DBT_VARS = {"as_of_date": AS_OF, "scored_at": SCORED_AT}
+# An orders run reports in its export's currency when it states one (custseg/byo.py).
+REPORTING_CURRENCY = (
+    "{{ (params.orders and (params.orders_options.get('reporting_currency') or params.orders_options.get('currency'))) "
+    f"or '{settings.reporting_currency}' }}}}"
+)
+DBT_VARS = {"as_of_date": AS_OF, "scored_at": SCORED_AT, "reporting_currency": REPORTING_CURRENCY}
 PUBLISHED_ASSETS = [
     Asset(f"custseg://{settings.warehouse}/{settings.publish_schema}/{table}") for table in PUBLISHED_TABLES
 ]
@@ -82,15 +91,29 @@ with DAG(
     max_active_tasks=1 if settings.warehouse == "duckdb" else 8,
     default_args=ops.default_args(),
     tags=["custseg", "segmentation", "nightly"],
+    params={
+        "orders": Param(None, type=["null", "string"],
+                        description="Path of one order export to run on instead of the landing files "
+                                    "(absolute, or relative to the data directory)"),
+        "orders_options": Param({}, type="object",
+                                description="columns, delimiter, names, date_format, currency, reporting_currency "
+                                            "(the same as the custseg run flags)"),
+        "orders_work_dir": Param(None, type=["null", "string"],
+                                 description="Where the export's daily split goes (default <data>/byo)"),
+    },
 ) as dag:
 
     @task
-    def prepare() -> None:
+    def prepare(ds: str | None = None, params: dict | None = None) -> dict | None:
         pipeline.prepare_warehouse(settings)
+        try:
+            return byo.split_for_run(settings, params or {}, dt.date.fromisoformat(ds))
+        except byo.ByoError as exc:  # an unusable export does not fix itself on retry
+            raise AirflowFailException(str(exc)) from exc
 
     @task(retries=0)  # bad data does not fix itself on retry
-    def validate_raw(ds: str | None = None, run_id: str | None = None) -> dict[str, bool]:
-        return pipeline.validate_raw(settings, dt.date.fromisoformat(ds), run_id)
+    def validate_raw(ds: str | None = None, run_id: str | None = None, params: dict | None = None) -> dict:
+        return pipeline.validate_raw(byo.run_settings(settings, params), dt.date.fromisoformat(ds), run_id)
 
     @task
     def resolve_identities(ds: str | None = None) -> dict[str, int]:
@@ -116,8 +139,9 @@ with DAG(
         for source in pipeline.source_names(settings):
 
             @task(task_id=source)
-            def ingest_source(source: str = source, ds: str | None = None, run_id: str | None = None) -> dict:
-                return pipeline.ingest(settings, source, dt.date.fromisoformat(ds), run_id)
+            def ingest_source(source: str = source, ds: str | None = None, run_id: str | None = None,
+                              params: dict | None = None) -> dict:
+                return pipeline.ingest(byo.run_settings(settings, params), source, dt.date.fromisoformat(ds), run_id)
 
             ingest_source()
 

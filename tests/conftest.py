@@ -142,10 +142,11 @@ def warehouse_env(kind: str, data_dir: Path, *, duckdb_path: Path | None = None,
     return env
 
 
-def run_cli(args: list[str], env: dict[str, str], home: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run the real `custseg` CLI (and so the real DAG) in its own process."""
+def run_cli(args: list[str], env: dict[str, str], home: Path, timeout: int = 900,
+            program: str = "custseg") -> subprocess.CompletedProcess:
+    """Run the real `custseg` CLI (and so the real DAG) in its own process; `program="airflow"` for Airflow's."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("CUSTSEG_", "AIRFLOW_CONN_"))}
     full_env.update(airflow_env(home))
     full_env.update(env)
-    exe = Path(sys.executable).with_name("custseg")
+    exe = Path(sys.executable).with_name(program)
     return subprocess.run([str(exe), *args], env=full_env, capture_output=True, text=True, timeout=timeout)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from custseg.cli import prepare_byo_orders
+from custseg.byo import ByoError, ensure_split, normalise_options, prepare_byo_orders, run_settings
 from custseg.config import PROJECT_ROOT, load_settings
 from custseg.warehouse import connect
 from tests.conftest import run_cli, warehouse_env
@@ -47,18 +47,62 @@ def test_cdnow_whitespace_file_without_header(tmp_path: Path) -> None:
 def test_missing_required_column_names_the_flag(tmp_path: Path) -> None:
     bad = tmp_path / "o.csv"
     bad.write_text("id,when,total\n1,2026-01-01,5\n")
-    with pytest.raises(SystemExit, match=r"no column for customer; name it with --customer"):
+    with pytest.raises(ByoError, match=r"no column for customer; name it with --customer"):
         prepare_byo_orders(bad, AS_OF, tmp_path / "w", DEFAULTS)
 
 
+def test_split_is_reused_for_a_range_and_bad_dates_stay_where_first_quarantined(tmp_path: Path) -> None:
+    options = normalise_options({})
+    first = ensure_split(EXAMPLE, dt.date(2026, 6, 29), tmp_path, options)
+    again = ensure_split(EXAMPLE, dt.date(2026, 6, 20), tmp_path, options)  # covered: nothing rewritten
+    later = ensure_split(EXAMPLE, AS_OF, tmp_path, options)  # a later date: split again
+    orders = tmp_path / "landing" / "shop" / "orders"
+    assert (first["reused"], again["reused"], later["reused"]) == (False, True, False)
+    assert first["rows"] == later["rows"] == 12  # 11 dated rows up to June plus the unparseable one
+    # the unparseable row stays in 2026-06-29's partition (already loaded and quarantined there)
+    # instead of moving to 2026-06-30's, where it would be read and counted a second time
+    assert "not a date" in (orders / "2026-06-29.csv").read_text()
+    assert "not a date" not in (orders / "2026-06-30.csv").read_text()
+    # other options are another split
+    assert ensure_split(EXAMPLE, AS_OF, tmp_path, normalise_options({"currency": "usd"}))["reused"] is False
+
+
+def test_options_are_checked_and_runs_without_an_export_keep_the_settings(tmp_path: Path) -> None:
+    with pytest.raises(ByoError, match=r"unknown key\(s\) delimeter"):
+        normalise_options({"delimeter": ";"})
+    with pytest.raises(ByoError, match=r"unknown column field\(s\) client"):
+        normalise_options({"columns": {"client": "c"}})
+    assert normalise_options({"currency": "usd"})["reporting_currency"] == "USD"
+    assert normalise_options({"currency": "usd", "reporting_currency": "eur"})["reporting_currency"] == "EUR"
+    settings = load_settings({"CUSTSEG_DATA_DIR": str(tmp_path)})
+    assert run_settings(settings, {"orders": None}) is settings
+    byo_run = run_settings(settings, {"orders": "orders.csv"})
+    work_dir = tmp_path / "byo"
+    assert (byo_run.landing_dir, byo_run.sources_file) == (work_dir / "landing", work_dir / "sources.yml")
+    assert byo_run.duckdb_path == settings.duckdb_path
+
+
 @pytest.mark.e2e
-def test_run_with_orders_end_to_end(airflow_home, session_dir: Path) -> None:
+def test_dag_params_run_the_orders_end_to_end(airflow_home, session_dir: Path) -> None:
+    """The same path through the DAG's params, triggered by Airflow's own CLI (what a scheduler user does).
+
+    (`custseg run --orders` passes exactly these params; the CDNOW test below goes through it.)
+    """
     data_dir = session_dir / "byo_run"
     env = warehouse_env("duckdb", data_dir, duckdb_path=data_dir / "warehouse.duckdb")
-    result = run_cli(["run", "--orders", str(EXAMPLE), "--as-of", AS_OF.isoformat()], env, airflow_home)
+    conf = {"orders": str(EXAMPLE), "orders_options": {"columns": {"customer": "customer"}, "currency": "EUR"}}
+    result = run_cli(["dags", "test", "customer_segmentation", AS_OF.isoformat(), "--conf", json.dumps(conf)],
+                     env, airflow_home, program="airflow")
     tail = (result.stdout + result.stderr)[-4000:]
     assert result.returncode == 0, tail
-    assert f"as of {AS_OF}: success" in result.stdout, tail
+    with connect(load_settings(env)) as wh:
+        skipped = dict(wh.fetchall("select source, error from ops.load_audit where status = 'skipped'"))
+        published = wh.fetchall("select count(*) from ops.run_audit where task_id = 'publish' and status = 'success'")
+    # only the export is declared in this run: the five other channels record a skipped load
+    assert set(skipped) == {"crm_customers", "pos_sales", "web_sessions", "email_events", "support_tickets"}
+    assert all("bring-your-own-orders run" in reason for reason in skipped.values())
+    assert published[0][0] == 1, tail
+    assert (data_dir / "byo" / "landing" / "shop" / "orders" / "2026-06-30.csv").exists()
     with connect(load_settings(env)) as wh:
         segments = wh.query_df("select * from analytics.customer_segments order by customer_id")
         quarantine = dict(wh.fetchall("select raw_record, reason from raw.quarantine"))
