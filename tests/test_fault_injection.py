@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import email
 import importlib.util
 import inspect
 import json
 import logging
 import os
 import shutil
+import socketserver
 import subprocess
 import sys
 import threading
@@ -309,6 +311,64 @@ class _Hook(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
+
+
+class _Smtp(socketserver.StreamRequestHandler):
+    """Just enough SMTP (no TLS, no AUTH) to receive what Airflow's SMTP notifier sends."""
+
+    messages: ClassVar[list[str]] = []
+
+    def _reply(self, text: str) -> None:
+        self.wfile.write(text.encode() + b"\r\n")
+
+    def handle(self) -> None:
+        self._reply("220 localhost test SMTP")
+        data: list[bytes] | None = None
+        while line := self.rfile.readline():
+            if data is not None:
+                if line.rstrip(b"\r\n") == b".":
+                    type(self).messages.append(b"".join(data).decode())
+                    data = None
+                    self._reply("250 queued")
+                else:
+                    data.append(line)
+                continue
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                self._reply("250-localhost")
+                self._reply("250 8BITMIME")
+            elif verb == b"DATA":
+                data = []
+                self._reply("354 end with <CRLF>.<CRLF>")
+            elif verb == b"QUIT":
+                self._reply("221 bye")
+                return
+            else:  # HELO, MAIL, RCPT, RSET, NOOP
+                self._reply("250 ok")
+
+
+def test_failure_notification_by_email_through_an_smtp_connection(monkeypatch) -> None:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Smtp)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Smtp.messages = []
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_CUSTSEG_MAIL", json.dumps({
+            "conn_type": "smtp", "host": "127.0.0.1", "port": server.server_address[1],
+            "extra": {"to": "data-oncall@example.com", "from_email": "custseg@example.com",
+                      "disable_tls": True, "disable_ssl": True, "timeout": 10, "retry_limit": 1},
+        }))
+        monkeypatch.setenv(ops.NOTIFY_CONN_ENV, "custseg_mail")
+        assert ops.notify_failure(_context("score", ValueError("labels out of range"))) is True
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(_Smtp.messages) == 1
+    message = email.message_from_string(_Smtp.messages[0])
+    assert message["To"] == "data-oncall@example.com" and message["From"] == "custseg@example.com"
+    assert message["Subject"] == "custseg: score failed (2026-10-31)"
+    body = "".join(part.get_payload(decode=True).decode() for part in message.walk()
+                   if part.get_content_type() == "text/html")
+    assert "ValueError: labels out of range" in body and "rerun the same date" in body
 
 
 def _context(task_id: str, error: BaseException | None = None, result: object = None) -> dict:
