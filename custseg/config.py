@@ -93,6 +93,7 @@ class Settings:
     docs_dir: Path = PROJECT_ROOT / "data" / "docs"
     reporting_currency: str = "EUR"
     phone_country_code: str = "44"
+    duckdb_memory_limit: str = "2GB"
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -108,6 +109,7 @@ class Settings:
             "CUSTSEG_PII_SALT": self.pii_salt,
             "CUSTSEG_REPORTING_CURRENCY": self.reporting_currency,
             "CUSTSEG_PHONE_COUNTRY_CODE": self.phone_country_code,
+            "CUSTSEG_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         }
         if self.postgres is not None:
@@ -153,6 +155,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     if not re.fullmatch(r"[1-9][0-9]{0,2}", country_code):
         raise ConfigError(f"CUSTSEG_PHONE_COUNTRY_CODE must be a country calling code such as 44 or 1, "
                           f"got {country_code!r}")
+    memory_limit = env.get("CUSTSEG_DUCKDB_MEMORY_LIMIT", "2GB").strip().replace(" ", "")
+    if not re.fullmatch(r"\d+(\.\d+)?([KMGT]i?B)", memory_limit, flags=re.IGNORECASE):
+        raise ConfigError(f"CUSTSEG_DUCKDB_MEMORY_LIMIT must be a size such as 2GB or 1500MB, got {memory_limit!r}")
     data_dir = Path(env.get("CUSTSEG_DATA_DIR", PROJECT_ROOT / "data"))
     return Settings(
         warehouse=warehouse,  # type: ignore[arg-type]
@@ -166,4 +171,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         docs_dir=Path(env.get("CUSTSEG_DOCS_DIR", data_dir / "docs")),
         reporting_currency=currency,
         phone_country_code=country_code,
+        duckdb_memory_limit=memory_limit,
     )

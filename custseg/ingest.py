@@ -132,10 +132,11 @@ def _reason_exprs(col: Column, text: str, typed: str) -> list[str]:
     return reasons
 
 
-def scratch_connection() -> duckdb.DuckDBPyConnection:
+def scratch_connection(memory_limit: str = "2GB") -> duckdb.DuckDBPyConnection:
     """In-memory DuckDB used to parse landing files; reuse one per task (connecting costs ~20 ms)."""
     con = duckdb.connect()
     con.execute("set TimeZone = 'UTC'")
+    con.execute(f"set memory_limit = '{memory_limit}'")  # the warehouse's cap (CUSTSEG_DUCKDB_MEMORY_LIMIT)
     return con
 
 
@@ -397,7 +398,7 @@ def ingest_source(settings: Settings, source_name: str, logical_date: dt.date, r
         raise KeyError(f"{settings.sources_file}: no source named {source_name!r}")
     src = sources[source_name]
     results: list[LoadResult] = []
-    scratch = scratch_connection()
+    scratch = scratch_connection(settings.duckdb_memory_limit)
     with connect(settings) as wh:
         pending = [(day, src.file_for(settings.landing_dir, day.isoformat()))
                    for day in partitions_to_load(wh, src, settings.landing_dir, logical_date)]

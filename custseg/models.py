@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from custseg.config import PROJECT_ROOT, Settings
 from custseg.warehouse import Warehouse, connect, quote_ident
+from ml.features import SNAPSHOT_FEATURES
 
 if TYPE_CHECKING:
     from ml.bundle import ModelBundle
@@ -61,8 +62,8 @@ def model_dir(env: dict[str, str] | None = None) -> Path:
 
 
 # -- inputs ----------------------------------------------------------------------------------
-def read_ml_inputs(wh: Warehouse, build_schema: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Purchases and customers from the build schema, as identical frames on both engines."""
+def read_ml_inputs(wh: Warehouse, build_schema: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Purchases, customers and engagement snapshots from the build schema, as identical frames on both engines."""
     build = quote_ident(build_schema)
     transactions = wh.query_df(
         "select customer_id, purchase_date as order_date, cast(net_amount as double precision) as net_amount, "
@@ -74,7 +75,16 @@ def read_ml_inputs(wh: Warehouse, build_schema: str) -> tuple[pd.DataFrame, pd.D
         f"cast(web_sessions_90d as double precision) as web_sessions_90d from {build}.fct_customer_features "
         "order by customer_id"
     )
+    snapshot_columns = ", ".join(f"cast({c} as double precision) as {c}" for c in SNAPSHOT_FEATURES)
+    engagement = wh.query_df(
+        f"select customer_id, snapshot_date, {snapshot_columns} from {build}.fct_customer_engagement_snapshots "
+        "order by snapshot_date, customer_id"
+    )
     # Both engines must hand ML identical frames (dtypes included): the model version hashes them.
+    engagement["customer_id"] = engagement["customer_id"].astype("string")
+    engagement["snapshot_date"] = pd.to_datetime(engagement["snapshot_date"]).astype("datetime64[ns]")
+    for col in SNAPSHOT_FEATURES:
+        engagement[col] = pd.to_numeric(engagement[col]).astype("float64")
     transactions["order_date"] = pd.to_datetime(transactions["order_date"]).astype("datetime64[ns]")
     for frame, numeric in ((transactions, ("net_amount", "discount_amount")),
                            (customers, ("email_open_rate", "email_click_rate", "web_sessions_90d"))):
@@ -83,7 +93,7 @@ def read_ml_inputs(wh: Warehouse, build_schema: str) -> tuple[pd.DataFrame, pd.D
                 frame[col] = pd.to_numeric(frame[col]).astype("float64")
             elif col != "order_date":
                 frame[col] = frame[col].astype("string")
-    return transactions, customers
+    return transactions, customers, engagement
 
 
 # -- artifacts -------------------------------------------------------------------------------
@@ -231,7 +241,7 @@ def previous_centroids(wh: Warehouse, as_of: dt.date) -> pd.DataFrame | None:
 # -- nightly ---------------------------------------------------------------------------------
 def approved_or_bootstrap(
     wh: Warehouse, registry: Registry, transactions: pd.DataFrame, customers: pd.DataFrame, as_of: dt.date,
-    run_id: str, dag_id: str,
+    run_id: str, dag_id: str, engagement: pd.DataFrame | None = None,
 ) -> ModelBundle:
     """The latest approved model; if there is none (or it cannot be loaded), fit and approve one."""
     from ml.bundle import fit_models
@@ -245,7 +255,7 @@ def approved_or_bootstrap(
             log.warning("approved model %s cannot be loaded (%s); fitting a new one", entry.model_version, exc)
             reason = f"bootstrap: approved model {entry.model_version} could not be loaded: {exc}"
     bundle = fit_models(transactions, customers, as_of, random_state=0,
-                        previous_centroids=previous_centroids(wh, as_of))
+                        previous_centroids=previous_centroids(wh, as_of), engagement=engagement)
     if bundle.has_models:
         registry.register(bundle, status=APPROVED, reason=reason, run_id=run_id, dag_id=dag_id)
     return bundle
@@ -310,7 +320,7 @@ def retrain(settings: Settings, as_of: dt.date, run_id: str, dag_id: str = "retr
         if built_as_of != as_of:
             raise RuntimeError(f"the build schema holds features as of {built_as_of}, not {as_of}: run the nightly "
                                f"customer_segmentation DAG for {as_of} first")
-        transactions, customers = read_ml_inputs(wh, settings.build_schema)
+        transactions, customers, engagement = read_ml_inputs(wh, settings.build_schema)
         registry = Registry(wh)
         entry = registry.latest_approved(as_of)
         current = None
@@ -321,7 +331,8 @@ def retrain(settings: Settings, as_of: dt.date, run_id: str, dag_id: str = "retr
                 log.warning("current model %s cannot be loaded (%s): comparing with its registered metrics only",
                             entry.model_version, exc)
         previous = current.centroids if current is not None and current.has_models else None
-        candidate = fit_models(transactions, customers, as_of, random_state=0, previous_centroids=previous)
+        candidate = fit_models(transactions, customers, as_of, random_state=0, previous_centroids=previous,
+                               engagement=engagement)
         summary: dict[str, Any] = {
             "as_of": as_of.isoformat(),
             "candidate": candidate.model_version,

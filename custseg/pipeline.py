@@ -128,10 +128,10 @@ def score(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:
     from ml.scoring import score_with
 
     with connect(settings) as wh:
-        transactions, customers = read_ml_inputs(wh, settings.build_schema)
+        transactions, customers, engagement = read_ml_inputs(wh, settings.build_schema)
         bundle = approved_or_bootstrap(wh, Registry(wh), transactions, customers, as_of, run_id,
-                                       dag_id="customer_segmentation")
-        result = score_with(bundle, transactions, customers, as_of)
+                                       dag_id="customer_segmentation", engagement=engagement)
+        result = score_with(bundle, transactions, customers, as_of, engagement)
         labels = result.labels.copy()
         labels["model_version"] = result.model_version
         report = validate_dataframe(labels, ml_labels_suite(), suite_name="ml.customer_labels",

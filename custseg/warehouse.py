@@ -286,6 +286,10 @@ class DuckDBWarehouse(Warehouse):
         super().__init__(settings)
         settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = duckdb.connect(str(settings.duckdb_path), read_only=read_only)
+        # A SET, not a connect-time config: DuckDB refuses a second connection to one file with a
+        # different config, and dbt-duckdb (same process in `dag.test`) applies its settings by SET too.
+        # Without a cap DuckDB may hold 80 % of RAM as buffer cache, which is what the process's peak RSS shows.
+        self.conn.execute(f"set memory_limit = '{settings.duckdb_memory_limit}'")
         self._in_tx = False
 
     def close(self) -> None:

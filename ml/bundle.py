@@ -30,7 +30,14 @@ import pandas as pd
 from ml.churn import BGNBD_FEATURE, DEFAULT_HORIZON_DAYS, Baseline, ChurnModel
 from ml.clustering import DEFAULT_K_RANGE, BehaviourClusterer, cluster_profiles
 from ml.drift import reference_profile
-from ml.features import FEATURE_COLUMNS, clv_summary, customer_features, prepare_transactions
+from ml.features import (
+    FEATURE_COLUMNS,
+    SNAPSHOT_FEATURES,
+    clv_summary,
+    customer_features,
+    engagement_at,
+    prepare_transactions,
+)
 
 ML_SCHEMA_VERSION = "v1"
 """Prefix of ``model_version``; bump it when a code change alters outputs for identical inputs."""
@@ -64,8 +71,11 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def training_data_hash(transactions: pd.DataFrame, customers: pd.DataFrame) -> str:
-    """sha256 of the prepared transactions (as of the training date) and the customers, row-order free."""
+def training_data_hash(
+    transactions: pd.DataFrame, customers: pd.DataFrame, engagement: pd.DataFrame | None = None
+) -> str:
+    """sha256 of the prepared transactions (as of the training date), the customers and the
+    engagement snapshot at the churn cutoff, row-order free."""
     digest = hashlib.sha256()
     digest.update(pd.util.hash_pandas_object(transactions, index=False).to_numpy().tobytes())
     # Customers matter too (engagement columns reach the cluster profiles); sorted, so the
@@ -73,6 +83,8 @@ def training_data_hash(transactions: pd.DataFrame, customers: pd.DataFrame) -> s
     keyed = customers.assign(customer_id=customers["customer_id"].astype(str))
     keyed = keyed.sort_values("customer_id", kind="stable")
     digest.update(pd.util.hash_pandas_object(keyed, index=False).to_numpy().tobytes())
+    if engagement is not None:
+        digest.update(pd.util.hash_pandas_object(engagement.sort_index(), index=True).to_numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -146,14 +158,30 @@ class ModelBundle:
         )
 
 
-def churn_inputs(bundle: ModelBundle, features: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
-    """Today's churn-model inputs: the features plus BG/NBD P(no purchase) from the bundle's CLV model."""
-    if bundle.churn is None or BGNBD_FEATURE not in getattr(bundle.churn, "features_", ()):
-        return features
-    horizon = float(bundle.params.get("horizon_days", DEFAULT_HORIZON_DAYS))
-    p0 = pd.Series(bundle.clv.probability_no_purchase(summary, future_days=horizon),
-                   index=summary["customer_id"].astype(str).to_numpy())
-    return features.assign(**{BGNBD_FEATURE: p0.reindex(features.index).fillna(0.5).to_numpy()})
+def churn_inputs(
+    bundle: ModelBundle,
+    features: pd.DataFrame,
+    summary: pd.DataFrame,
+    engagement: pd.DataFrame | None = None,
+    as_of: dt.date | None = None,
+) -> pd.DataFrame:
+    """Today's churn-model inputs: the features plus BG/NBD P(no purchase) from the bundle's CLV model
+    and, when the model was trained with them, the engagement snapshot as of ``as_of``."""
+    used = getattr(bundle.churn, "features_", ()) if bundle.churn is not None else ()
+    if BGNBD_FEATURE in used:
+        horizon = float(bundle.params.get("horizon_days", DEFAULT_HORIZON_DAYS))
+        p0 = pd.Series(bundle.clv.probability_no_purchase(summary, future_days=horizon),
+                       index=summary["customer_id"].astype(str).to_numpy())
+        features = features.assign(**{BGNBD_FEATURE: p0.reindex(features.index).fillna(0.5).to_numpy()})
+    if any(name in used for name in SNAPSHOT_FEATURES):
+        today = engagement_at(engagement, as_of, features.index) if as_of is not None else None
+        if today is None:
+            # defaults would make every customer look unengaged, i.e. about to churn: refuse instead
+            raise ValueError(f"model {bundle.model_version} uses engagement snapshots, but there is none as of "
+                             f"{as_of} (fct_customer_engagement_snapshots)")
+        # the snapshot's definition wins over a same-named column of today's customer snapshot
+        features = features.drop(columns=[c for c in today.columns if c in features.columns]).join(today)
+    return features
 
 
 def fit_models(
@@ -167,24 +195,30 @@ def fit_models(
     k_range: tuple[int, int] = DEFAULT_K_RANGE,
     discount_rate_annual: float = DEFAULT_DISCOUNT_RATE_ANNUAL,
     n_threads: int | None = 1,
+    engagement: pd.DataFrame | None = None,
 ) -> ModelBundle:
     """Fit clusters, churn and CLV on the history up to ``as_of`` (rows after it are ignored).
 
     ``previous_centroids`` (the current model's) renumbers the new clusters to match, so ids
     stay stable across refits. Churn is measured on its holdout against two baselines: days
     since the last purchase and BG/NBD expected purchases (fitted as of the churn cutoff).
+    ``engagement`` (rows of ``fct_customer_engagement_snapshots``) adds the engagement snapshot
+    at the churn cutoff to the churn model's inputs; without a snapshot of that date the churn
+    model uses purchases only (``metrics['churn_engagement']`` says which).
     """
     as_of = pd.Timestamp(as_of).date()
     started = time.perf_counter()
     timings: dict[str, float] = {}
     tx = prepare_transactions(transactions, as_of)
+    cutoff = pd.Timestamp(as_of) - pd.Timedelta(days=horizon_days)
+    cutoff_engagement = engagement_at(engagement, cutoff, tx["customer_id"].unique())
     params = {
         "random_state": random_state,
         "horizon_days": horizon_days,
         "k_range": list(k_range),
         "discount_rate_annual": discount_rate_annual,
     }
-    data_hash = training_data_hash(tx, customers)
+    data_hash = training_data_hash(tx, customers, cutoff_engagement)
     model_version = _model_version(data_hash, as_of, params, previous_centroids)
     features = customer_features(tx, as_of, customers)
     timings["features"] = time.perf_counter() - started
@@ -238,7 +272,6 @@ def fit_models(
     from ml.clv import CLVModel  # lazy: PyMC import is slow
 
     t0 = time.perf_counter()
-    cutoff = pd.Timestamp(as_of) - pd.Timedelta(days=horizon_days)
     cutoff_summary = clv_summary(tx, cutoff)
     baselines: dict[str, Baseline] = {}
     extra: pd.DataFrame | None = None
@@ -255,6 +288,9 @@ def fit_models(
             **{k: cutoff_clv.params_[k] for k in ("r", "alpha", "a", "b")},
         }
     timings["churn_bgnbd_baseline"] = time.perf_counter() - t0
+    metrics["churn_engagement"] = "snapshot as of the cutoff" if cutoff_engagement is not None else "none"
+    if cutoff_engagement is not None:
+        extra = cutoff_engagement if extra is None else extra.join(cutoff_engagement, how="outer")
 
     t0 = time.perf_counter()
     churn = ChurnModel(horizon_days, random_state=random_state, n_threads=n_threads).fit(

@@ -11,7 +11,11 @@ of ``bgnbd_p_no_purchase``, BG/NBD's own probability of no purchase in the horiz
 by the caller from a BG/NBD fitted on the history up to the same date as the other features:
 the cutoff for training, ``as_of`` for scoring; BG/NBD uses no labels, so nothing leaks). The
 supervised model therefore starts from the buy-till-you-die model and learns what the RFM
-summary misses (channel mix, discount affinity, basket breadth, spend). Logistic regression is
+summary misses (channel mix, discount affinity, basket breadth, spend) and, when the caller has
+them, point-in-time engagement (``ml.features.SNAPSHOT_FEATURES``: web sessions and recency,
+e-mails sent/opened/clicked, each as of the same date as the other features): a customer who has
+quietly dropped out stops visiting and opening e-mails before the purchase gap shows it, which
+no purchase-only model can see. Logistic regression is
 fitted by log-loss, so its probabilities are calibrated by construction; the holdout Brier
 score and the test "mean prediction ≈ base rate" check it. ``estimator="hgb"`` keeps the v1
 ``HistGradientBoostingClassifier`` + ``CalibratedClassifierCV``; on the demo data and CDNOW it
@@ -67,7 +71,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from ml.features import BASE_FEATURE_COLUMNS, customer_features, is_purchase, select_columns
+from ml.features import BASE_FEATURE_COLUMNS, SNAPSHOT_FEATURES, customer_features, is_purchase, select_columns
 
 DEFAULT_HORIZON_DAYS = 90
 
@@ -78,7 +82,8 @@ CHURN_FEATURES: tuple[str, ...] = BASE_FEATURE_COLUMNS
 """Model inputs. Engagement columns are excluded on purpose: ``customers`` holds today's
 engagement snapshot, not the snapshot at the training cutoff, so using them would train on
 information from the label window (leakage) and inflate holdout metrics. :data:`BGNBD_FEATURE`
-is added when the caller supplies it."""
+and the point-in-time ``SNAPSHOT_FEATURES`` (engagement as of the cutoff) are added when the
+caller supplies them."""
 
 RISK_BANDS: tuple[tuple[str, float, float], ...] = (
     ("low", 0.0, 0.25),
@@ -134,7 +139,7 @@ def build_training_set(
     dates = dates.dt.normalize()
     in_window = (dates > cutoff) & (dates <= as_of_ts) & is_purchase(transactions["net_amount"])
     active = pd.Index(transactions.loc[in_window, "customer_id"].astype(str).unique())
-    y = pd.Series((~X.index.isin(active)).astype(int), index=X.index, name="churned")
+    y = pd.Series((active.get_indexer(X.index) < 0).astype(int), index=X.index, name="churned")
     return X, y
 
 
@@ -168,7 +173,7 @@ def _recency_matrix(X: pd.DataFrame) -> np.ndarray:
 
 _LOG_FEATURES = frozenset(
     {"recency_days", "frequency", "monetary", "tenure_days", "avg_order_value", "category_breadth",
-     "orders_90d", "spend_90d"}
+     "orders_90d", "spend_90d", *SNAPSHOT_FEATURES}
 )  # fmt: skip
 
 
@@ -205,7 +210,7 @@ class ChurnModel:
         max_train: int = 200_000,
         min_customers: int = 200,
         min_per_class: int = 20,
-        features: Sequence[str] = (*CHURN_FEATURES, BGNBD_FEATURE),
+        features: Sequence[str] = (*CHURN_FEATURES, BGNBD_FEATURE, *SNAPSHOT_FEATURES),
         estimator: str = "logistic",
         n_threads: int | None = 1,
     ) -> None:
@@ -266,8 +271,9 @@ class ChurnModel:
     ) -> ChurnModel:
         X, y = build_training_set(transactions, as_of, self.horizon_days)
         if extra_features is not None and len(X):
-            extra = extra_features.reindex(X.index)
-            X = X.join(extra.astype(float).fillna(0.5), rsuffix="_extra")
+            extra = extra_features.reindex(X.index).astype(float)
+            # absent = no evidence: BG/NBD's coin flip, or an unengaged customer
+            X = X.join(extra.fillna({BGNBD_FEATURE: 0.5, **SNAPSHOT_FEATURES}), rsuffix="_extra")
         self.features_ = [f for f in self.features if f in X.columns]
         cutoff = (pd.Timestamp(as_of).normalize() - pd.Timedelta(days=self.horizon_days)).date()
         info: dict[str, object] = {

@@ -71,6 +71,21 @@ because they are often missing for store-only customers, which would split clust
 availability rather than behaviour.
 """
 
+SNAPSHOT_FEATURES: dict[str, float] = {
+    "web_sessions_30d": 0.0,
+    "web_sessions_90d": 0.0,
+    "web_recency_days": 365.0,
+    "emails_sent_90d": 0.0,
+    "emails_opened_90d": 0.0,
+    "emails_clicked_90d": 0.0,
+}
+"""Point-in-time engagement features (name → value for a customer absent from the snapshot, i.e.
+no web session or e-mail in the windows: unengaged, last visit at the cap).
+
+They come from ``fct_customer_engagement_snapshots`` as of a given date, counting only events
+dated on or before it that had landed by then. That is what lets the churn model use engagement
+at its training cutoff without leakage (today's engagement snapshot in ``customers`` is not)."""
+
 _REQUIRED_TX = ("customer_id", "order_date", "net_amount")
 _PREPARED_FLAG = "ml_prepared_transactions"
 
@@ -273,3 +288,22 @@ def select_columns(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     if missing:
         raise ValueError(f"missing feature columns: {missing}")
     return frame.loc[:, list(columns)].astype(float)
+
+
+def engagement_at(
+    snapshots: pd.DataFrame | None, snapshot_date: dt.date | pd.Timestamp | str, customer_ids: Sequence[str]
+) -> pd.DataFrame | None:
+    """The engagement snapshot of ``snapshot_date`` for ``customer_ids`` (absent customers get the
+    :data:`SNAPSHOT_FEATURES` defaults), or None when ``snapshots`` has no rows for that date.
+
+    ``snapshots`` has ``customer_id``, ``snapshot_date`` and the :data:`SNAPSHOT_FEATURES` columns.
+    """
+    if snapshots is None or not len(snapshots):
+        return None
+    day = _as_timestamp(snapshot_date)
+    rows = snapshots[pd.to_datetime(snapshots["snapshot_date"]).dt.normalize() == day]
+    if not len(rows):
+        return None
+    values = rows.set_index(rows["customer_id"].astype(str))[list(SNAPSHOT_FEATURES)].astype(float)
+    index = pd.Index(pd.Series(customer_ids, dtype=str).to_numpy(), name="customer_id")
+    return values.reindex(index).fillna(SNAPSHOT_FEATURES)

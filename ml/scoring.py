@@ -84,6 +84,7 @@ def score_customers(
     k_range: tuple[int, int] = DEFAULT_K_RANGE,
     discount_rate_annual: float = DEFAULT_DISCOUNT_RATE_ANNUAL,
     n_threads: int | None = 1,
+    engagement: pd.DataFrame | None = None,
 ) -> ScoringResult:
     """Fit the models on the history up to ``as_of``, then score every customer as of ``as_of``.
 
@@ -101,8 +102,9 @@ def score_customers(
         k_range=k_range,
         discount_rate_annual=discount_rate_annual,
         n_threads=n_threads,
+        engagement=engagement,
     )
-    result = score_with(bundle, transactions, customers, as_of)
+    result = score_with(bundle, transactions, customers, as_of, engagement)
     result.timings = {**bundle.timings, **result.timings, "total": time.perf_counter() - started}
     return result
 
@@ -112,8 +114,12 @@ def score_with(
     transactions: pd.DataFrame,
     customers: pd.DataFrame,
     as_of: dt.date,
+    engagement: pd.DataFrame | None = None,
 ) -> ScoringResult:
     """Label every customer of ``customers`` as of ``as_of`` with the models of ``bundle``.
+
+    ``engagement`` (``fct_customer_engagement_snapshots`` rows) must hold the snapshot as of
+    ``as_of`` when the churn model was trained with engagement features.
 
     ``as_of`` may be later than ``bundle.trained_as_of`` (the nightly run scores with the latest
     approved model) but not earlier: a model trained on the future must not score the past.
@@ -138,8 +144,9 @@ def score_with(
         "model_version": bundle.model_version,
         "n_customers": len(customer_ids),
         "n_buyers": len(features),
-        "n_prospects": int((~customer_ids.isin(features.index)).sum()),
-        "buyers_not_in_customers": int((~features.index.isin(customer_ids)).sum()),
+        # get_indexer on the unique ids: pandas' isin on Arrow strings is a Python loop (4x slower at 1M)
+        "n_prospects": int((features.index.get_indexer(customer_ids) < 0).sum()),
+        "buyers_not_in_customers": int((pd.Index(customer_ids).get_indexer(features.index) < 0).sum()),
     }
 
     labels = pd.DataFrame({"customer_id": customer_ids.to_numpy()})
@@ -158,7 +165,8 @@ def score_with(
 
         t0 = time.perf_counter()
         summary = clv_summary(tx, as_of)
-        scores["churn_probability"] = bundle.churn.predict_proba(churn_inputs(bundle, features, summary))
+        inputs = churn_inputs(bundle, features, summary, engagement, as_of)
+        scores["churn_probability"] = bundle.churn.predict_proba(inputs)
         timings["score_churn"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()

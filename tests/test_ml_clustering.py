@@ -104,6 +104,21 @@ def test_minibatch_path_for_large_inputs(planted: tuple[pd.DataFrame, np.ndarray
     assert adjusted_rand_score(truth, model.labels_) > 0.6
 
 
+def test_k_search_on_a_sample_then_one_fit_on_every_row(
+    fitted: BehaviourClusterer, planted: tuple[pd.DataFrame, np.ndarray]
+) -> None:
+    features, truth = planted
+    # the large-data path, scaled down: candidates fitted on 250 of the 500 customers
+    model = BehaviourClusterer(random_state=0, k_range=(3, 5), search_sample=250, minibatch_threshold=100).fit(features)
+    assert set(model.silhouette_by_k_) == {3, 4, 5} and model.silhouette_ == max(model.silhouette_by_k_.values())
+    assert len(model.labels_) == len(features) and set(model.labels_) == set(range(model.k_))
+    assert adjusted_rand_score(truth, model.labels_) > 0.6
+    again = BehaviourClusterer(random_state=0, k_range=(3, 5), search_sample=250, minibatch_threshold=100).fit(features)
+    assert np.array_equal(again.labels_, model.labels_)
+    # below search_sample nothing changes: the default model saw every row in its search
+    assert len(features) <= fitted.search_sample
+
+
 def test_profiles_and_names(fitted: BehaviourClusterer, planted: tuple[pd.DataFrame, np.ndarray]) -> None:
     features, _ = planted
     profiles = cluster_profiles(features, fitted.labels_)

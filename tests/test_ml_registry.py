@@ -23,6 +23,7 @@ from custseg import models, pipeline
 from custseg.config import Settings, load_settings
 from custseg.warehouse import connect
 from ml.drift import PSI_WARN
+from ml.features import SNAPSHOT_FEATURES
 from ml.synthetic import SyntheticData, make_customer_base
 
 AS_OF = dt.date(2024, 6, 30)
@@ -31,7 +32,8 @@ NEXT_WEEK = AS_OF + dt.timedelta(days=7)
 
 def seed_build(settings: Settings, data: SyntheticData, upto: dt.date, as_of: dt.date,
                transactions: pd.DataFrame | None = None) -> None:
-    """(Re)create build.fct_purchases / fct_customer_features as the nightly dbt run would for ``as_of``."""
+    """(Re)create build.fct_purchases / fct_customer_features (and an empty engagement snapshot table)
+    as the nightly dbt run would for ``as_of``."""
     tx = (data.transactions if transactions is None else transactions).copy()
     tx = tx[tx["order_date"] <= pd.Timestamp(upto)].reset_index(drop=True)
     purchases = pd.DataFrame({
@@ -58,6 +60,10 @@ def seed_build(settings: Settings, data: SyntheticData, upto: dt.date, as_of: dt
                    "email_open_rate double precision, email_click_rate double precision, web_sessions_90d integer)")
         wh.write_arrow(build, "fct_customer_features", pa.Table.from_pandas(
             features.astype({"web_sessions_90d": "int32"}), preserve_index=False))
+        # no engagement snapshot here (the synthetic base has none): the churn model is purchase-only
+        wh.execute(f"drop table if exists {build}.fct_customer_engagement_snapshots")
+        wh.execute(f"create table {build}.fct_customer_engagement_snapshots (customer_id text, snapshot_date date, "
+                   + ", ".join(f"{c} double precision" for c in SNAPSHOT_FEATURES) + ")")
 
 
 def registry_rows(settings: Settings) -> pd.DataFrame:

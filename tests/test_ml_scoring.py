@@ -169,3 +169,43 @@ def test_ml_imports_no_warehouse_or_airflow() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     # pymc is imported lazily, only when a CLV model is fitted.
     assert out.stdout.strip() == "[]"
+
+
+def _snapshots(data: SyntheticData, dates: list[dt.date]) -> pd.DataFrame:
+    """An engagement snapshot per date for every third customer (the rest are absent = unengaged)."""
+    ids = list(data.customers["customer_id"])[::3]
+    rows = [{"customer_id": cid, "snapshot_date": pd.Timestamp(day), "web_sessions_30d": float(i % 4),
+             "web_sessions_90d": float(i % 9), "web_recency_days": float(i % 200), "emails_sent_90d": 6.0,
+             "emails_opened_90d": float(i % 3), "emails_clicked_90d": float(i % 2)}
+            for day in dates for i, cid in enumerate(ids)]
+    return pd.DataFrame(rows)
+
+
+def test_engagement_at_the_cutoff_feeds_the_churn_model_and_is_required_to_score(data: SyntheticData) -> None:
+    from ml.bundle import fit_models
+    from ml.features import SNAPSHOT_FEATURES, engagement_at
+    from ml.scoring import score_with
+
+    cutoff = AS_OF - dt.timedelta(days=90)
+    snapshots = _snapshots(data, [cutoff, AS_OF])
+    # absent customers get the documented defaults; a date without a snapshot gives None
+    some = engagement_at(snapshots, AS_OF, ["nobody", snapshots["customer_id"].iloc[1]])
+    assert some.loc["nobody"].to_dict() == SNAPSHOT_FEATURES
+    assert some.iloc[1]["web_sessions_30d"] == 1.0
+    assert engagement_at(snapshots, AS_OF - dt.timedelta(days=1), ["x"]) is None
+
+    bundle = fit_models(data.transactions, data.customers, AS_OF, engagement=snapshots)
+    assert bundle.metrics["churn_engagement"] == "snapshot as of the cutoff"
+    assert set(SNAPSHOT_FEATURES) <= set(bundle.churn.features_)
+    # the snapshot is part of the training data: another snapshot is another model version
+    other = snapshots.assign(web_recency_days=snapshots["web_recency_days"] + 1)
+    assert fit_models(data.transactions, data.customers, AS_OF, engagement=other).model_version != bundle.model_version
+    labels = score_with(bundle, data.transactions, data.customers, AS_OF, snapshots).labels
+    assert labels["churn_probability"].notna().sum() > 0
+    # scoring without today's snapshot would make everyone look unengaged: refused, and said why
+    with pytest.raises(ValueError, match="uses engagement snapshots, but there is none as of 2024-06-30"):
+        score_with(bundle, data.transactions, data.customers, AS_OF, snapshots[snapshots["snapshot_date"] < "2024-06"])
+    # without a snapshot at the cutoff the churn model is purchase-only, and says so
+    purchase_only = fit_models(data.transactions, data.customers, AS_OF, engagement=_snapshots(data, [AS_OF]))
+    assert purchase_only.metrics["churn_engagement"] == "none"
+    assert not set(SNAPSHOT_FEATURES) & set(purchase_only.churn.features_)

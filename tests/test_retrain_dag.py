@@ -91,18 +91,21 @@ def test_churn_beats_both_baselines_on_the_demo_data(demo_run: dict) -> None:
     recency = metrics["churn_baselines"]["recency_days"]
     bgnbd = metrics["churn_baselines"]["bgnbd_expected_purchases"]
     assert m["method"] == "logistic_regression" and m["evaluation"] == "4-fold out-of-fold"
-    # Measured on this data through the real pipeline (1,444 customers at the cutoff, base rate 0.56):
-    # model ROC AUC 0.799 / PR AUC 0.827 / Brier 0.1815 / top-decile lift 1.64;
-    # recency 0.765 / 0.807 / 0.2026 / 1.63; BG/NBD expected purchases 0.790 / 0.823 / 0.1871 / 1.67.
+    # Measured on this data through the real pipeline (1,444 customers at the cutoff, base rate 0.56,
+    # top-decile lift at most 1/0.56 = 1.79), with engagement as of the cutoff among the inputs:
+    # model ROC AUC 0.822 / PR AUC 0.872 / Brier 0.172 / top-decile lift 1.75;
+    # recency 0.765 / 0.807 / 0.203 / 1.63; BG/NBD expected purchases 0.790 / 0.823 / 0.187 / 1.67.
+    # (Without the engagement snapshot the model was 0.799 / 0.827 / 0.1815 / 1.64: behind BG/NBD
+    # in the top decile. Customers who quietly dropped out stop visiting and opening e-mails
+    # before their purchase gap shows it.)
+    assert metrics["churn_engagement"] == "snapshot as of the cutoff"
+    assert {"web_recency_days", "emails_opened_90d"} <= set(m["features"])
     for base in (recency, bgnbd):
         assert m["roc_auc"] > base["roc_auc"]
         assert m["pr_auc"] > base["pr_auc"]
         assert m["brier"] < base["brier"]
-    assert m["roc_auc"] > 0.78
-    # The top decile (145 customers) does not separate the models: BG/NBD's lift is higher by ~2
-    # customers. Asserted as measured, not claimed as a win.
-    assert m["top_decile_lift"] > recency["top_decile_lift"] - 0.05
-    assert m["top_decile_lift"] > bgnbd["top_decile_lift"] - 0.05
+        assert m["top_decile_lift"] > base["top_decile_lift"]
+    assert m["roc_auc"] > 0.80
 
 
 def test_clusters_against_the_generators_behaviour_types(demo_run: dict) -> None:

@@ -17,3 +17,9 @@
 {% macro year_of(date_expr) -%}
     cast(extract(year from {{ date_expr }}) as integer)
 {%- endmacro %}
+
+{#- The churn model's training cutoff: the as-of date minus var churn_horizon_days, as a date. -#}
+{% macro churn_cutoff_date() -%}
+    {%- set day = modules.datetime.date.fromisoformat(var("as_of_date")) - modules.datetime.timedelta(days=var("churn_horizon_days") | int) -%}
+    cast('{{ day.isoformat() }}' as date)
+{%- endmacro %}

@@ -27,7 +27,8 @@ final as (
         {{ salted_hash(normalise_email('latest_version.email')) }} as email_hash,
         lower(trim(latest_version.event_type)) as event_type,
         latest_version.event_at,
-        cast(latest_version.event_at as date) as event_date
+        cast(latest_version.event_at as date) as event_date,
+        latest_version._partition_date as landed_date
     from latest_version
     cross join salt
     where latest_version.version_rank = 1

@@ -25,6 +25,7 @@ final as (
         trim(latest_version.session_id) as session_id,
         latest_version.started_at,
         cast(latest_version.started_at as date) as session_date,
+        latest_version._partition_date as landed_date,
         nullif(trim(latest_version.crm_customer_id), '') as crm_customer_id,
         {{ salted_hash(normalise_email('latest_version.user_email')) }} as email_hash,
         case when lower(trim(latest_version.platform)) = 'app' then 'app' else 'web' end as platform,

@@ -1,0 +1,112 @@
+-- Web and e-mail engagement per customer at two snapshot dates: the as-of date, and the as-of
+-- date minus the churn horizon (where the churn model's training features are taken). Each
+-- snapshot sees only events dated on or before it *and* landed by then, so the training
+-- features hold nothing that was unknown at the cutoff, late rows included.
+with
+
+customer_keys as (
+    select * from {{ ref('int_customer_keys') }}
+),
+
+web_sessions as (
+    select * from {{ ref('stg_web__sessions') }}
+    where session_date > {{ dbt.dateadd('day', -(var('churn_horizon_days') + var('web_recency_cap_days')), as_of_date()) }}
+),
+
+email_events as (
+    select * from {{ ref('stg_marketing__email_events') }}
+    where event_date > {{ dbt.dateadd('day', -(var('churn_horizon_days') + var('web_window_days')), as_of_date()) }}
+),
+
+snapshots as (
+    select {{ as_of_date() }} as snapshot_date
+    union all
+    select {{ churn_cutoff_date() }} as snapshot_date
+),
+
+sessions_attributed as (
+    select
+        coalesce(by_crm.customer_id, by_email.customer_id) as customer_id,
+        web_sessions.session_date,
+        web_sessions.landed_date
+    from web_sessions
+    left join customer_keys as by_crm
+        on by_crm.key_type = 'crm_id' and by_crm.key_value = web_sessions.crm_customer_id
+    left join customer_keys as by_email
+        on by_email.key_type = 'email' and by_email.key_value = web_sessions.email_hash
+),
+
+web as (
+    select
+        sessions_attributed.customer_id,
+        snapshots.snapshot_date,
+        sum(
+            case
+                when sessions_attributed.session_date
+                    > {{ dbt.dateadd('day', -var('web_recent_days'), 'snapshots.snapshot_date') }}
+                    then 1
+                else 0
+            end
+        ) as web_sessions_30d,
+        sum(
+            case
+                when sessions_attributed.session_date
+                    > {{ dbt.dateadd('day', -var('web_window_days'), 'snapshots.snapshot_date') }}
+                    then 1
+                else 0
+            end
+        ) as web_sessions_90d,
+        max(sessions_attributed.session_date) as last_visit_date
+    from sessions_attributed
+    inner join snapshots
+        on sessions_attributed.session_date <= snapshots.snapshot_date
+        and sessions_attributed.landed_date <= snapshots.snapshot_date
+    where sessions_attributed.customer_id is not null
+    group by sessions_attributed.customer_id, snapshots.snapshot_date
+),
+
+email as (
+    select
+        by_email.customer_id,
+        snapshots.snapshot_date,
+        count(distinct case when email_events.event_type = 'send' then email_events.campaign_id end)
+            as emails_sent_90d,
+        count(distinct case when email_events.event_type = 'open' then email_events.campaign_id end)
+            as emails_opened_90d,
+        count(distinct case when email_events.event_type = 'click' then email_events.campaign_id end)
+            as emails_clicked_90d
+    from email_events
+    inner join customer_keys as by_email
+        on by_email.key_type = 'email' and by_email.key_value = email_events.email_hash
+    inner join snapshots
+        on email_events.event_date <= snapshots.snapshot_date
+        and email_events.landed_date <= snapshots.snapshot_date
+        and email_events.event_date > {{ dbt.dateadd('day', -var('web_window_days'), 'snapshots.snapshot_date') }}
+    group by by_email.customer_id, snapshots.snapshot_date
+),
+
+engaged as (
+    select customer_id, snapshot_date from web
+    union
+    select customer_id, snapshot_date from email
+),
+
+final as (
+    select
+        engaged.customer_id,
+        engaged.snapshot_date,
+        coalesce(web.web_sessions_30d, 0) as web_sessions_30d,
+        coalesce(web.web_sessions_90d, 0) as web_sessions_90d,
+        coalesce(
+            least({{ dbt.datediff('web.last_visit_date', 'engaged.snapshot_date', 'day') }}, {{ var('web_recency_cap_days') }}),
+            {{ var('web_recency_cap_days') }}
+        ) as web_recency_days,
+        coalesce(email.emails_sent_90d, 0) as emails_sent_90d,
+        coalesce(email.emails_opened_90d, 0) as emails_opened_90d,
+        coalesce(email.emails_clicked_90d, 0) as emails_clicked_90d
+    from engaged
+    left join web on engaged.customer_id = web.customer_id and engaged.snapshot_date = web.snapshot_date
+    left join email on engaged.customer_id = email.customer_id and engaged.snapshot_date = email.snapshot_date
+)
+
+select * from final
