@@ -5,27 +5,16 @@ customer_keys as (
     select * from {{ ref('int_customer_keys') }}
 ),
 
-web_sessions as (
-    select * from {{ ref('stg_web__sessions') }}
+sessions_attributed as (
+    select * from {{ ref('int_web_sessions_attributed') }}
 ),
 
 email_events as (
-    select * from {{ ref('stg_marketing__email_events') }}
+    select * from {{ ref('int_email_events_attributed') }}
 ),
 
 tickets as (
     select * from {{ ref('stg_support__tickets') }}
-),
-
-sessions_attributed as (
-    select
-        coalesce(by_crm.customer_id, by_email.customer_id) as customer_id,
-        web_sessions.session_date
-    from web_sessions
-    left join customer_keys as by_crm
-        on by_crm.key_type = 'crm_id' and by_crm.key_value = web_sessions.crm_customer_id
-    left join customer_keys as by_email
-        on by_email.key_type = 'email' and by_email.key_value = web_sessions.email_hash
 ),
 
 web as (
@@ -37,20 +26,17 @@ web as (
             as web_sessions_90d,
         max(session_date) as last_visit_date
     from sessions_attributed
-    where customer_id is not null
     group by customer_id
 ),
 
 email as (
     select
-        by_email.customer_id,
-        sum(case when email_events.event_type = 'send' then 1 else 0 end) as emails_sent,
-        count(distinct case when email_events.event_type = 'open' then email_events.campaign_id end) as emails_opened,
-        count(distinct case when email_events.event_type = 'click' then email_events.campaign_id end) as emails_clicked
+        customer_id,
+        sum(case when event_type = 'send' then 1 else 0 end) as emails_sent,
+        count(distinct case when event_type = 'open' then campaign_id end) as emails_opened,
+        count(distinct case when event_type = 'click' then campaign_id end) as emails_clicked
     from email_events
-    inner join customer_keys as by_email
-        on by_email.key_type = 'email' and by_email.key_value = email_events.email_hash
-    group by by_email.customer_id
+    group by customer_id
 ),
 
 tickets_attributed as (

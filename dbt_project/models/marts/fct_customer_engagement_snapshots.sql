@@ -4,17 +4,13 @@
 -- features hold nothing that was unknown at the cutoff, late rows included.
 with
 
-customer_keys as (
-    select * from {{ ref('int_customer_keys') }}
-),
-
-web_sessions as (
-    select * from {{ ref('stg_web__sessions') }}
+sessions_attributed as (
+    select * from {{ ref('int_web_sessions_attributed') }}
     where session_date > {{ dbt.dateadd('day', -(var('churn_horizon_days') + var('web_recency_cap_days')), as_of_date()) }}
 ),
 
 email_events as (
-    select * from {{ ref('stg_marketing__email_events') }}
+    select * from {{ ref('int_email_events_attributed') }}
     where event_date > {{ dbt.dateadd('day', -(var('churn_horizon_days') + var('web_window_days')), as_of_date()) }}
 ),
 
@@ -22,18 +18,6 @@ snapshots as (
     select {{ as_of_date() }} as snapshot_date
     union all
     select {{ churn_cutoff_date() }} as snapshot_date
-),
-
-sessions_attributed as (
-    select
-        coalesce(by_crm.customer_id, by_email.customer_id) as customer_id,
-        web_sessions.session_date,
-        web_sessions.landed_date
-    from web_sessions
-    left join customer_keys as by_crm
-        on by_crm.key_type = 'crm_id' and by_crm.key_value = web_sessions.crm_customer_id
-    left join customer_keys as by_email
-        on by_email.key_type = 'email' and by_email.key_value = web_sessions.email_hash
 ),
 
 web as (
@@ -61,13 +45,12 @@ web as (
     inner join snapshots
         on sessions_attributed.session_date <= snapshots.snapshot_date
         and sessions_attributed.landed_date <= snapshots.snapshot_date
-    where sessions_attributed.customer_id is not null
     group by sessions_attributed.customer_id, snapshots.snapshot_date
 ),
 
 email as (
     select
-        by_email.customer_id,
+        email_events.customer_id,
         snapshots.snapshot_date,
         count(distinct case when email_events.event_type = 'send' then email_events.campaign_id end)
             as emails_sent_90d,
@@ -76,13 +59,11 @@ email as (
         count(distinct case when email_events.event_type = 'click' then email_events.campaign_id end)
             as emails_clicked_90d
     from email_events
-    inner join customer_keys as by_email
-        on by_email.key_type = 'email' and by_email.key_value = email_events.email_hash
     inner join snapshots
         on email_events.event_date <= snapshots.snapshot_date
         and email_events.landed_date <= snapshots.snapshot_date
         and email_events.event_date > {{ dbt.dateadd('day', -var('web_window_days'), 'snapshots.snapshot_date') }}
-    group by by_email.customer_id, snapshots.snapshot_date
+    group by email_events.customer_id, snapshots.snapshot_date
 ),
 
 engaged as (
