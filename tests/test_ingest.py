@@ -98,6 +98,41 @@ def test_missing_column_fails_the_task_and_loads_nothing(settings, tmp_path: Pat
         assert wh.fetchall("select status from ops.load_audit") == [("failed",)]
 
 
+def test_a_bad_file_late_in_a_catch_up_rolls_back_its_chunk_only(settings, tmp_path: Path, monkeypatch) -> None:
+    """Chunks commit one by one (bounded memory): earlier chunks stay loaded, the rerun resumes."""
+    import custseg.ingest
+
+    monkeypatch.setattr(custseg.ingest, "FILES_PER_CHUNK", 2)
+    days = [DAY - dt.timedelta(days=n) for n in (4, 3, 2, 1, 0)]
+    def order(i: int, day: dt.date) -> str:
+        return GOOD.replace("SO-1", f"SO-{i}").replace("2026-03-02T", f"{day}T")
+
+    for i, day in enumerate(days):
+        _write_orders(tmp_path, day, [order(i, day)])
+    bad = _write_orders(tmp_path, days[2], [GOOD.rsplit(",", 1)[0]], header=HEADER.rsplit(",", 1)[0])
+    with pytest.raises(IngestError, match="lacks required column"):
+        ingest_source(settings, "shop_orders", DAY, "run-1")
+    with connect(settings) as wh:
+        loaded = [r[0] for r in wh.fetchall("select order_id from raw.shop_orders order by order_id")]
+        audit = wh.fetchall("select partition_date, status from ops.load_audit order by partition_date")
+    # chunk 1 (days 0-1) committed; chunk 2 (days 2-3, the bad file and its good neighbour) rolled back
+    assert loaded == ["SO-0", "SO-1"]
+    assert audit == [(days[0], "success"), (days[1], "success"), (days[2], "failed")]
+    # the export is fixed: the rerun loads what is missing and nothing twice
+    _write_orders(tmp_path, days[2], [order(2, days[2])])
+    results = ingest_source(settings, "shop_orders", DAY, "run-2")
+    assert [r.partition_date for r in results] == days[2:]
+    with connect(settings) as wh:
+        assert [r[0] for r in wh.fetchall("select order_id from raw.shop_orders order by order_id")] == [
+            f"SO-{i}" for i in range(5)]
+    assert str(bad) in {r[0] for r in _failed_files(settings)}
+
+
+def _failed_files(settings) -> list[tuple[str]]:
+    with connect(settings) as wh:
+        return wh.fetchall("select source_file from ops.load_audit where status = 'failed'")
+
+
 def test_missing_file_is_an_error_naming_it(settings) -> None:
     with pytest.raises(IngestError, match="missing"):
         ingest_source(settings, "shop_orders", DAY, "run-1")

@@ -4,7 +4,8 @@ Outcomes are one of:
 * rows loaded (by key) and rows quarantined (by line, with the exact reason), counts adding up in
   `ops.load_audit`; or
 * the source's task fails with an `IngestError` naming the file and the problem, nothing of the
-  source is loaded (not even the good files of the same run) and the failure is audited.
+  file is loaded (nor the good files parsed in the same chunk: every case here is one chunk) and
+  the failure is audited.
 
 Everything runs on a real (file-backed) DuckDB through `ingest_source`, the function the DAG's
 ingest tasks call.
