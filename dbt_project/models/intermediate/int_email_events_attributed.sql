@@ -1,7 +1,6 @@
 -- Marketing e-mail events with the customer they belong to (by the salted email hash), for every
 -- engagement model. Events for addresses that match no customer are left out.
--- A view: a join that each engagement model filters differently, not worth storing twice.
-{{ config(materialized='view') }}
+-- A table: both engagement models read it, and its tests then scan it instead of re-running the join.
 
 with
 

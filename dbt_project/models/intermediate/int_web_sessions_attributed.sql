@@ -1,7 +1,6 @@
 -- Web and app sessions with the customer they belong to (by CRM id, else by email), for every
 -- engagement model. Sessions that match no customer (anonymous visitors) are left out.
--- A view: a join that each engagement model filters differently, not worth storing twice.
-{{ config(materialized='view') }}
+-- A table: both engagement models read it, and its tests then scan it instead of re-running the join.
 
 with
 

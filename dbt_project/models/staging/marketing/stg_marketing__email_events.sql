@@ -1,37 +1,67 @@
+-- Incremental by landing visibility (macros/incremental_landing.sql): a night reads only the rows
+-- that became visible since the previous build; a rerun, a backfill or a late file rebuilds.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='event_id',
+    on_schema_change='sync_all_columns',
+    pre_hook="{{ incremental_reset() }}",
+    post_hook="{{ record_incremental_state() }}",
+) }}
+-- depends_on: {{ source('ops', 'load_audit') }}
+{%- set since = incremental_since() %}
+
 with
 
 source as (
     select * from {{ source('marketing', 'email_events') }}
-    where _partition_date <= {{ as_of_date() }}
-        and event_at < {{ as_of_end() }}
+    where {{ landed_rows_to_read(since, 'event_at') }}
 ),
 
 salt as (
     select pii_salt from {{ source('pipeline', 'pii_salt') }}
 ),
 
+landed as (
+    select
+        trim(source.event_id) as event_id,
+        trim(source.campaign_id) as campaign_id,
+        {{ salted_hash(normalise_email('source.email')) }} as email_hash,
+        lower(trim(source.event_type)) as event_type,
+        source.event_at,
+        cast(source.event_at as date) as event_date,
+        source._partition_date as landed_date,
+        source._source_line as source_line
+    from source
+    cross join salt
+),
+
+candidates as (
+    {{ with_existing_versions('landed', 'event_id', since) }}
+),
+
 latest_version as (
     select
         *,
         row_number() over (
-            partition by trim(event_id)
-            order by _partition_date desc, _source_line desc
+            partition by event_id
+            order by landed_date desc, source_line desc
         ) as version_rank
-    from source
+    from candidates
 ),
 
 final as (
     select
-        trim(latest_version.event_id) as event_id,
-        trim(latest_version.campaign_id) as campaign_id,
-        {{ salted_hash(normalise_email('latest_version.email')) }} as email_hash,
-        lower(trim(latest_version.event_type)) as event_type,
-        latest_version.event_at,
-        cast(latest_version.event_at as date) as event_date,
-        latest_version._partition_date as landed_date
+        event_id,
+        campaign_id,
+        email_hash,
+        event_type,
+        event_at,
+        event_date,
+        landed_date,
+        source_line
     from latest_version
-    cross join salt
-    where latest_version.version_rank = 1
+    where version_rank = 1
 )
 
 select * from final

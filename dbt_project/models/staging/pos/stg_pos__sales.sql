@@ -1,23 +1,26 @@
+-- Incremental by landing visibility (macros/incremental_landing.sql): a night reads only the rows
+-- that became visible since the previous build; a rerun, a backfill or a late file rebuilds.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='receipt_id',
+    on_schema_change='sync_all_columns',
+    pre_hook="{{ incremental_reset() }}",
+    post_hook="{{ record_incremental_state() }}",
+) }}
+-- depends_on: {{ source('ops', 'load_audit') }}
+-- depends_on: {{ source('pipeline', 'pii_salt') }}
+{%- set since = incremental_since() %}
+
 with
 
 source as (
     select * from {{ source('pos', 'pos_sales') }}
-    where _partition_date <= {{ as_of_date() }}
-        and sold_at < {{ as_of_end() }}
+    where {{ landed_rows_to_read(since, 'sold_at') }}
 ),
 
 fx as (
     {{ fx_rate_ranges() }}
-),
-
-latest_version as (
-    select
-        *,
-        row_number() over (
-            partition by trim(receipt_id)
-            order by _partition_date desc, _source_line desc
-        ) as version_rank
-    from source
 ),
 
 normalised as (
@@ -32,12 +35,12 @@ normalised as (
         coalesce(discount_amount, 0) as discount_amount,
         lower(trim(coalesce(category, 'unknown'))) as category,
         coalesce(is_return, amount < 0) as is_return,
-        _partition_date
-    from latest_version
-    where version_rank = 1
+        _partition_date,
+        _source_line
+    from source
 ),
 
-final as (
+landed as (
     select
         normalised.receipt_id,
         normalised.store_id,
@@ -50,12 +53,46 @@ final as (
         cast(round(normalised.discount_amount * fx.rate_to_reporting, 2) as numeric(18, 2)) as discount_amount,
         normalised.category,
         normalised.is_return,
-        normalised._partition_date as landed_date
+        normalised._partition_date as landed_date,
+        normalised._source_line as source_line
     from normalised
     inner join fx
         on normalised.currency = fx.currency
         and normalised.sold_date >= fx.valid_from
         and normalised.sold_date < fx.valid_to
+),
+
+candidates as (
+    {{ with_existing_versions('landed', 'receipt_id', since) }}
+),
+
+latest_version as (
+    select
+        *,
+        row_number() over (
+            partition by receipt_id
+            order by landed_date desc, source_line desc
+        ) as version_rank
+    from candidates
+),
+
+final as (
+    select
+        receipt_id,
+        store_id,
+        loyalty_card_key,
+        sold_at,
+        sold_date,
+        original_currency,
+        original_amount,
+        net_amount,
+        discount_amount,
+        category,
+        is_return,
+        landed_date,
+        source_line
+    from latest_version
+    where version_rank = 1
 )
 
 select * from final

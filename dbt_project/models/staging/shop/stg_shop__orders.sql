@@ -1,9 +1,21 @@
+-- Incremental by landing visibility (macros/incremental_landing.sql): a night reads only the rows
+-- that became visible since the previous build; a rerun, a backfill or a late file rebuilds.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='order_id',
+    on_schema_change='sync_all_columns',
+    pre_hook="{{ incremental_reset() }}",
+    post_hook="{{ record_incremental_state() }}",
+) }}
+-- depends_on: {{ source('ops', 'load_audit') }}
+{%- set since = incremental_since() %}
+
 with
 
 source as (
     select * from {{ source('shop', 'shop_orders') }}
-    where _partition_date <= {{ as_of_date() }}
-        and ordered_at < {{ as_of_end() }}
+    where {{ landed_rows_to_read(since, 'ordered_at') }}
 ),
 
 salt as (
@@ -12,17 +24,6 @@ salt as (
 
 fx as (
     {{ fx_rate_ranges() }}
-),
-
-latest_version as (
-    -- exact duplicates and re-exports (e.g. a later refund) share an order_id: the last landed wins
-    select
-        *,
-        row_number() over (
-            partition by trim(order_id)
-            order by _partition_date desc, _source_line desc
-        ) as version_rank
-    from source
 ),
 
 normalised as (
@@ -40,12 +41,12 @@ normalised as (
         lower(trim(coalesce(category, 'unknown'))) as category,
         lower(trim(order_status)) as order_status,
         case when lower(trim(device)) = 'app' then 'app' else 'online' end as sales_channel,
-        _partition_date
-    from latest_version
-    where version_rank = 1
+        _partition_date,
+        _source_line
+    from source
 ),
 
-final as (
+landed as (
     select
         normalised.order_id,
         normalised.crm_customer_id,
@@ -63,13 +64,53 @@ final as (
         normalised.order_status = 'refunded' as is_refunded,
         normalised.order_status = 'cancelled' as is_cancelled,
         normalised.sales_channel,
-        normalised._partition_date as landed_date
+        normalised._partition_date as landed_date,
+        normalised._source_line as source_line
     from normalised
     cross join salt
     inner join fx
         on normalised.currency = fx.currency
         and normalised.ordered_date >= fx.valid_from
         and normalised.ordered_date < fx.valid_to
+),
+
+candidates as (
+    {{ with_existing_versions('landed', 'order_id', since) }}
+),
+
+latest_version as (
+    -- exact duplicates and re-exports (e.g. a later refund) share an order_id: the last landed wins
+    select
+        *,
+        row_number() over (
+            partition by order_id
+            order by landed_date desc, source_line desc
+        ) as version_rank
+    from candidates
+),
+
+final as (
+    select
+        order_id,
+        crm_customer_id,
+        email_hash,
+        phone_hash,
+        ordered_at,
+        ordered_date,
+        original_currency,
+        original_amount,
+        net_amount,
+        discount_amount,
+        item_count,
+        category,
+        order_status,
+        is_refunded,
+        is_cancelled,
+        sales_channel,
+        landed_date,
+        source_line
+    from latest_version
+    where version_rank = 1
 )
 
 select * from final

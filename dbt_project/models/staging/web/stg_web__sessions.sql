@@ -1,39 +1,72 @@
+-- Incremental by landing visibility (macros/incremental_landing.sql): a night reads only the rows
+-- that became visible since the previous build; a rerun, a backfill or a late file rebuilds.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='session_id',
+    on_schema_change='sync_all_columns',
+    pre_hook="{{ incremental_reset() }}",
+    post_hook="{{ record_incremental_state() }}",
+) }}
+-- depends_on: {{ source('ops', 'load_audit') }}
+{%- set since = incremental_since() %}
+
 with
 
 source as (
     select * from {{ source('web', 'web_sessions') }}
-    where _partition_date <= {{ as_of_date() }}
-        and started_at < {{ as_of_end() }}
+    where {{ landed_rows_to_read(since, 'started_at') }}
 ),
 
 salt as (
     select pii_salt from {{ source('pipeline', 'pii_salt') }}
 ),
 
+landed as (
+    select
+        trim(source.session_id) as session_id,
+        source.started_at,
+        cast(source.started_at as date) as session_date,
+        source._partition_date as landed_date,
+        source._source_line as source_line,
+        nullif(trim(source.crm_customer_id), '') as crm_customer_id,
+        {{ salted_hash(normalise_email('source.user_email')) }} as email_hash,
+        case when lower(trim(source.platform)) = 'app' then 'app' else 'web' end as platform,
+        coalesce(source.page_views, 0) as page_views,
+        coalesce(source.added_to_cart, false) as has_added_to_cart
+    from source
+    cross join salt
+),
+
+candidates as (
+    {{ with_existing_versions('landed', 'session_id', since) }}
+),
+
 latest_version as (
+    -- re-exports share a session_id: the last landed version wins
     select
         *,
         row_number() over (
-            partition by trim(session_id)
-            order by _partition_date desc, _source_line desc
+            partition by session_id
+            order by landed_date desc, source_line desc
         ) as version_rank
-    from source
+    from candidates
 ),
 
 final as (
     select
-        trim(latest_version.session_id) as session_id,
-        latest_version.started_at,
-        cast(latest_version.started_at as date) as session_date,
-        latest_version._partition_date as landed_date,
-        nullif(trim(latest_version.crm_customer_id), '') as crm_customer_id,
-        {{ salted_hash(normalise_email('latest_version.user_email')) }} as email_hash,
-        case when lower(trim(latest_version.platform)) = 'app' then 'app' else 'web' end as platform,
-        coalesce(latest_version.page_views, 0) as page_views,
-        coalesce(latest_version.added_to_cart, false) as has_added_to_cart
+        session_id,
+        started_at,
+        session_date,
+        landed_date,
+        source_line,
+        crm_customer_id,
+        email_hash,
+        platform,
+        page_views,
+        has_added_to_cart
     from latest_version
-    cross join salt
-    where latest_version.version_rank = 1
+    where version_rank = 1
 )
 
 select * from final

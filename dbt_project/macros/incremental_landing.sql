@@ -1,0 +1,122 @@
+{#- Incremental staging of landed sources, point-in-time correct.
+
+    A landed row is *visible* as of date D when it landed in a partition on or before D and, for an
+    event source, happened before the end of D (`visible_as_of`). A staging model holds, per business
+    key, the latest landed version among the rows visible as of the date it was last built. Its state
+    row in `<build schema>.dbt_incremental_state` records that date, the newest successful load in
+    `ops.load_audit` it had seen, and a fingerprint of its code and settings.
+
+    Tonight's build *extends* the table (`incremental_since` returns the previous date) only when all
+    of these hold, so extending gives exactly what a rebuild would:
+      - tonight's date is later than the previous one (a rerun or a backfill rebuilds);
+      - no partition on or before the previous date was (re)loaded since (a late file for an old day,
+        or a reloaded partition, rebuilds);
+      - the fingerprint is unchanged: the model's SQL, the PII salt, reporting currency, phone country
+        code and the fx_rates seed (any of them changing every row rebuilds).
+    Otherwise it rebuilds from scratch (`incremental_reset` empties the table first). When extending,
+    the new rows are those visible tonight but not as of the previous date; with the rows already held
+    for the same keys they compete for "latest landed version" (`with_existing_versions`).
+
+    Changing a macro that a staging model uses does not change its fingerprint: rebuild with
+    `dbt build --full-refresh` (or empty dbt_incremental_state) after such a change. -#}
+
+{% macro visible_as_of(as_of, event_at=none) -%}
+    _partition_date <= cast('{{ as_of }}' as date)
+    {%- if event_at %}
+        {%- set day_after = modules.datetime.date.fromisoformat(as_of | string) + modules.datetime.timedelta(days=1) %}
+        and {{ event_at }} < cast('{{ day_after.isoformat() }} 00:00:00' as timestamp)
+    {%- endif %}
+{%- endmacro %}
+
+{#- Rows of a landed source to read tonight: visible as of the run date, minus what the previous build saw. -#}
+{% macro landed_rows_to_read(since, event_at=none) -%}
+    {{ visible_as_of(var('as_of_date'), event_at) }}
+    {%- if since %}
+        and not ({{ visible_as_of(since, event_at) }})
+    {%- endif %}
+{%- endmacro %}
+
+{% macro incremental_state_ddl() -%}
+    create table if not exists {{ incremental_state_relation() }} (
+        model_name {{ dbt.type_string() }} not null,
+        as_of_date date not null,
+        loads_seen_at timestamp,
+        fingerprint {{ dbt.type_string() }} not null
+    )
+{%- endmacro %}
+
+{% macro incremental_state_relation() -%}
+    {{ return(api.Relation.create(database=target.database, schema=target.schema,
+                                  identifier='dbt_incremental_state', type='table')) }}
+{%- endmacro %}
+
+{#- SQL for the fingerprint of this model's code and settings (the salt is read, never rendered). -#}
+{% macro incremental_fingerprint_sql() -%}
+    {%- set fx = (graph.get('nodes') or {}).get('seed.' ~ project_name ~ '.fx_rates') or {} -%}
+    {%- set parts = [(model.get('checksum') or {}).get('checksum', ''), var('reporting_currency'),
+                     var('phone_country_code'), (fx.get('checksum') or {}).get('checksum', '')] -%}
+    md5(pii_salt || '{{ parts | join("|") | replace("'", "''") }}')
+{%- endmacro %}
+
+{#- The date this model was last built as of, when tonight may extend it; none means rebuild. -#}
+{% macro incremental_since(announce=true) -%}
+    {%- if not execute or not is_incremental() -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set state = incremental_state_relation() -%}
+    {%- call statement('incremental_state_table') -%}
+        {{ incremental_state_ddl() }}
+    {%- endcall -%}
+    {%- set query -%}
+        select cast(state.as_of_date as {{ dbt.type_string() }})
+        from {{ state }} as state
+        cross join {{ source('pipeline', 'pii_salt') }}
+        where state.model_name = '{{ this.identifier }}'
+            and state.as_of_date < cast('{{ var("as_of_date") }}' as date)
+            and state.fingerprint = {{ incremental_fingerprint_sql() }}
+            and not exists (
+                select 1
+                from {{ source('ops', 'load_audit') }} as loads
+                where loads.status = 'success'
+                    and loads.partition_date <= state.as_of_date
+                    and loads.recorded_at > coalesce(state.loads_seen_at, cast('1900-01-01' as timestamp))
+            )
+    {%- endset -%}
+    {%- set rows = run_query(query).rows -%}
+    {%- set since = rows[0][0] if rows | length == 1 else none -%}
+    {%- if announce %}{{ log(this.identifier ~ ": " ~ ("extending the build as of " ~ since if since else "rebuilding from scratch"), info=true) }}{% endif -%}
+    {{ return(since) }}
+{%- endmacro %}
+
+{#- pre_hook: empty the table when tonight rebuilds it (the incremental materialization then inserts everything). -#}
+{% macro incremental_reset() -%}
+    {%- if execute and is_incremental() and not incremental_since(announce=false) -%}
+        delete from {{ this }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- post_hook: remember what this build saw (same transaction as the model's insert). -#}
+{% macro record_incremental_state() -%}
+    {%- set state = incremental_state_relation() -%}
+    {{ incremental_state_ddl() }};
+    delete from {{ state }} where model_name = '{{ this.identifier }}';
+    insert into {{ state }} (model_name, as_of_date, loads_seen_at, fingerprint)
+    select
+        '{{ this.identifier }}',
+        cast('{{ var("as_of_date") }}' as date),
+        (select max(recorded_at) from {{ source('ops', 'load_audit') }} where status = 'success'),
+        {{ incremental_fingerprint_sql() }}
+    from {{ source('pipeline', 'pii_salt') }}
+{%- endmacro %}
+
+{#- The candidates for "latest landed version": tonight's rows plus, when extending, the versions
+    already held for the same keys. `cte` has the model's final columns in table order (the
+    fingerprint guarantees the table was built by this same SQL). -#}
+{% macro with_existing_versions(cte, key, since) -%}
+    select * from {{ cte }}
+    {%- if since %}
+    union all
+    select * from {{ this }}
+    where {{ key }} in (select {{ key }} from {{ cte }})
+    {%- endif %}
+{%- endmacro %}
