@@ -50,17 +50,26 @@ the better of the two ids by the rule above (the CRM customer over a guest; of t
 the one seen first, then the lowest id), and the retired id is kept as an alias:
 `analytics.customer_identity` has a row `(customer_id = survivor, source = 'merged_customer_id',
 source_customer_ref = retired id, first_seen_date = merge date)`. Segment history recorded under
-the retired id follows the survivor by joining through that row. The whole history of merges is
-replayed from the data on every run (edges are processed in date order), so the alias rows do
-not depend on which dates were run before.
+the retired id follows the survivor by joining through that row. Merges are replayed in date
+order (edges by the date they became visible), so the alias rows do not depend on which dates were
+run before.
 
-The map is persisted in `raw.identity_map` (replaced by every run with the map as of its date);
-dbt reads it through `stg_pipeline__identity_map`.
+**Nightly extension.** The map is persisted in `raw.identity_map` (dbt reads it through
+`stg_pipeline__identity_map`) with its date in `raw.identity_state`. A run for the next date does
+not replay the whole history: it reads only the records that became visible since the map's date,
+and replays their links over the map's existing customers, which gives exactly the rebuilt map
+(tested night by night against a rebuild, and at 1M customers: 3 s instead of 37 s). It rebuilds
+from every record instead when that would not be exact: a rerun or backfill (date not after the
+map's), a landing partition on or before the map's date (re)loaded since (`ops.load_audit`), a new
+salt, phone country code or rule version, or a phone already used as a link becoming a household
+phone (the rebuild then drops it from the first day). `raw.identity_phone_crm` keeps which CRM ids
+each phone was seen with, for that household rule.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 
 import numpy as np
@@ -68,7 +77,7 @@ import pandas as pd
 import pyarrow as pa
 
 from custseg.config import Settings
-from custseg.warehouse import connect
+from custseg.warehouse import Warehouse, connect
 
 log = logging.getLogger(__name__)
 
@@ -131,10 +140,13 @@ RECORD_SOURCES: tuple[tuple[str, str | None, str | None, str | None, str | None,
 )
 
 
-def records_sql(country_code: str) -> str:
+def records_sql(country_code: str, since: bool = False) -> str:
     """Every record's normalised keys and the date it became visible, for records visible as of %s.
 
-    `country_code` is the calling code given to national phone numbers (`Settings.phone_country_code`).
+    A record is visible as of D when it landed on or before D and its event is dated on or before D
+    (`seen_date`, the later of the two, is then <= D). With `since`, records already visible as of
+    a second %s are left out (what became visible in between). `country_code` is the calling code
+    given to national phone numbers (`Settings.phone_country_code`).
     """
     parts = []
     for table, crm, email, phone, card, ts in RECORD_SOURCES:
@@ -145,30 +157,19 @@ def records_sql(country_code: str) -> str:
             norm_card(card) if card else "cast(null as text)",
         ]
         visible = f"greatest(r._partition_date, cast(r.{ts} as date))"
+        where = f"r._partition_date <= %s and cast(r.{ts} as date) <= %s"
+        if since:
+            where += f" and not (r._partition_date <= %s and cast(r.{ts} as date) <= %s)"
         parts.append(
             f"select {cols[0]} as crm_id, {cols[1]} as email, {cols[2]} as phone, {cols[3]} as loyalty_card, "
-            f"{visible} as seen_date from raw.{table} as r cross join raw.pii_salt as salt "
-            f"where r._partition_date <= %s and cast(r.{ts} as date) <= %s"
+            f"{visible} as seen_date from raw.{table} as r cross join raw.pii_salt as salt where {where}"
         )
     return "\nunion all\n".join(parts)
 
 
-def _keys_sql(records: str = "identity_records") -> str:
-    """Distinct keys with their first-seen date and natural id; household phones excluded."""
-    unions = " union all ".join(
-        f"select '{k}' as key_type, {k} as key_value, seen_date from records where {k} is not null" for k in KEY_TYPES
-    )
-    natural = "md5(case key_type " + " ".join(
-        f"when '{k}' then '{NATURAL_PREFIX[k]}'" for k in KEY_TYPES) + " end || key_value)"
-    return f"""
-with records as (select * from {records}),
-household_phones as ({HOUSEHOLD_SQL}),
-keys as ({unions})
-select key_type, key_value, min(seen_date) as first_seen_date, {natural} as natural_id
-from keys
-where not (key_type = 'phone' and key_value in (select phone from household_phones))
-group by key_type, key_value
-"""
+def _records_params(as_of: dt.date, since: dt.date | None = None) -> tuple[dt.date, ...]:
+    per_source = (as_of, as_of) if since is None else (as_of, as_of, since, since)
+    return per_source * len(RECORD_SOURCES)
 
 
 HOUSEHOLD_SQL = (
@@ -177,7 +178,25 @@ HOUSEHOLD_SQL = (
 )
 
 
-def _edges_sql(records: str = "identity_records") -> str:
+def _keys_sql(records: str = "identity_records", households: str = HOUSEHOLD_SQL) -> str:
+    """Distinct keys with their first-seen date and natural id; household phones excluded."""
+    unions = " union all ".join(
+        f"select '{k}' as key_type, {k} as key_value, seen_date from records where {k} is not null" for k in KEY_TYPES
+    )
+    natural = "md5(case key_type " + " ".join(
+        f"when '{k}' then '{NATURAL_PREFIX[k]}'" for k in KEY_TYPES) + " end || key_value)"
+    return f"""
+with records as (select * from {records}),
+household_phones as ({households}),
+keys as ({unions})
+select key_type, key_value, min(seen_date) as first_seen_date, {natural} as natural_id
+from keys
+where not (key_type = 'phone' and key_value in (select phone from household_phones))
+group by key_type, key_value
+"""
+
+
+def _edges_sql(records: str = "identity_records", households: str = HOUSEHOLD_SQL) -> str:
     pairs = [(a, b) for i, a in enumerate(KEY_TYPES) for b in KEY_TYPES[i + 1:]]
     unions = " union all ".join(
         f"select '{a}' as type_a, {a} as value_a, '{b}' as type_b, {b} as value_b, seen_date "
@@ -186,7 +205,7 @@ def _edges_sql(records: str = "identity_records") -> str:
     )
     return f"""
 with records as (select * from {records}),
-household_phones as ({HOUSEHOLD_SQL}),
+household_phones as ({households}),
 edges as ({unions})
 select type_a, value_a, type_b, value_b, min(seen_date) as seen_date
 from edges
@@ -196,8 +215,21 @@ group by type_a, value_a, type_b, value_b
 """
 
 
-WORK = ("raw._identity_keys", "raw._identity_roots", "raw._identity_aliases")
+WORK = ("raw._identity_keys", "raw._identity_roots", "raw._identity_aliases", "raw._identity_phone_crm")
+EXTEND_WORK = ("raw._identity_touched", "raw._identity_renamed")
 DUCKDB_MEMORY_LIMIT = "1GB"
+#: Bumped when the resolution rules change, so the next run rebuilds the map instead of extending it.
+RULES_VERSION = "1"
+
+STATE_DDL = (
+    # what raw.identity_map and raw.identity_phone_crm hold: the map as of as_of_date, built from the
+    # loads recorded up to loads_seen_at, with the salt and rules of `fingerprint`
+    "create table if not exists raw.identity_state (as_of_date date not null, loads_seen_at timestamp, "
+    "fingerprint text not null)",
+    # which CRM ids each phone was seen with, as of the state's date: the household rule needs it
+    "create table if not exists raw.identity_phone_crm (phone text not null, crm_id text not null, "
+    "first_seen_date date not null)",
+)
 
 
 def replay(first_seen: np.ndarray, a: np.ndarray, b: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:
@@ -239,69 +271,267 @@ def _day_numbers(values: pd.Series) -> np.ndarray:
     return (pd.to_datetime(values).to_numpy().astype("datetime64[D]").astype(np.int64))
 
 
-def resolve_identities(settings: Settings, as_of: dt.date) -> dict[str, int]:
-    """Compute the identity map as of the date and replace `raw.identity_map` with it.
+def _as_date(value: object) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return pd.Timestamp(value).date()
 
+
+def _fingerprint(settings: Settings) -> str:
+    """What the map depends on besides the data: salt (hashes), phone rule, resolution rules."""
+    return hashlib.sha256(f"{settings.pii_salt}|{settings.phone_country_code}|{RULES_VERSION}".encode()).hexdigest()
+
+
+def _extendable_from(wh: Warehouse, settings: Settings, as_of: dt.date) -> dt.date | None:
+    """The state's date when tonight's map can be computed by extending it, else None (rebuild).
+
+    Extending is exact when the state is older than `as_of`, was made with the same salt and rules,
+    and no landing partition it had read was (re)loaded since (a late file for an old day or a
+    reloaded partition would change what was visible back then).
+    """
+    rows = wh.fetchall("select as_of_date, loads_seen_at, fingerprint from raw.identity_state")
+    if len(rows) != 1:
+        return None
+    since, loads_seen_at, fingerprint = _as_date(rows[0][0]), rows[0][1], rows[0][2]
+    if fingerprint != _fingerprint(settings) or since >= as_of:
+        return None
+    reloaded = wh.fetchall(
+        "select count(*) from ops.load_audit where status = 'success' and partition_date <= %s and recorded_at > %s",
+        (since, loads_seen_at or dt.datetime(1900, 1, 1)))[0][0]
+    return None if reloaded else since
+
+
+def _record_state(wh: Warehouse, settings: Settings, as_of: dt.date) -> None:
+    """Write the state row (caller's transaction, with the map it describes)."""
+    wh.execute("delete from raw.identity_state")
+    wh.execute(
+        "insert into raw.identity_state (as_of_date, loads_seen_at, fingerprint) "
+        "select %s, (select max(recorded_at) from ops.load_audit where status = 'success'), %s",
+        (as_of, _fingerprint(settings)))
+
+
+def resolve_identities(settings: Settings, as_of: dt.date) -> dict[str, int]:
+    """Compute the identity map as of the date into `raw.identity_map`.
+
+    A night after the map's date extends it with what became visible since (`_extend`), which gives
+    exactly what a rebuild from all records would; a rerun, a backfill, a reloaded old partition, a
+    new salt or a new household phone already in the map rebuild it from every record (`_rebuild`).
     The heavy lifting (normalising, hashing, grouping keys and links) stays in the warehouse; only
     integer key numbers and dates come to Python for the union-find, so memory stays small.
     """
-    params = tuple([as_of, as_of] * len(RECORD_SOURCES))
-    prio = "case key_type " + " ".join(f"when '{k}' then {i}" for i, k in enumerate(KEY_TYPES)) + " end"
     with connect(settings) as wh:
         if wh.kind == "duckdb":  # bound the embedded engine's buffer pool; it spills to disk beyond this
             wh.execute(f"set memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
         wh.execute(MAP_DDL)
-        for table in WORK:
-            wh.execute(f"drop table if exists {table}")
-        wh.execute("drop table if exists identity_records")
-        wh.execute(f"create temp table identity_records as {records_sql(settings.phone_country_code)}", params)
-        try:
-            households = wh.fetchall(
-                f"with records as (select * from identity_records) select count(*) from ({HOUSEHOLD_SQL}) as h")[0][0]
-            # keys numbered best first: CRM ids, then first seen, then key type, then lowest key
-            wh.execute(
-                f"create table raw._identity_keys as select k.*, row_number() over (order by "
-                f"case when key_type = 'crm_id' then 0 else 1 end, first_seen_date, {prio}, key_value) - 1 as key_rank "
-                f"from ({_keys_sql()}) as k")
-            keys = wh.query_df("select first_seen_date from raw._identity_keys order by key_rank")
-            edges = wh.query_df(
-                f"select ka.key_rank as a, kb.key_rank as b, e.seen_date from ({_edges_sql()}) as e "
-                "inner join raw._identity_keys as ka on ka.key_type = e.type_a and ka.key_value = e.value_a "
-                "inner join raw._identity_keys as kb on kb.key_type = e.type_b and kb.key_value = e.value_b "
-                "order by e.seen_date, ka.key_rank, kb.key_rank")
-            wh.execute("drop table if exists identity_records")
-            roots, retired = replay(_day_numbers(keys["first_seen_date"]), edges["a"].to_numpy(np.int64),
-                                    edges["b"].to_numpy(np.int64), _day_numbers(edges["seen_date"]))
-            del keys, edges
-            wh.execute("create table raw._identity_roots (key_rank bigint, best_rank bigint)")
-            wh.write_arrow("raw", "_identity_roots", pa.table({
-                "key_rank": pa.array(np.arange(len(roots), dtype=np.int64)), "best_rank": pa.array(roots)}))
-            wh.execute("create table raw._identity_aliases (key_rank bigint, merged_on date)")
-            epoch = dt.date(1970, 1, 1)
-            wh.write_arrow("raw", "_identity_aliases", pa.table({
-                "key_rank": pa.array(list(retired), type=pa.int64()),
-                "merged_on": pa.array([epoch + dt.timedelta(days=d) for d in retired.values()], type=pa.date32())}))
-            with wh.transaction():
-                wh.execute("delete from raw.identity_map")
-                wh.execute(
-                    "insert into raw.identity_map (key_type, key_value, customer_id, first_seen_date, as_of_date) "
-                    "select k.key_type, k.key_value, b.natural_id, k.first_seen_date, %s from raw._identity_keys as k "
-                    "inner join raw._identity_roots as r on r.key_rank = k.key_rank "
-                    "inner join raw._identity_keys as b on b.key_rank = r.best_rank", (as_of,))
-                wh.execute(
-                    f"insert into raw.identity_map (key_type, key_value, customer_id, first_seen_date, as_of_date) "
-                    f"select '{ALIAS}', k.natural_id, b.natural_id, a.merged_on, %s from raw._identity_aliases as a "
-                    "inner join raw._identity_keys as k on k.key_rank = a.key_rank "
-                    "inner join raw._identity_roots as r on r.key_rank = a.key_rank "
-                    "inner join raw._identity_keys as b on b.key_rank = r.best_rank", (as_of,))
-        finally:
-            wh.execute("drop table if exists identity_records")
-            for table in WORK:
-                wh.execute(f"drop table if exists {table}")
-    summary = {"keys": len(roots), "customers": len(np.unique(roots)), "merged_ids": len(retired),
-               "household_phones": int(households)}
+        for ddl in STATE_DDL:
+            wh.execute(ddl)
+        since = _extendable_from(wh, settings, as_of)
+        summary = _extend(wh, settings, since, as_of) if since is not None else None
+        if summary is None:
+            summary = _rebuild(wh, settings, as_of)
     log.info("identity map as of %s: %s", as_of, summary)
     return summary
+
+
+def _counts(wh: Warehouse, households: int) -> dict[str, int]:
+    keys, customers, merged = wh.fetchall(
+        f"select sum(case when key_type <> '{ALIAS}' then 1 else 0 end), "
+        f"count(distinct case when key_type <> '{ALIAS}' then customer_id end), "
+        f"sum(case when key_type = '{ALIAS}' then 1 else 0 end) from raw.identity_map")[0]
+    return {"keys": int(keys or 0), "customers": int(customers or 0), "merged_ids": int(merged or 0),
+            "household_phones": int(households)}
+
+
+def _rebuild(wh: Warehouse, settings: Settings, as_of: dt.date) -> dict[str, int]:
+    """The map as of the date from every visible record: union-find replayed from the first day."""
+    prio = "case key_type " + " ".join(f"when '{k}' then {i}" for i, k in enumerate(KEY_TYPES)) + " end"
+    for table in WORK:
+        wh.execute(f"drop table if exists {table}")
+    wh.execute("drop table if exists identity_records")
+    wh.execute(f"create temp table identity_records as {records_sql(settings.phone_country_code)}",
+               _records_params(as_of))
+    try:
+        households = wh.fetchall(
+            f"with records as (select * from identity_records) select count(*) from ({HOUSEHOLD_SQL}) as h")[0][0]
+        wh.execute("create table raw._identity_phone_crm as select phone, crm_id, min(seen_date) as first_seen_date "
+                   "from identity_records where phone is not null and crm_id is not null group by phone, crm_id")
+        # keys numbered best first: CRM ids, then first seen, then key type, then lowest key
+        wh.execute(
+            f"create table raw._identity_keys as select k.*, row_number() over (order by "
+            f"case when key_type = 'crm_id' then 0 else 1 end, first_seen_date, {prio}, key_value) - 1 as key_rank "
+            f"from ({_keys_sql()}) as k")
+        keys = wh.query_df("select first_seen_date from raw._identity_keys order by key_rank")
+        edges = wh.query_df(
+            f"select ka.key_rank as a, kb.key_rank as b, e.seen_date from ({_edges_sql()}) as e "
+            "inner join raw._identity_keys as ka on ka.key_type = e.type_a and ka.key_value = e.value_a "
+            "inner join raw._identity_keys as kb on kb.key_type = e.type_b and kb.key_value = e.value_b "
+            "order by e.seen_date, ka.key_rank, kb.key_rank")
+        wh.execute("drop table if exists identity_records")
+        roots, retired = replay(_day_numbers(keys["first_seen_date"]), edges["a"].to_numpy(np.int64),
+                                edges["b"].to_numpy(np.int64), _day_numbers(edges["seen_date"]))
+        del keys, edges
+        wh.execute("create table raw._identity_roots (key_rank bigint, best_rank bigint)")
+        wh.write_arrow("raw", "_identity_roots", pa.table({
+            "key_rank": pa.array(np.arange(len(roots), dtype=np.int64)), "best_rank": pa.array(roots)}))
+        wh.execute("create table raw._identity_aliases (key_rank bigint, merged_on date)")
+        epoch = dt.date(1970, 1, 1)
+        wh.write_arrow("raw", "_identity_aliases", pa.table({
+            "key_rank": pa.array(list(retired), type=pa.int64()),
+            "merged_on": pa.array([epoch + dt.timedelta(days=d) for d in retired.values()], type=pa.date32())}))
+        with wh.transaction():
+            wh.execute("delete from raw.identity_map")
+            wh.execute(
+                "insert into raw.identity_map (key_type, key_value, customer_id, first_seen_date, as_of_date) "
+                "select k.key_type, k.key_value, b.natural_id, k.first_seen_date, %s from raw._identity_keys as k "
+                "inner join raw._identity_roots as r on r.key_rank = k.key_rank "
+                "inner join raw._identity_keys as b on b.key_rank = r.best_rank", (as_of,))
+            wh.execute(
+                f"insert into raw.identity_map (key_type, key_value, customer_id, first_seen_date, as_of_date) "
+                f"select '{ALIAS}', k.natural_id, b.natural_id, a.merged_on, %s from raw._identity_aliases as a "
+                "inner join raw._identity_keys as k on k.key_rank = a.key_rank "
+                "inner join raw._identity_roots as r on r.key_rank = a.key_rank "
+                "inner join raw._identity_keys as b on b.key_rank = r.best_rank", (as_of,))
+            wh.execute("delete from raw.identity_phone_crm")
+            wh.execute("insert into raw.identity_phone_crm (phone, crm_id, first_seen_date) "
+                       "select phone, crm_id, first_seen_date from raw._identity_phone_crm")
+            _record_state(wh, settings, as_of)
+    finally:
+        wh.execute("drop table if exists identity_records")
+        for table in WORK:
+            wh.execute(f"drop table if exists {table}")
+    return {"keys": len(roots), "customers": len(np.unique(roots)), "merged_ids": len(retired),
+            "household_phones": int(households), "mode": "rebuilt"}
+
+
+def _key_order(key_type: str, key_value: str, first_seen: dt.date) -> tuple:
+    """The 'best key' order of `_rebuild`'s key_rank: CRM ids, then first seen, then key type, then key."""
+    return (0 if key_type == "crm_id" else 1, first_seen, KEY_TYPES.index(key_type), key_value)
+
+
+def _extend(wh: Warehouse, settings: Settings, since: dt.date, as_of: dt.date) -> dict[str, int] | None:
+    """Extend the map as of `since` to `as_of` with the records that became visible in between.
+
+    Every new record is seen after `since`, so its keys and links come after everything the map
+    already holds in the replay order of `_rebuild`: replaying only the new links over the map's
+    components (each represented by its best key) gives the same components, ids and merge aliases
+    as a rebuild. One thing cannot be extended: a phone that becomes a household phone (a second
+    CRM id) while the map already uses it as a link; the rebuild then drops it from the start, so
+    this returns None and the caller rebuilds.
+    """
+    households_sql = (
+        "select phone from (select phone, crm_id from raw.identity_phone_crm union "
+        "select phone, crm_id from records where phone is not null and crm_id is not null) as pairs "
+        "group by phone having count(distinct crm_id) > 1"
+    )
+    for table in ("identity_records", "identity_new_keys", *EXTEND_WORK):
+        wh.execute(f"drop table if exists {table}")
+    wh.execute(f"create temp table identity_records as {records_sql(settings.phone_country_code, since=True)}",
+               _records_params(as_of, since))
+    try:
+        households, in_map = wh.fetchall(
+            f"with records as (select * from identity_records), households as ({households_sql}) "
+            "select (select count(*) from households), "
+            "(select count(*) from raw.identity_map as m where m.key_type = 'phone' "
+            "and m.key_value in (select phone from households))")[0]
+        if in_map:
+            log.info("identity map: %d phone(s) in the map became household phones; rebuilding", in_map)
+            return None
+        wh.execute(
+            f"create temp table identity_new_keys as select k.* from ({_keys_sql(households=households_sql)}) as k "
+            "where not exists (select 1 from raw.identity_map as m "
+            "where m.key_type = k.key_type and m.key_value = k.key_value)")
+        new_keys = wh.query_df("select key_type, key_value, first_seen_date, natural_id from identity_new_keys")
+        # each edge end: its first-seen date and current customer (a new key is its own customer)
+        edges = wh.query_df(
+            f"select e.seen_date, e.type_a, e.value_a, e.type_b, e.value_b, "
+            "coalesce(ma.customer_id, na.natural_id) as node_a, coalesce(ma.first_seen_date, na.first_seen_date) "
+            "as seen_a, coalesce(mb.customer_id, nb.natural_id) as node_b, "
+            "coalesce(mb.first_seen_date, nb.first_seen_date) as seen_b "
+            f"from ({_edges_sql(households=households_sql)}) as e "
+            "left join raw.identity_map as ma on ma.key_type = e.type_a and ma.key_value = e.value_a "
+            "left join identity_new_keys as na on na.key_type = e.type_a and na.key_value = e.value_a "
+            "left join raw.identity_map as mb on mb.key_type = e.type_b and mb.key_value = e.value_b "
+            "left join identity_new_keys as nb on nb.key_type = e.type_b and nb.key_value = e.value_b "
+            "where coalesce(ma.customer_id, na.natural_id) <> coalesce(mb.customer_id, nb.natural_id)")
+        # the best key of every existing customer an edge touches (its natural id is the customer_id)
+        touched = sorted(set(edges["node_a"]) | set(edges["node_b"]))
+        best: dict[str, tuple] = {}
+        for row in new_keys.itertuples(index=False):
+            best[row.natural_id] = (_key_order(row.key_type, row.key_value, _as_date(row.first_seen_date)),
+                                    _as_date(row.first_seen_date))
+        existing = [c for c in touched if c not in best]
+        natural = "md5(case m.key_type " + " ".join(
+            f"when '{k}' then '{NATURAL_PREFIX[k]}'" for k in KEY_TYPES) + " end || m.key_value)"
+        wh.execute("create table raw._identity_touched (customer_id text not null)")
+        wh.write_arrow("raw", "_identity_touched", pa.table({"customer_id": pa.array(existing, type=pa.string())}))
+        for key_type, key_value, first_seen, customer in wh.fetchall(
+                "select m.key_type, m.key_value, m.first_seen_date, m.customer_id from raw.identity_map as m "
+                "inner join raw._identity_touched as t on t.customer_id = m.customer_id "
+                f"where m.key_type <> '{ALIAS}' and {natural} = m.customer_id"):
+            best[customer] = (_key_order(key_type, key_value, _as_date(first_seen)), _as_date(first_seen))
+
+        # union-find over customers, the new links in _rebuild's order (date, then both keys' order)
+        links = sorted(
+            (_as_date(e.seen_date), _key_order(e.type_a, e.value_a, _as_date(e.seen_a)),
+             _key_order(e.type_b, e.value_b, _as_date(e.seen_b)), e.node_a, e.node_b)
+            for e in edges.itertuples(index=False))
+        parent: dict[str, str] = {}
+
+        def find(node: str) -> str:
+            while parent.get(node, node) != node:
+                parent[node] = parent.get(parent[node], parent[node])
+                node = parent[node]
+            return node
+
+        retired: dict[str, dt.date] = {}
+        for day, _, _, node_a, node_b in links:
+            ra, rb = find(node_a), find(node_b)
+            if ra == rb:
+                continue
+            win, lose = (ra, rb) if best[ra][0] < best[rb][0] else (rb, ra)
+            if best[lose][1] < day:  # the loser's id existed before the merge: keep it as an alias
+                retired[lose] = day
+            parent[lose] = win
+        renamed = {node: find(node) for node in parent if find(node) != node}
+
+        new_ids = set(new_keys["natural_id"])
+        wh.execute("create table raw._identity_renamed (old_id text not null, new_id text not null)")
+        wh.write_arrow("raw", "_identity_renamed", pa.table({
+            "old_id": pa.array([o for o in renamed if o not in new_ids], type=pa.string()),
+            "new_id": pa.array([n for o, n in renamed.items() if o not in new_ids], type=pa.string())}))
+        with wh.transaction():
+            # a merge moves every row of the losing customer (keys and earlier aliases) to the survivor
+            wh.execute("update raw.identity_map as m set customer_id = r.new_id, as_of_date = %s "
+                       "from raw._identity_renamed as r where m.customer_id = r.old_id", (as_of,))
+            wh.write_arrow("raw", "identity_map", pa.table({
+                "key_type": pa.array(new_keys["key_type"].astype(str).tolist(), type=pa.string()),
+                "key_value": pa.array(new_keys["key_value"].astype(str).tolist(), type=pa.string()),
+                "customer_id": pa.array([renamed.get(n, n) for n in new_keys["natural_id"]], type=pa.string()),
+                "first_seen_date": pa.array([_as_date(d) for d in new_keys["first_seen_date"]], type=pa.date32()),
+                "as_of_date": pa.array([as_of] * len(new_keys), type=pa.date32()),
+            }))
+            wh.write_arrow("raw", "identity_map", pa.table({
+                "key_type": pa.array([ALIAS] * len(retired), type=pa.string()),
+                "key_value": pa.array(list(retired), type=pa.string()),
+                "customer_id": pa.array([find(node) for node in retired], type=pa.string()),
+                "first_seen_date": pa.array(list(retired.values()), type=pa.date32()),
+                "as_of_date": pa.array([as_of] * len(retired), type=pa.date32()),
+            }))
+            wh.execute(
+                "insert into raw.identity_phone_crm (phone, crm_id, first_seen_date) "
+                "select r.phone, r.crm_id, min(r.seen_date) from identity_records as r "
+                "where r.phone is not null and r.crm_id is not null and not exists (select 1 from "
+                "raw.identity_phone_crm as p where p.phone = r.phone and p.crm_id = r.crm_id) "
+                "group by r.phone, r.crm_id")
+            _record_state(wh, settings, as_of)
+        summary = _counts(wh, households)
+    finally:
+        for table in ("identity_records", "identity_new_keys", *EXTEND_WORK):
+            wh.execute(f"drop table if exists {table}")
+    return {**summary, "new_keys": len(new_keys), "new_merges": len(set(renamed) - new_ids),
+            "mode": f"extended from {since}"}
 
 
 def score_against_truth(key_map: pd.DataFrame, identities_parquet: str, salt: str,

@@ -46,6 +46,7 @@ CRM = [  # day, crm id, email, phone, card
     (3, "CRM-9", "gina@example.com", None, None),                  # registers after guest orders
     (2, "CRM-12", "ivy@example.com", None, None),                  # merged later into CRM-20 ...
     (1, "CRM-20", "hal@example.com", None, None),                  # ... which was seen first
+    (7, "CRM-30", "kim@example.com", "07700 900006", None),        # day 7: CRM-6's phone becomes a family phone
 ]
 ORDERS = [  # day, order id, customer_ref, email, phone
     (1, "SO-1", None, "ann.lee@example.com ", "(07700) 900-010"),  # chain: email -> phone
@@ -112,7 +113,7 @@ def _map(settings, as_of: dt.date) -> dict[tuple[str, str], str]:
     resolve_identities(settings, as_of)
     with connect(settings) as wh:
         rows = wh.fetchall("select key_type, key_value, customer_id from raw.identity_map")
-        dates = wh.fetchall("select distinct as_of_date from raw.identity_map")
+        dates = wh.fetchall("select as_of_date from raw.identity_state")
     assert [d[0] if isinstance(d[0], dt.date) else d[0].date() for d in dates] == [as_of]
     return {(t, v): c for t, v, c in rows}
 
@@ -174,6 +175,41 @@ def test_ids_are_stable_and_computed_as_of_the_date(settings) -> None:
     # rerun and backfill: the same date gives the same map whatever ran in between
     assert _map(settings, day(2)) == before
     assert _map(settings, day(6)) == after
+
+
+def _rows(settings) -> list[tuple]:
+    with connect(settings) as wh:
+        return sorted(wh.fetchall("select key_type, key_value, customer_id, first_seen_date from raw.identity_map"))
+
+
+def test_extending_night_by_night_equals_rebuilding(settings) -> None:
+    """Each night extends the previous night's map; a rebuild from every record must give the same map.
+    Covers merges found on a later night (day 3: a guest registers; day 4: two CRM customers linked)
+    and the one case that must rebuild (day 7: a phone already linking keys becomes a household phone)."""
+    modes = {}
+    for n in range(1, 9):
+        modes[n] = resolve_identities(settings, day(n))["mode"]
+        extended = _rows(settings)
+        with connect(settings) as wh:
+            wh.execute("delete from raw.identity_state")  # forget the state: the next call rebuilds
+        assert resolve_identities(settings, day(n))["mode"] == "rebuilt"
+        assert _rows(settings) == extended, f"day {n}: {modes[n]}"
+    assert modes[1] == modes[7] == "rebuilt"
+    assert all(modes[n] == f"extended from {day(n - 1)}" for n in (2, 3, 4, 5, 6, 8))
+    m = {(t, v): c for t, v, c, _ in _rows(settings)}
+    assert _phone_key(settings, "+447700900006") not in m  # a household phone links nothing
+    assert m[_email_key(settings, "john.smtih@example.com")] != crm_id("CRM-6")
+
+
+def test_a_reloaded_old_partition_rebuilds_the_map(settings) -> None:
+    resolve_identities(settings, day(3))
+    with connect(settings) as wh:  # a late file for day 2 is loaded after the day-3 run
+        wh.execute("insert into ops.load_audit (run_id, logical_date, source, partition_date, rows_read, "
+                   "rows_loaded, rows_quarantined, status, recorded_at) "
+                   "values ('late', %s, 'web_sessions', %s, 0, 0, 0, 'success', %s)",
+                   (day(4), day(2), dt.datetime(2100, 1, 1)))
+    assert resolve_identities(settings, day(4))["mode"] == "rebuilt"
+    assert resolve_identities(settings, day(5))["mode"] == f"extended from {day(4)}"
 
 
 def test_no_raw_email_or_phone_in_the_map(settings) -> None:

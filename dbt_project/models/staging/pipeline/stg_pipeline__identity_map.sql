@@ -30,7 +30,9 @@ final as (
         key_value,
         customer_id,
         first_seen_date,
-        as_of_date
+        -- the map is resolved as of the run's date just before dbt runs (raw.identity_state says so);
+        -- the raw column only says which run last changed the row
+        {{ as_of_date() }} as as_of_date
     from source
 )
 
