@@ -72,10 +72,11 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 
 def markdown(record: Record) -> str:
+    order_rows = record["data"].get("order_rows")  # counted by the floor scenario, when it ran
     lines = [
         f"### {record['scale']} customers on {record['warehouse']} ({record['date']}, commit {record['git']})",
         "",
-        f"Order rows read (as of {record['as_of']['full']}): {record['data'].get('order_rows', '?'):,}; "
+        f"Order rows read (as of {record['as_of']['full']}): {f'{order_rows:,}' if order_rows else '?'}; "
         f"landing files {record['data']['landing_gb']:.2f} GB.",
         "",
         "| scenario | wall s | CPU s | CPU/wall | peak RSS MB | ok |",

@@ -239,26 +239,36 @@ def previous_centroids(wh: Warehouse, as_of: dt.date) -> pd.DataFrame | None:
 
 
 # -- nightly ---------------------------------------------------------------------------------
-def approved_or_bootstrap(
-    wh: Warehouse, registry: Registry, transactions: pd.DataFrame, customers: pd.DataFrame, as_of: dt.date,
-    run_id: str, dag_id: str, engagement: pd.DataFrame | None = None,
-) -> ModelBundle:
-    """The latest approved model; if there is none (or it cannot be loaded), fit and approve one."""
-    from ml.bundle import fit_models
+@dataclass
+class ModelChoice:
+    """What the nightly run scores with: the approved bundle, or what it needs to fit one first."""
 
+    bundle: ModelBundle | None
+    reason: str
+    previous_centroids: pd.DataFrame | None = None
+
+
+def choose_model(wh: Warehouse, registry: Registry, as_of: dt.date) -> ModelChoice:
+    """The latest approved model trained on or before the date; if none (or it cannot be loaded),
+    what `bootstrap_model` needs to fit one (the reason, and the centroids that keep cluster ids)."""
     entry = registry.latest_approved(as_of)
     reason = f"bootstrap: no approved model trained on or before {as_of}"
     if entry is not None:
         try:
-            return registry.load(entry)
+            return ModelChoice(registry.load(entry), "approved")
         except Exception as exc:  # unloadable model: keep the nightly run alive, say why
             log.warning("approved model %s cannot be loaded (%s); fitting a new one", entry.model_version, exc)
             reason = f"bootstrap: approved model {entry.model_version} could not be loaded: {exc}"
-    bundle = fit_models(transactions, customers, as_of, random_state=0,
-                        previous_centroids=previous_centroids(wh, as_of), engagement=engagement)
-    if bundle.has_models:
-        registry.register(bundle, status=APPROVED, reason=reason, run_id=run_id, dag_id=dag_id)
-    return bundle
+    return ModelChoice(None, reason, previous_centroids(wh, as_of))
+
+
+def bootstrap_model(choice: ModelChoice, transactions: pd.DataFrame, customers: pd.DataFrame, as_of: dt.date,
+                    engagement: pd.DataFrame | None = None) -> ModelBundle:
+    """Fit the first model of a warehouse (no warehouse access: pure ML on the frames)."""
+    from ml.bundle import fit_models
+
+    return fit_models(transactions, customers, as_of, random_state=0,
+                      previous_centroids=choice.previous_centroids, engagement=engagement)
 
 
 def record_scoring(wh: Warehouse, run_id: str, as_of: dt.date, result: Any) -> list[str]:

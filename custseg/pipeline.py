@@ -122,42 +122,37 @@ def score(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:
     training data goes to ``ml.feature_drift`` (a warning above the PSI threshold), and the model
     that scored the date to ``ml.scoring_runs``.
     """
-    from custseg.models import Registry, approved_or_bootstrap, read_ml_inputs, record_scoring
+    from custseg.models import APPROVED, Registry, bootstrap_model, choose_model, read_ml_inputs, record_scoring
     from expectations.runner import validate_dataframe
     from expectations.suites import ml_labels_suite
     from ml.scoring import score_with
 
     with connect(settings) as wh:
         transactions, customers, engagement = read_ml_inputs(wh, settings.build_schema)
-        bundle = approved_or_bootstrap(wh, Registry(wh), transactions, customers, as_of, run_id,
-                                       dag_id="customer_segmentation", engagement=engagement)
-        result = score_with(bundle, transactions, customers, as_of, engagement)
-        labels = result.labels.copy()
-        labels["model_version"] = result.model_version
-        report = validate_dataframe(labels, ml_labels_suite(), suite_name="ml.customer_labels",
-                                    batch_name=as_of.isoformat())
+        choice = choose_model(wh, Registry(wh), as_of)
+    # The warehouse is closed while the models fit and score: the file is not held for minutes,
+    # and DuckDB's buffer pool is not held next to the frames (the task's peak memory).
+    bundle = choice.bundle or bootstrap_model(choice, transactions, customers, as_of, engagement)
+    result = score_with(bundle, transactions, customers, as_of, engagement)
+    del transactions, customers, engagement
+    labels = result.labels.copy()
+    labels["model_version"] = result.model_version
+    report = validate_dataframe(labels, ml_labels_suite(), suite_name="ml.customer_labels",
+                                batch_name=as_of.isoformat())
+    profiles = _profile_table(result.cluster_profiles)
+    profiles["model_version"] = result.model_version
+    with connect(settings) as wh:
+        if choice.bundle is None and bundle.has_models:
+            Registry(wh).register(bundle, status=APPROVED, reason=choice.reason, run_id=run_id,
+                                  dag_id="customer_segmentation")
         _record_quality(wh, run_id, as_of, report.to_rows(run_id))
         _data_docs(settings, "ml_labels", [report], run_id, as_of)
         report.raise_if_blocking_failed()
-
-        profiles = _profile_table(result.cluster_profiles)
-        profiles["model_version"] = result.model_version
         _replace_table(wh, settings.build_schema, "ml_customer_labels", labels)
         _replace_table(wh, settings.build_schema, "ml_cluster_profiles", profiles)
         drifted = record_scoring(wh, run_id, as_of, result)
     return {"model_version": result.model_version, "model_trained_as_of": bundle.trained_as_of.isoformat(),
             "customers": len(labels), "drifted_features": drifted}
-
-
-def _previous_centroids(wh: Warehouse, as_of: dt.date) -> pd.DataFrame | None:
-    """Centroids of the latest approved model trained before this date, so cluster ids stay stable.
-
-    Only earlier dates count: rerunning a date, or backfilling dates in order, sees exactly the
-    model the original run saw. (Kept for callers; the registry code lives in custseg.models.)
-    """
-    from custseg.models import previous_centroids
-
-    return previous_centroids(wh, as_of)
 
 
 LABEL_COLUMNS = {

@@ -31,6 +31,7 @@ from ml.churn import BGNBD_FEATURE, DEFAULT_HORIZON_DAYS, Baseline, ChurnModel
 from ml.clustering import DEFAULT_K_RANGE, BehaviourClusterer, cluster_profiles
 from ml.drift import reference_profile
 from ml.features import (
+    CUSTOMER_CODE,
     FEATURE_COLUMNS,
     SNAPSHOT_FEATURES,
     clv_summary,
@@ -77,7 +78,8 @@ def training_data_hash(
     """sha256 of the prepared transactions (as of the training date), the customers and the
     engagement snapshot at the churn cutoff, row-order free."""
     digest = hashlib.sha256()
-    digest.update(pd.util.hash_pandas_object(transactions, index=False).to_numpy().tobytes())
+    data = transactions.drop(columns=[CUSTOMER_CODE], errors="ignore")  # derived from customer_id
+    digest.update(pd.util.hash_pandas_object(data, index=False).to_numpy().tobytes())
     # Customers matter too (engagement columns reach the cluster profiles); sorted, so the
     # warehouse's row order does not change the hash.
     keyed = customers.assign(customer_id=customers["customer_id"].astype(str))

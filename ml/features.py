@@ -88,6 +88,8 @@ at its training cutoff without leakage (today's engagement snapshot in ``custome
 
 _REQUIRED_TX = ("customer_id", "order_date", "net_amount")
 _PREPARED_FLAG = "ml_prepared_transactions"
+#: Integer number of the customer in a prepared frame (sorted like customer_id); internal to ml/.
+CUSTOMER_CODE = "_customer_code"
 
 
 def _as_timestamp(as_of: dt.date | pd.Timestamp | str) -> pd.Timestamp:
@@ -133,6 +135,10 @@ def prepare_transactions(transactions: pd.DataFrame, as_of: dt.date | pd.Timesta
     out = out[(out["order_date"] <= cutoff) & out["net_amount"].notna() & out["order_date"].notna()]
     out = out.sort_values(["customer_id", "order_date", "net_amount", "channel", "category"], kind="stable")
     out = out.reset_index(drop=True)
+    # rows are sorted by customer: number the customers in that order once, so the per-customer
+    # group-bys below run on integers instead of factorizing millions of strings each time
+    ids = out["customer_id"]
+    out[CUSTOMER_CODE] = (ids.ne(ids.shift())).cumsum().astype("int64") - 1
     out.attrs[_PREPARED_FLAG] = True
     return out
 
@@ -188,19 +194,18 @@ def customer_features(
         cols = list(BASE_FEATURE_COLUMNS) + list(_engagement(customers, pd.Index([])).columns)
         return pd.DataFrame(columns=cols, index=pd.Index([], name="customer_id", dtype=str), dtype=float)
 
-    g = purchases.groupby("customer_id", sort=True)
+    key = CUSTOMER_CODE
+    g = purchases.groupby(key, sort=True)
     first = g["order_date"].min()
     last = g["order_date"].max()
-    index = first.index
+    codes = first.index
     n_events = g.size().astype(float)
     gross = g["net_amount"].sum()
     discount = g["discount_amount"].sum()
-    days = purchases[["customer_id", "order_date"]].drop_duplicates().groupby("customer_id").size()
-    monetary = tx.groupby("customer_id")["net_amount"].sum().reindex(index).clip(lower=0.0)
+    days = purchases[[key, "order_date"]].drop_duplicates().groupby(key).size()
+    monetary = tx.groupby(key)["net_amount"].sum().reindex(codes).clip(lower=0.0)
 
-    channel_counts = (
-        purchases.groupby(["customer_id", "channel"]).size().unstack(fill_value=0).reindex(index, fill_value=0)
-    )
+    channel_counts = purchases.groupby([key, "channel"]).size().unstack(fill_value=0).reindex(codes, fill_value=0)
     window_start = cutoff - pd.Timedelta(days=window_days)
     recent_all = tx[tx["order_date"] > window_start]
     recent_purchases = recent_all[is_purchase(recent_all["net_amount"])]
@@ -208,23 +213,24 @@ def customer_features(
     feats = pd.DataFrame(
         {
             "recency_days": (cutoff - last).dt.days.astype(float),
-            "frequency": days.reindex(index).astype(float),
+            "frequency": days.reindex(codes).astype(float),
             "monetary": monetary.astype(float),
             "tenure_days": (cutoff - first).dt.days.astype(float),
             "avg_order_value": gross / n_events,
         },
-        index=index,
+        index=codes,
     )
     for channel in CHANNELS:
-        counts = channel_counts[channel] if channel in channel_counts else pd.Series(0, index=index)
+        counts = channel_counts[channel] if channel in channel_counts else pd.Series(0, index=codes)
         feats[f"{channel}_share"] = counts.astype(float) / n_events
     denominator = gross + discount
     feats["discount_share"] = np.where(denominator > 0, discount / denominator.where(denominator > 0, 1), 0.0)
     feats["category_breadth"] = g["category"].nunique().astype(float)
-    feats["orders_90d"] = recent_purchases.groupby("customer_id").size().reindex(index, fill_value=0)
-    feats["orders_90d"] = feats["orders_90d"].astype(float)
-    spend_90d = recent_all.groupby("customer_id")["net_amount"].sum().reindex(index, fill_value=0.0)
+    feats["orders_90d"] = recent_purchases.groupby(key).size().reindex(codes, fill_value=0).astype(float)
+    spend_90d = recent_all.groupby(key)["net_amount"].sum().reindex(codes, fill_value=0.0)
     feats["spend_90d"] = spend_90d.clip(lower=0.0).astype(float)
+    index = pd.Index(g["customer_id"].first().to_numpy(), name="customer_id")
+    feats.index = index
 
     feats = feats.join(_engagement(customers, index))
     feats.index = feats.index.astype(str)
@@ -260,19 +266,20 @@ def clv_summary(transactions: pd.DataFrame, as_of: dt.date | pd.Timestamp | str,
     if purchases.empty:
         return pd.DataFrame(columns=columns).astype({c: float for c in columns[1:]})
 
-    daily = purchases.groupby(["customer_id", "order_date"], sort=True)["net_amount"].sum().reset_index()
-    g = daily.groupby("customer_id", sort=True)
+    daily = purchases.groupby([CUSTOMER_CODE, "order_date"], sort=True)["net_amount"].sum().reset_index()
+    g = daily.groupby(CUSTOMER_CODE, sort=True)
     first = g["order_date"].min()
     last = g["order_date"].max()
     n_days = g.size()
     total = g["net_amount"].sum()
     first_day_spend = g["net_amount"].first()  # daily is sorted by date within customer
+    ids = purchases.groupby(CUSTOMER_CODE, sort=True)["customer_id"].first()
     frequency = (n_days - 1).astype(float)
     repeat_spend = total - first_day_spend
     monetary_value = np.where(frequency > 0, repeat_spend / frequency.where(frequency > 0, 1), 0.0)
     out = pd.DataFrame(
         {
-            "customer_id": first.index.astype(str),
+            "customer_id": ids.to_numpy().astype(str),
             "frequency": frequency.to_numpy(),
             "recency": (last - first).dt.days.to_numpy(dtype=float) / unit,
             "T": (cutoff - first).dt.days.to_numpy(dtype=float) / unit,
