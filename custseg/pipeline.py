@@ -125,11 +125,14 @@ def score(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:
     from custseg.models import APPROVED, Registry, bootstrap_model, choose_model, read_ml_inputs, record_scoring
     from expectations.runner import validate_dataframe
     from expectations.suites import ml_labels_suite
+    from ml.features import prepare_transactions
     from ml.scoring import score_with
 
     with connect(settings) as wh:
         transactions, customers, engagement = read_ml_inputs(wh, settings.build_schema)
         choice = choose_model(wh, Registry(wh), as_of)
+    # cleaned and sorted once: fitting and scoring reuse it instead of each making a copy
+    transactions = prepare_transactions(transactions, as_of)
     # The warehouse is closed while the models fit and score: the file is not held for minutes,
     # and DuckDB's buffer pool is not held next to the frames (the task's peak memory).
     bundle = choice.bundle or bootstrap_model(choice, transactions, customers, as_of, engagement)

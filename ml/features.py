@@ -111,7 +111,10 @@ def prepare_transactions(transactions: pd.DataFrame, as_of: dt.date | pd.Timesta
     if transactions.attrs.get(_PREPARED_FLAG):
         # Already clean and sorted (scoring prepares once, then every model re-cuts it): a
         # date filter keeps the order, and skips re-sorting ten million rows per model.
-        kept = transactions[transactions["order_date"] <= cutoff].reset_index(drop=True)
+        in_range = transactions["order_date"] <= cutoff
+        if in_range.all():  # nothing to cut: no copy of millions of rows (frames are not mutated here)
+            return transactions
+        kept = transactions[in_range].reset_index(drop=True)
         kept.attrs[_PREPARED_FLAG] = True
         return kept
     dates = pd.to_datetime(transactions["order_date"])
