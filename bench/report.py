@@ -92,6 +92,11 @@ def markdown(record: Record) -> str:
              if record["scenarios"].get(n, {}).get("peak_rss_task")]
     if peaks:
         lines += ["", "Task running when the sampled RSS peaked: " + "; ".join(peaks) + "."]
+    attempts = record["scenarios"].get("nightly", {}).get("attempts")
+    if attempts:
+        walls = ", ".join(_fmt(a["wall_s"]) for a in attempts)
+        lines += ["", f"`nightly` is the fastest of {len(attempts)} attempts from the state `full` left "
+                      f"(wall s: {walls})."]
     lines += ["", "| ratio | value |", "|---|---:|"]
     lines += [f"| {k} | {_fmt(v, 2)} |" for k, v in record["ratios"].items()]
     stage_runs = [n for n in ("full", "nightly") if record["scenarios"].get(n, {}).get("stages")]

@@ -112,6 +112,66 @@ def _run_pipeline(name: str, as_of: dt.date, env: dict[str, str], work: Path) ->
             "stage_source": source, "peak_rss_task": task_at(tasks, m.peak_seen_at), "tasks": tasks}
 
 
+def _snapshot(work: Path, env: dict[str, str]) -> Path:
+    """Keep the state `full` left (warehouse, Airflow DB, model artifacts) so `nightly` can be repeated."""
+    snap = work.with_name(work.name + "-snapshot")
+    shutil.rmtree(snap, ignore_errors=True)
+    shutil.copytree(work, snap, ignore=shutil.ignore_patterns("logs"))
+    if env["CUSTSEG_WAREHOUSE"] == "postgres":
+        _copy_postgres(env["CUSTSEG_POSTGRES_URL"].rsplit("/", 1)[1], _snapshot_db(env))
+    return snap
+
+
+def _snapshot_db(env: dict[str, str]) -> str:
+    return env["CUSTSEG_POSTGRES_URL"].rsplit("/", 1)[1] + "_snapshot"
+
+
+def _copy_postgres(source: str, target: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as con:
+        con.execute(f'drop database if exists "{target}" with (force)')
+        con.execute(f'create database "{target}" template "{source}"')
+
+
+def _restore(snap: Path, work: Path, env: dict[str, str]) -> None:
+    for entry in work.iterdir():
+        if entry.name != "logs":
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    shutil.copytree(snap, work, dirs_exist_ok=True)
+    if env["CUSTSEG_WAREHOUSE"] == "postgres":
+        _copy_postgres(_snapshot_db(env), env["CUSTSEG_POSTGRES_URL"].rsplit("/", 1)[1])
+
+
+def _run_nightly(as_of: dt.date, env: dict[str, str], work: Path, repeats: int) -> dict[str, Any]:
+    """`nightly` on the warehouse `full` left, `repeats` times from the same state; the fastest is kept.
+
+    On a shared machine one slow attempt says more about the neighbours than about the pipeline; the
+    minimum of several attempts from an identical state is the standard way to read through that.
+    """
+    if repeats <= 1:
+        return _run_pipeline("nightly", as_of, env, work)
+    snap = _snapshot(work, env)
+    attempts = []
+    try:
+        for attempt in range(repeats):
+            if attempt:
+                _restore(snap, work, env)
+            attempts.append(_run_pipeline("nightly", as_of, env, work))
+            print(f"[bench]   nightly attempt {attempt + 1}: wall {attempts[-1]['wall_s']} s", flush=True)
+    finally:
+        shutil.rmtree(snap, ignore_errors=True)
+        if env["CUSTSEG_WAREHOUSE"] == "postgres":
+            import psycopg
+
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as con:
+                con.execute(f'drop database if exists "{_snapshot_db(env)}" with (force)')
+    ok = [a for a in attempts if a["returncode"] == 0] or attempts
+    best = min(ok, key=lambda a: a["wall_s"])
+    return {**best, "attempts": [{k: a[k] for k in ("wall_s", "cpu_s", "peak_rss_mb", "returncode")}
+                                 for a in attempts]}
+
+
 def _run_script(module: str, landing: Path, work: Path, out_name: str, as_of: dt.date) -> dict[str, Any]:
     cmd = [str(BIN / "python"), "-m", module, "--landing", str(landing), "--as-of", as_of.isoformat(),
            "--out", str(work / out_name)]
@@ -125,7 +185,8 @@ def _run_script(module: str, landing: Path, work: Path, out_name: str, as_of: dt
     return {**m.as_dict(), "output": info}
 
 
-def bench_one(scale: str, warehouse: str, seed: int, scenarios: list[str], full_as_of: dt.date) -> report.Record:
+def bench_one(scale: str, warehouse: str, seed: int, scenarios: list[str], full_as_of: dt.date,
+              nightly_repeats: int = 1) -> report.Record:
     nightly_as_of = full_as_of + dt.timedelta(days=1)
     if nightly_as_of > DATA_END:
         raise SystemExit(f"--as-of must be before {DATA_END}: nightly needs one more landed day")
@@ -138,6 +199,7 @@ def bench_one(scale: str, warehouse: str, seed: int, scenarios: list[str], full_
         "scale": scale, "warehouse": warehouse, "seed": seed, "git": _git_rev(),
         "machine": {"cpus": os.cpu_count(), "loadavg_before": os.getloadavg()},
         "as_of": {"full": full_as_of.isoformat(), "nightly": nightly_as_of.isoformat()},
+        "nightly_repeats": nightly_repeats,
         "data": {"customers": SCALES[scale], "generated_rows": rows,
                  "order_rows_generated": sum(rows.get(s, 0) for s in ORDER_SOURCES),
                  "landing_gb": round(landing_bytes(data) / 1e9, 3)},
@@ -151,7 +213,8 @@ def bench_one(scale: str, warehouse: str, seed: int, scenarios: list[str], full_
             if name == "nightly" and record["scenarios"].get("full", {}).get("returncode") != 0:
                 print("[bench] nightly skipped: full did not succeed", flush=True)
                 continue
-            result = _run_pipeline(name, as_of, env, work)
+            result = (_run_pipeline(name, as_of, env, work) if name == "full"
+                      else _run_nightly(as_of, env, work, nightly_repeats))
         elif name == "baseline-pandas":
             result = _run_script("bench.baseline_pandas", landing, work, "baseline_pandas.csv", full_as_of)
         else:
@@ -179,6 +242,8 @@ def main() -> int:
                         help=f"logical date of `full` (nightly = the day after; default {FULL_AS_OF})")
     parser.add_argument("--scenarios", default=",".join(report.SCENARIOS),
                         help="comma-separated subset of " + ",".join(report.SCENARIOS))
+    parser.add_argument("--nightly-repeats", type=int, default=1,
+                        help="run `nightly` N times from the state `full` left and keep the fastest (default 1)")
     parser.add_argument("--scaling", action="store_true", help="run 10k, 100k and 1m on DuckDB and compare")
     parser.add_argument("--table-only", action="store_true",
                         help="with --scaling: print the scaling table from the latest DuckDB results, run nothing")
@@ -192,14 +257,14 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown scenarios: {sorted(unknown)}")
     if not args.scaling:
-        record = bench_one(args.scale, args.warehouse, args.seed, scenarios, args.as_of)
+        record = bench_one(args.scale, args.warehouse, args.seed, scenarios, args.as_of, args.nightly_repeats)
         return 0 if all(r["returncode"] == 0 for r in record["scenarios"].values()) else 1
     records = []
     for scale in ("10k", "100k", "1m"):
         if args.table_only:
             rec = report.latest(scale, "duckdb")
         else:
-            rec = bench_one(scale, "duckdb", args.seed, scenarios, args.as_of)
+            rec = bench_one(scale, "duckdb", args.seed, scenarios, args.as_of, args.nightly_repeats)
         if rec is not None:
             records.append(rec)
     table = report.scaling_markdown(records)

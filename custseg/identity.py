@@ -312,6 +312,15 @@ def _record_state(wh: Warehouse, settings: Settings, as_of: dt.date) -> None:
         (as_of, _fingerprint(settings)))
 
 
+#: PostgreSQL only (DuckDB joins by hashing and keeps no secondary index cheaply): the nightly extension
+#: looks keys and customers up in a map of millions of rows.
+POSTGRES_INDEXES = (
+    "create index if not exists identity_map_key_idx on raw.identity_map (key_type, key_value)",
+    "create index if not exists identity_map_customer_idx on raw.identity_map (customer_id)",
+    "create index if not exists identity_phone_crm_idx on raw.identity_phone_crm (phone)",
+)
+
+
 def resolve_identities(settings: Settings, as_of: dt.date) -> dict[str, int]:
     """Compute the identity map as of the date into `raw.identity_map`.
 
@@ -325,7 +334,7 @@ def resolve_identities(settings: Settings, as_of: dt.date) -> dict[str, int]:
         if wh.kind == "duckdb":  # bound the embedded engine's buffer pool; it spills to disk beyond this
             wh.execute(f"set memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
         wh.execute(MAP_DDL)
-        for ddl in STATE_DDL:
+        for ddl in STATE_DDL + (POSTGRES_INDEXES if wh.kind == "postgres" else ()):
             wh.execute(ddl)
         since = _extendable_from(wh, settings, as_of)
         summary = _extend(wh, settings, since, as_of) if since is not None else None

@@ -205,7 +205,11 @@ class Warehouse:
             self.execute(raw_table_ddl("raw", channel))
         for ddl in OPS_DDL:
             self.execute(ddl)
+        self._index_raw_partitions()
         self._grant_bi_role()
+
+    def _index_raw_partitions(self) -> None:
+        """DuckDB prunes partitions by its zone maps; PostgreSQL needs an index (see PostgresWarehouse)."""
 
     def _grant_bi_role(self) -> None:
         """Only PostgreSQL has roles; DuckDB is a file whose readers get what the file holds."""
@@ -342,6 +346,13 @@ class DuckDBWarehouse(Warehouse):
 
 class PostgresWarehouse(Warehouse):
     kind = "postgres"
+
+    def _index_raw_partitions(self) -> None:
+        # Ingest replaces a partition, validate_raw checks one, and the nightly staging models read the
+        # partitions landed since their last build: without these each is a scan of the whole history.
+        for channel in CHANNELS.values():
+            self.execute(f"create index if not exists {quote_ident(channel.table + '_partition_idx')} "
+                         f"on raw.{quote_ident(channel.table)} (_partition_date)")
 
     def __init__(self, settings: Settings):
         import psycopg

@@ -120,3 +120,9 @@
     where {{ key }} in (select {{ key }} from {{ cte }})
     {%- endif %}
 {%- endmacro %}
+
+{#- An index on the business key, on PostgreSQL only: the nightly merge looks up tonight's keys among
+    millions of rows. DuckDB joins them by hashing; an index there would only slow the inserts. -#}
+{% macro postgres_key_index(key) -%}
+    {{ return([{'columns': [key]}] if target.type == 'postgres' else []) }}
+{%- endmacro %}

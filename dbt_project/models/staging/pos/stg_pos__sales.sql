@@ -5,6 +5,7 @@
     incremental_strategy='delete+insert',
     unique_key='receipt_id',
     on_schema_change='sync_all_columns',
+    indexes=postgres_key_index('receipt_id'),
     pre_hook="{{ incremental_reset() }}",
     post_hook="{{ record_incremental_state() }}",
 ) }}
