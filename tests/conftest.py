@@ -150,3 +150,24 @@ def run_cli(args: list[str], env: dict[str, str], home: Path, timeout: int = 900
     full_env.update(env)
     exe = Path(sys.executable).with_name(program)
     return subprocess.run([str(exe), *args], env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_nightly(env: dict[str, str], home: Path, as_of: dt.date = E2E_END) -> None:
+    """`custseg run --as-of` (the real DAG) that must succeed."""
+    result = run_cli(["run", "--as-of", as_of.isoformat()], env, home)
+    tail = (result.stdout + result.stderr)[-4000:]
+    assert result.returncode == 0, f"DAG run failed:\n{tail}"
+    assert f"as of {as_of}: success" in result.stdout, tail
+
+
+@pytest.fixture(scope="session")
+def e2e_duckdb_env(demo_data, airflow_home: Path, session_dir: Path) -> dict[str, str]:
+    """The session's one end-to-end DuckDB run: the nightly DAG as of E2E_END on the demo data.
+
+    Shared by the tests that only read what a normal night publishes (test_e2e, test_pii), so the
+    suite pays for this DAG run once."""
+    data_dir = session_dir / "duckdb_run"
+    env = warehouse_env("duckdb", data_dir, duckdb_path=data_dir / "warehouse.duckdb",
+                        landing_dir=demo_data.landing_dir)
+    run_nightly(env, airflow_home)
+    return env

@@ -11,7 +11,7 @@ import pytest
 
 from custseg.config import PUBLISHED_TABLES, load_settings
 from custseg.warehouse import connect
-from tests.conftest import E2E_END, run_cli, warehouse_env
+from tests.conftest import E2E_END, run_nightly, warehouse_env
 
 pytestmark = pytest.mark.e2e
 
@@ -26,13 +26,6 @@ RFM_SEGMENTS = {
     "At Risk", "Can't Lose Them", "Hibernating", "Lost",
 }
 LIFECYCLE = {"prospect", "new", "active", "at_risk", "churned", "reactivated"}
-
-
-def run_nightly(env: dict[str, str], home: Path, as_of: dt.date = E2E_END) -> None:
-    result = run_cli(["run", "--as-of", as_of.isoformat()], env, home)
-    tail = (result.stdout + result.stderr)[-4000:]
-    assert result.returncode == 0, f"DAG run failed:\n{tail}"
-    assert f"as of {as_of}: success" in result.stdout, tail
 
 
 def published_checksums(env: dict[str, str]) -> dict[str, str]:
@@ -87,28 +80,19 @@ def _comparable(frame: pd.DataFrame) -> pd.DataFrame:
     return out.astype("string").fillna("<null>")
 
 
-@pytest.fixture(scope="module")
-def duckdb_env(demo_data, airflow_home, session_dir) -> dict[str, str]:
-    data_dir = session_dir / "duckdb_run"
-    env = warehouse_env("duckdb", data_dir, duckdb_path=data_dir / "warehouse.duckdb",
-                        landing_dir=demo_data.landing_dir)
-    run_nightly(env, airflow_home)
-    return env
-
-
-def test_duckdb_end_to_end(duckdb_env) -> None:
-    assert_segments_are_sound(read_segments(duckdb_env), E2E_END)
-    with connect(load_settings(duckdb_env)) as wh:
+def test_duckdb_end_to_end(e2e_duckdb_env) -> None:
+    assert_segments_are_sound(read_segments(e2e_duckdb_env), E2E_END)
+    with connect(load_settings(e2e_duckdb_env)) as wh:
         for table in PUBLISHED_TABLES:
             rows = wh.fetchall(f"select count(*) from analytics.{table}")[0][0]
             # migration compares two as-of dates, so it is empty after the very first run
             assert rows > 0 or table == "segment_migration", table
-        docs = Path(duckdb_env["CUSTSEG_DOCS_DIR"]) / "dbt" / "static_index.html"
+        docs = Path(e2e_duckdb_env["CUSTSEG_DOCS_DIR"]) / "dbt" / "static_index.html"
         assert docs.stat().st_size > 100_000, "the static dbt docs site was not built"
 
 
-def test_every_input_row_is_loaded_or_quarantined(duckdb_env, demo_data) -> None:
-    with connect(load_settings(duckdb_env)) as wh:
+def test_every_input_row_is_loaded_or_quarantined(e2e_duckdb_env, demo_data) -> None:
+    with connect(load_settings(e2e_duckdb_env)) as wh:
         audit = wh.query_df(
             "select source, sum(rows_read) as read, sum(rows_loaded) as loaded, "
             "sum(rows_quarantined) as quarantined from ops.load_audit where status = 'success' group by source"
@@ -122,11 +106,11 @@ def test_every_input_row_is_loaded_or_quarantined(duckdb_env, demo_data) -> None
     assert quarantine.loc["shop_orders", "n"] == demo_data.invalid_rows["shop_orders"]
 
 
-def test_rerun_of_the_same_date_gives_identical_tables(duckdb_env, airflow_home) -> None:
-    before = published_checksums(duckdb_env)
-    run_nightly(duckdb_env, airflow_home)
-    assert published_checksums(duckdb_env) == before
-    with connect(load_settings(duckdb_env)) as wh:
+def test_rerun_of_the_same_date_gives_identical_tables(e2e_duckdb_env, airflow_home) -> None:
+    before = published_checksums(e2e_duckdb_env)
+    run_nightly(e2e_duckdb_env, airflow_home)
+    assert published_checksums(e2e_duckdb_env) == before
+    with connect(load_settings(e2e_duckdb_env)) as wh:
         # the rerun replaced the logical date's partition rather than appending to it
         dupes = wh.fetchall(
             "select count(*) from (select _partition_date, _source_line, count(*) from raw.shop_orders "
@@ -136,13 +120,13 @@ def test_rerun_of_the_same_date_gives_identical_tables(duckdb_env, airflow_home)
 
 
 @pytest.mark.postgres
-def test_postgres_end_to_end_matches_duckdb(pg_database, demo_data, airflow_home, session_dir, duckdb_env) -> None:
+def test_postgres_end_to_end_matches_duckdb(pg_database, demo_data, airflow_home, session_dir, e2e_duckdb_env) -> None:
     data_dir = session_dir / "postgres_run"
     env = warehouse_env("postgres", data_dir, pg_url=pg_database, landing_dir=demo_data.landing_dir)
     run_nightly(env, airflow_home)
     pg = read_segments(env)
     assert_segments_are_sound(pg, E2E_END)
-    duck = read_segments(duckdb_env)
+    duck = read_segments(e2e_duckdb_env)
     keys = ["customer_id", "rfm_segment", "lifecycle_stage", "r_score", "f_score", "m_score", "value_tier",
             "frequency_class", "channel_preference", "loyalty_tier", "satisfaction_class", "cluster_id",
             "churn_risk_band", "model_version"]
@@ -152,7 +136,7 @@ def test_postgres_end_to_end_matches_duckdb(pg_database, demo_data, airflow_home
                    "order by segment_type, segment")
     with connect(load_settings(env)) as wh:
         pg_summary = wh.query_df(summary_sql)
-    with connect(load_settings(duckdb_env)) as wh:
+    with connect(load_settings(e2e_duckdb_env)) as wh:
         duck_summary = wh.query_df(summary_sql)
     pd.testing.assert_frame_equal(pg_summary.astype(str), duck_summary.astype(str))
     assert_bi_role_is_read_only_on_analytics(pg_database)
