@@ -86,6 +86,8 @@ class Settings:
     duckdb_path: Path = PROJECT_ROOT / "data" / "warehouse.duckdb"
     postgres: PostgresParams | None = None
     landing_dir: Path = PROJECT_ROOT / "data" / "landing"
+    #: the pipeline's own working files (extracts of table sources, a bring-your-own split, models)
+    data_dir: Path = PROJECT_ROOT / "data"
     sources_file: Path = DEFAULT_SOURCES_FILE
     build_schema: str = "analytics_build"
     publish_schema: str = "analytics"
@@ -164,6 +166,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         duckdb_path=Path(env.get("CUSTSEG_DUCKDB_PATH", data_dir / "warehouse.duckdb")),
         postgres=postgres,
         landing_dir=Path(env.get("CUSTSEG_LANDING_DIR", data_dir / "landing")),
+        data_dir=data_dir,
         sources_file=Path(env.get("CUSTSEG_SOURCES_FILE", DEFAULT_SOURCES_FILE)),
         build_schema=env.get("CUSTSEG_BUILD_SCHEMA", "analytics_build"),
         publish_schema=env.get("CUSTSEG_PUBLISH_SCHEMA", "analytics"),

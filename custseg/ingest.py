@@ -24,7 +24,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from custseg.config import Settings
+from custseg.config import ConfigError, Settings
 from custseg.schemas import SQL_TYPES, Column
 from custseg.sources import ColumnMapping, SourceConfig, load_sources
 from custseg.warehouse import Warehouse, connect
@@ -146,24 +146,25 @@ def _file_columns(src: SourceConfig, path: Path) -> list[str]:
     JSONL records carry their own keys, so there is nothing to check up front.
     """
     try:
-        if src.format == "csv":
+        if src.file_format == "csv":
             with path.open(encoding="utf-8-sig", newline="") as fh:
                 header = next(csv.reader(fh, delimiter=src.delimiter), [])
             if not header:
                 raise IngestError(f"{src.name}: {path} is empty (no header); a day without rows must still "
                                   "have its header line")
             return [h.strip() for h in header]
-        if src.format == "parquet":
+        if src.file_format == "parquet":
             return list(pq.read_schema(path).names)
     except UnicodeDecodeError as exc:
-        raise IngestError(f"{src.name}: cannot read {path} as {src.format}: header is not valid UTF-8 ({exc})") from exc
+        raise IngestError(f"{src.name}: cannot read {path} as {src.file_format}: header is not valid UTF-8 "
+                          f"({exc})") from exc
     except (csv.Error, pa.ArrowException, OSError) as exc:
-        raise IngestError(f"{src.name}: cannot read {path} as {src.format}: {exc}") from exc
+        raise IngestError(f"{src.name}: cannot read {path} as {src.file_format}: {exc}") from exc
     return []
 
 
 def _delimiter_hint(src: SourceConfig, file_cols: list[str]) -> str:
-    if src.format == "csv" and len(file_cols) == 1:
+    if src.file_format == "csv" and len(file_cols) == 1:
         found = [d for d in (";", "\t", "|", ",") if d != src.delimiter and d in file_cols[0]]
         if found:
             return f" (wrong delimiter? the header does not split on {src.delimiter!r} but contains {found[0]!r})"
@@ -179,7 +180,7 @@ def _file_select(src: SourceConfig, path: Path, day: dt.date, file_cols: list[st
     p = _lit(str(path))
     wanted = sorted(src.mapped_source_columns)
     meta = f"date '{day.isoformat()}' as _partition_date, {p} as _source_file, row_number() over () as _source_line"
-    if src.format == "jsonl":
+    if src.file_format == "jsonl":
         drop_mapped = "{" + ", ".join(f'"{c}": null' for c in wanted) + "}"
         cols = ", ".join(f"json ->> {_lit(c)} as {_ident(c)}" for c in wanted)
         return (
@@ -192,7 +193,7 @@ def _file_select(src: SourceConfig, path: Path, day: dt.date, file_cols: list[st
     extras = tuple(c for c in file_cols if c not in src.mapped_source_columns)
     extras_expr = _json_object(list(extras)) if extras else "cast(null as varchar)"
     cols = ", ".join(f"cast({_ident(c)} as varchar) as {_ident(c)}" for c in wanted)
-    if src.format == "csv":
+    if src.file_format == "csv":
         # The header was read already, so nothing is sniffed: a ragged or truncated row is an error
         # that names its line instead of a vague "could not detect the dialect".
         columns = "{" + ", ".join(f"{_lit(c)}: 'VARCHAR'" for c in file_cols) + "}"
@@ -221,7 +222,7 @@ def parse_files(
             raise IngestError(f"{src.name}: landing file {path} is missing (the export did not arrive)")
         file_cols = _file_columns(src, path)
         missing = sorted(c for c in src.mapped_source_columns if c not in file_cols)
-        if src.format != "jsonl" and missing:
+        if src.file_format != "jsonl" and missing:
             raise IngestError(f"{src.name}: {path} lacks required column(s) {', '.join(missing)}"
                               + _delimiter_hint(src, file_cols))
         sql, file_extras = _file_select(src, path, day, file_cols)
@@ -233,7 +234,7 @@ def parse_files(
         _raise_for_unreadable_file(src, files, selects, con)
         raise
     _check(src, con)
-    if src.format == "jsonl":
+    if src.file_format == "jsonl":
         extras.update(r[0] for r in con.execute(
             "select distinct unnest(json_keys(_extras)) from incoming where _extras is not null").fetchall())
     canonical = ", ".join(_ident(c.name) for c in src.channel.columns)
@@ -259,7 +260,7 @@ def _raise_for_unreadable_file(
         try:
             con.execute(f"select count(*) from ({sql})").fetchall()
         except duckdb.Error as exc:
-            raise IngestError(f"{src.name}: cannot read {path} as {src.format}: {_explain(exc)}") from exc
+            raise IngestError(f"{src.name}: cannot read {path} as {src.file_format}: {_explain(exc)}") from exc
 
 
 def _explain(exc: duckdb.Error) -> str:
@@ -305,8 +306,25 @@ def _check(src: SourceConfig, con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def loaded_partitions(wh: Warehouse, source: str) -> set[dt.date]:
+    """Partition dates of a source that were loaded successfully at least once."""
+    return {
+        r[0] if isinstance(r[0], dt.date) else dt.date.fromisoformat(str(r[0]))
+        for r in wh.fetchall(
+            "select distinct partition_date from ops.load_audit where source = %s and status = 'success'",
+            (source,),
+        )
+    }
+
+
 def partitions_to_load(wh: Warehouse, src: SourceConfig, landing_dir: Path, logical_date: dt.date) -> list[dt.date]:
-    """Landing dates on disk up to the logical date that were never loaded, plus the logical date."""
+    """Landing dates on disk up to the logical date that were never loaded, plus the logical date.
+
+    A snapshot source is one file that always holds the current state: it is loaded as the logical
+    date's partition, and there is no history to catch up on.
+    """
+    if src.layout == "snapshot":
+        return [logical_date]
     pattern = re.escape(src.path).replace(re.escape("{date}"), r"(\d{4}-\d{2}-\d{2})")
     regex = re.compile(pattern + "$")
     on_disk = set()
@@ -316,14 +334,22 @@ def partitions_to_load(wh: Warehouse, src: SourceConfig, landing_dir: Path, logi
             day = dt.date.fromisoformat(m.group(1))
             if day <= logical_date:
                 on_disk.add(day)
-    loaded = {
-        r[0] if isinstance(r[0], dt.date) else dt.date.fromisoformat(str(r[0]))
-        for r in wh.fetchall(
-            "select distinct partition_date from ops.load_audit where source = %s and status = 'success'",
-            (src.name,),
-        )
-    }
-    return sorted((on_disk - loaded) | {logical_date})
+    return sorted((on_disk - loaded_partitions(wh, src.name)) | {logical_date})
+
+
+def pending_files(settings: Settings, wh: Warehouse, src: SourceConfig, logical_date: dt.date
+                  ) -> list[tuple[dt.date, Path]]:
+    """The (partition date, file) pairs this run loads: landing files, or fresh extracts of a table."""
+    if src.format == "postgres_table":
+        from custseg import extract  # psycopg only for table sources
+
+        try:
+            days = extract.partitions_to_extract(src, logical_date, loaded_partitions(wh, src.name))
+            return extract.extract_partitions(src, days, settings.data_dir / "extracts")
+        except (extract.ExtractError, ConfigError) as exc:
+            raise IngestError(str(exc)) from exc
+    return [(day, src.file_for(settings.landing_dir, day.isoformat()))
+            for day in partitions_to_load(wh, src, settings.landing_dir, logical_date)]
 
 
 def load_batch(
@@ -403,10 +429,10 @@ def ingest_source(settings: Settings, source_name: str, logical_date: dt.date, r
     results: list[LoadResult] = []
     scratch = scratch_connection(settings.duckdb_memory_limit)
     with connect(settings) as wh:
-        pending = [(day, src.file_for(settings.landing_dir, day.isoformat()))
-                   for day in partitions_to_load(wh, src, settings.landing_dir, logical_date)]
-        chunk: list[tuple[dt.date, Path]] = pending[:1]
+        chunk: list[tuple[dt.date, Path]] = []
         try:
+            pending = pending_files(settings, wh, src, logical_date)
+            chunk = pending[:1]
             # One transaction per chunk, not per catch-up: DuckDB keeps a transaction's uncommitted
             # rows in memory (3.6 GB for a year of e-mail events at 1M customers, whatever the
             # memory limit), so a whole-history transaction would grow with the history.
@@ -416,8 +442,11 @@ def ingest_source(settings: Settings, source_name: str, logical_date: dt.date, r
                     results += load_batch(wh, src, batch, run_id, logical_date)
         except IngestError as exc:
             failed = str(exc)
-            day, path = next(((d, p) for d, p in chunk if str(p) in failed), chunk[0])
-            record_load(wh, run_id, logical_date, src.name, day, str(path), 0, 0, 0, (), "failed", failed)
+            # the file named in the error, else the chunk's first; a table that could not be
+            # extracted has no file yet and is audited under the logical date
+            day, where = next(((d, str(p)) for d, p in chunk if str(p) in failed),
+                              (chunk[0][0], str(chunk[0][1])) if chunk else (logical_date, src.table or src.path))
+            record_load(wh, run_id, logical_date, src.name, day, where, 0, 0, 0, (), "failed", failed)
             raise
         finally:
             scratch.close()

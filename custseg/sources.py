@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,8 +10,11 @@ import yaml
 
 from custseg.schemas import CHANNELS, Channel
 
-FORMATS = ("csv", "jsonl", "parquet")
+FORMATS = ("csv", "jsonl", "parquet", "postgres_table")
+LAYOUTS = ("daily", "snapshot")
 PARSERS = ("iso", "epoch_ms", "local", "date")
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+_COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class SourceConfigError(ValueError):
@@ -36,6 +40,18 @@ class SourceConfig:
     columns: tuple[ColumnMapping, ...]
     delimiter: str = ","
     consumed: tuple[str, ...] = field(default_factory=tuple)
+    #: daily: one partition per date ({date} in the path, or the partition column of a table);
+    #: snapshot: the whole file or table as it is now, loaded as the logical date's partition.
+    layout: str = "daily"
+    #: postgres_table only: the Airflow connection id, the table and the column that dates a row.
+    connection: str | None = None
+    table: str | None = None
+    partition_column: str | None = None
+
+    @property
+    def file_format(self) -> str:
+        """How the partition's file is parsed: a PostgreSQL table is first extracted to CSV."""
+        return "csv" if self.format == "postgres_table" else self.format
 
     def file_for(self, landing_dir: Path, day: str) -> Path:
         return landing_dir / self.path.format(date=day)
@@ -74,9 +90,34 @@ def _parse_source(path: Path, name: str, spec: object) -> SourceConfig:
     fmt = spec.get("format")
     if fmt not in FORMATS:
         raise _err(path, name, "format", f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    loc = spec.get("path")
-    if not isinstance(loc, str) or "{date}" not in loc:
-        raise _err(path, name, "path", "must be a string containing {date}")
+    layout = spec.get("layout", "daily")
+    if layout not in LAYOUTS:
+        raise _err(path, name, "layout", f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
+    table_keys: dict[str, str | None] = {"connection": None, "table": None, "partition_column": None}
+    if fmt == "postgres_table":
+        for key in ("connection", "table"):
+            if not isinstance(spec.get(key), str) or not spec[key].strip():
+                raise _err(path, name, key, "a postgres_table source needs it (an Airflow connection id; "
+                           "schema.table)")
+        if not _TABLE_NAME.match(spec["table"]):
+            raise _err(path, name, "table", f"{spec['table']!r} is not a table name (schema.table)")
+        partition_column = spec.get("partition_column")
+        if layout == "daily" and not (isinstance(partition_column, str) and _COLUMN_NAME.match(partition_column)):
+            raise _err(path, name, "partition_column", "a daily postgres_table source needs the column whose "
+                       "date is the row's partition (e.g. updated_at); or use layout: snapshot")
+        table_keys = {"connection": spec["connection"].strip(), "table": spec["table"],
+                      "partition_column": partition_column if layout == "daily" else None}
+        # where the extract of each partition lands (under the data directory), and is kept for audit
+        loc = f"{name}/{{date}}.csv"
+    else:
+        loc = spec.get("path")
+        if not isinstance(loc, str) or not loc:
+            raise _err(path, name, "path", "must be a path relative to the landing root")
+        if layout == "daily" and "{date}" not in loc:
+            raise _err(path, name, "path", "a daily source's path must contain {date}; "
+                       "for one file that is always the full current state, set layout: snapshot")
+        if layout == "snapshot" and "{date}" in loc:
+            raise _err(path, name, "path", "a snapshot source's path is one file, without {date}")
     raw_cols = spec.get("columns")
     if not isinstance(raw_cols, dict):
         raise _err(path, name, "columns", "must map canonical column names to file columns")
@@ -98,6 +139,8 @@ def _parse_source(path: Path, name: str, spec: object) -> SourceConfig:
         columns=tuple(mappings),
         delimiter=str(spec.get("delimiter", ",")),
         consumed=tuple(spec.get("consumed", ())),
+        layout=layout,
+        **table_keys,
     )
 
 
