@@ -41,42 +41,33 @@ def _quoted_table(table: str) -> str:
     return ".".join('"' + part + '"' for part in table.split("."))
 
 
-def partitions_to_extract(src: SourceConfig, logical_date: dt.date, loaded: set[dt.date]) -> list[dt.date]:
-    """Dates with rows up to the logical date that were never loaded, plus the logical date."""
-    if src.layout == "snapshot":
-        return [logical_date]
-    import psycopg
+def extract_pending(src: SourceConfig, logical_date: dt.date, loaded: set[dt.date], extract_dir: Path
+                    ) -> list[tuple[dt.date, Path]]:
+    """Copy the partitions this run loads to CSV files, over one connection.
 
-    assert src.table and src.partition_column and src.connection
-    day = f'cast("{src.partition_column}" as date)'  # in UTC: the session's time zone is set below
-    sql = f"select distinct {day} from {_quoted_table(src.table)} where {day} <= %s"
-    try:
-        with psycopg.connect(connection_url(src.connection), connect_timeout=30) as con:
-            con.execute("set time zone 'UTC'")
-            available = {row[0] for row in con.execute(sql, (logical_date,))}
-    except psycopg.Error as exc:
-        raise ExtractError(f"{src.name}: cannot read {src.table} through connection {src.connection!r}: "
-                           f"{str(exc).strip()}") from exc
-    return sorted((available - loaded) | {logical_date})
-
-
-def extract_partitions(src: SourceConfig, days: list[dt.date], extract_dir: Path) -> list[tuple[dt.date, Path]]:
-    """Copy each date's rows (or the snapshot) to a CSV file; rows in a stable order, so line numbers repeat."""
+    Daily: every date with rows up to the logical date that was never loaded, plus the logical
+    date; snapshot: the whole table as the logical date's partition. Rows are written in a stable
+    order, so a quarantined row's line number means the same on every extract.
+    """
     import psycopg
 
     assert src.table and src.connection
     table = _quoted_table(src.table)
+    # in UTC: the session's time zone is set below
+    row_date = f'cast("{src.partition_column}" as date)' if src.layout == "daily" else None
     files = []
     try:
         with psycopg.connect(connection_url(src.connection), connect_timeout=30) as con:
             # timestamps as ISO text in UTC, whatever the server's defaults
             con.execute("set time zone 'UTC'")
             con.execute("set datestyle = 'ISO, YMD'")
+            days = [logical_date]
+            if row_date:
+                available = {row[0] for row in con.execute(
+                    f"select distinct {row_date} from {table} where {row_date} <= %s", (logical_date,))}
+                days = sorted((available - loaded) | {logical_date})
             for day in days:
-                where = ""
-                if src.layout == "daily":
-                    where = f' where cast("{src.partition_column}" as date) = date \'{day.isoformat()}\''
-
+                where = f" where {row_date} = date '{day.isoformat()}'" if row_date else ""
                 path = src.file_for(extract_dir, day.isoformat())
                 path.parent.mkdir(parents=True, exist_ok=True)
                 partial = path.with_suffix(".partial")
@@ -88,6 +79,6 @@ def extract_partitions(src: SourceConfig, days: list[dt.date], extract_dir: Path
                 partial.replace(path)  # a half-written extract is never taken for a whole one
                 files.append((day, path))
     except psycopg.Error as exc:
-        raise ExtractError(f"{src.name}: cannot extract {src.table} through connection {src.connection!r}: "
+        raise ExtractError(f"{src.name}: cannot read {src.table} through connection {src.connection!r}: "
                            f"{str(exc).strip()}") from exc
     return files

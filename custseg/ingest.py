@@ -344,8 +344,8 @@ def pending_files(settings: Settings, wh: Warehouse, src: SourceConfig, logical_
         from custseg import extract  # psycopg only for table sources
 
         try:
-            days = extract.partitions_to_extract(src, logical_date, loaded_partitions(wh, src.name))
-            return extract.extract_partitions(src, days, settings.data_dir / "extracts")
+            return extract.extract_pending(src, logical_date, loaded_partitions(wh, src.name),
+                                           settings.data_dir / "extracts")
         except (extract.ExtractError, ConfigError) as exc:
             raise IngestError(str(exc)) from exc
     return [(day, src.file_for(settings.landing_dir, day.isoformat()))

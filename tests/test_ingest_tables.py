@@ -35,6 +35,13 @@ def _sources(tmp_path: Path, body: str) -> Path:
     return path
 
 
+def _orders_source(tmp_path: Path, **keys: str):
+    """Settings whose only source is `shop_orders` (online orders) with these keys and the mapping above."""
+    lines = "".join(f"    {key}: {value}\n" for key, value in keys.items())
+    sources = _sources(tmp_path, f"  shop_orders:\n    channel: online_orders\n{lines}    columns:{ORDER_COLUMNS}")
+    return _settings(tmp_path, sources)
+
+
 def _settings(tmp_path: Path, sources: Path):
     s = load_settings({
         "CUSTSEG_DATA_DIR": str(tmp_path / "data"),
@@ -66,14 +73,8 @@ def shop_db(pg_database: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest.mark.postgres
 def test_a_postgres_table_is_extracted_by_day_and_loaded_like_a_file(shop_db: str, tmp_path: Path) -> None:
-    sources = _sources(tmp_path, f"""  shop_orders:
-    channel: online_orders
-    format: postgres_table
-    connection: shop_db
-    table: shop.orders
-    partition_column: created_at
-    columns:{ORDER_COLUMNS}""")
-    settings = _settings(tmp_path, sources)
+    settings = _orders_source(tmp_path, format="postgres_table", connection="shop_db", table="shop.orders",
+                              partition_column="created_at")
 
     results = ingest_source(settings, "shop_orders", D2, "run-1")
     # the first run catches up: every UTC date with rows up to the logical date, and nothing after it
@@ -113,14 +114,8 @@ def test_a_postgres_table_is_extracted_by_day_and_loaded_like_a_file(shop_db: st
 
 @pytest.mark.postgres
 def test_a_postgres_snapshot_is_the_logical_dates_partition(shop_db: str, tmp_path: Path) -> None:
-    sources = _sources(tmp_path, f"""  shop_orders:
-    channel: online_orders
-    format: postgres_table
-    layout: snapshot
-    connection: shop_db
-    table: shop.orders
-    columns:{ORDER_COLUMNS}""")
-    settings = _settings(tmp_path, sources)
+    settings = _orders_source(tmp_path, format="postgres_table", layout="snapshot", connection="shop_db",
+                              table="shop.orders")
     [result] = ingest_source(settings, "shop_orders", D2, "run-1")
     # the whole table as of now, all of it as the logical date's partition; the order dated after
     # the logical date is quarantined as being in the future, never silently dropped
@@ -133,14 +128,8 @@ def test_a_postgres_snapshot_is_the_logical_dates_partition(shop_db: str, tmp_pa
 @pytest.mark.postgres
 def test_a_missing_connection_or_table_fails_the_source_and_is_audited(pg_database: str, tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    sources = _sources(tmp_path, f"""  shop_orders:
-    channel: online_orders
-    format: postgres_table
-    connection: shop_db
-    table: shop.no_such_table
-    partition_column: created_at
-    columns:{ORDER_COLUMNS}""")
-    settings = _settings(tmp_path, sources)
+    settings = _orders_source(tmp_path, format="postgres_table", connection="shop_db", table="shop.no_such_table",
+                              partition_column="created_at")
     monkeypatch.delenv("AIRFLOW_CONN_SHOP_DB", raising=False)
     with pytest.raises(IngestError, match="connection 'shop_db': set AIRFLOW_CONN_SHOP_DB"):
         ingest_source(settings, "shop_orders", D2, "run-1")
@@ -155,13 +144,7 @@ def test_a_missing_connection_or_table_fails_the_source_and_is_audited(pg_databa
 
 
 def test_a_snapshot_file_is_loaded_whole_as_each_runs_partition(tmp_path: Path) -> None:
-    sources = _sources(tmp_path, f"""  shop_orders:
-    channel: online_orders
-    format: csv
-    layout: snapshot
-    path: shop/all_orders.csv
-    columns:{ORDER_COLUMNS}""")
-    settings = _settings(tmp_path, sources)
+    settings = _orders_source(tmp_path, format="csv", layout="snapshot", path="shop/all_orders.csv")
     current = tmp_path / "landing" / "shop" / "all_orders.csv"
     current.parent.mkdir(parents=True)
     current.write_text("order_no,created_at,customer,currency,total\n"
