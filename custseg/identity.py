@@ -63,7 +63,10 @@ from every record instead when that would not be exact: a rerun or backfill (dat
 map's), a landing partition on or before the map's date (re)loaded since (`ops.load_audit`), a new
 salt, phone country code or rule version, or a phone already used as a link becoming a household
 phone (the rebuild then drops it from the first day). `raw.identity_phone_crm` keeps which CRM ids
-each phone was seen with, for that household rule.
+each phone was seen with, for that household rule. The state also records the date of the last
+rebuild (`rebuilt_as_of`): a rebuild may reassign or drop any key, an extension only adds keys and
+moves merged customers' keys (their `as_of_date` says which run did), so the dbt models that
+attribute events to customers extend their tables only while the map has not been rebuilt since.
 """
 
 from __future__ import annotations
@@ -225,7 +228,9 @@ STATE_DDL = (
     # what raw.identity_map and raw.identity_phone_crm hold: the map as of as_of_date, built from the
     # loads recorded up to loads_seen_at, with the salt and rules of `fingerprint`
     "create table if not exists raw.identity_state (as_of_date date not null, loads_seen_at timestamp, "
-    "fingerprint text not null)",
+    "fingerprint text not null, rebuilt_as_of date)",
+    # warehouses made before rebuilt_as_of existed
+    "alter table raw.identity_state add column if not exists rebuilt_as_of date",
     # which CRM ids each phone was seen with, as of the state's date: the household rule needs it
     "create table if not exists raw.identity_phone_crm (phone text not null, crm_id text not null, "
     "first_seen_date date not null)",
@@ -303,13 +308,19 @@ def _extendable_from(wh: Warehouse, settings: Settings, as_of: dt.date) -> dt.da
     return None if reloaded else since
 
 
-def _record_state(wh: Warehouse, settings: Settings, as_of: dt.date) -> None:
-    """Write the state row (caller's transaction, with the map it describes)."""
+def _record_state(wh: Warehouse, settings: Settings, as_of: dt.date, rebuilt: bool) -> None:
+    """Write the state row (caller's transaction, with the map it describes).
+
+    An extension keeps the date of the last rebuild; a state written before that date was recorded
+    (null) gets the date extended from, since no rebuild can have happened after it.
+    """
+    previous = wh.fetchall("select coalesce(rebuilt_as_of, as_of_date) from raw.identity_state")
+    rebuilt_as_of = as_of if rebuilt or len(previous) != 1 else _as_date(previous[0][0])
     wh.execute("delete from raw.identity_state")
     wh.execute(
-        "insert into raw.identity_state (as_of_date, loads_seen_at, fingerprint) "
-        "select %s, (select max(recorded_at) from ops.load_audit where status = 'success'), %s",
-        (as_of, _fingerprint(settings)))
+        "insert into raw.identity_state (as_of_date, loads_seen_at, fingerprint, rebuilt_as_of) "
+        "select %s, (select max(recorded_at) from ops.load_audit where status = 'success'), %s, %s",
+        (as_of, _fingerprint(settings), rebuilt_as_of))
 
 
 #: PostgreSQL only (DuckDB joins by hashing and keeps no secondary index cheaply): the nightly extension
@@ -405,7 +416,7 @@ def _rebuild(wh: Warehouse, settings: Settings, as_of: dt.date) -> dict[str, int
             wh.execute("delete from raw.identity_phone_crm")
             wh.execute("insert into raw.identity_phone_crm (phone, crm_id, first_seen_date) "
                        "select phone, crm_id, first_seen_date from raw._identity_phone_crm")
-            _record_state(wh, settings, as_of)
+            _record_state(wh, settings, as_of, rebuilt=True)
     finally:
         wh.execute("drop table if exists identity_records")
         for table in WORK:
@@ -534,7 +545,7 @@ def _extend(wh: Warehouse, settings: Settings, since: dt.date, as_of: dt.date) -
                 "where r.phone is not null and r.crm_id is not null and not exists (select 1 from "
                 "raw.identity_phone_crm as p where p.phone = r.phone and p.crm_id = r.crm_id) "
                 "group by r.phone, r.crm_id")
-            _record_state(wh, settings, as_of)
+            _record_state(wh, settings, as_of, rebuilt=False)
         summary = _counts(wh, households)
     finally:
         for table in ("identity_records", "identity_new_keys", *EXTEND_WORK):

@@ -13,6 +13,7 @@ import pytest
 from custseg import pipeline
 from custseg.config import load_settings
 from custseg.dbt import dbt_vars, run_dbt
+from custseg.identity import resolve_identities
 from custseg.warehouse import connect
 from tests.conftest import E2E_END
 
@@ -39,6 +40,7 @@ def _ingest(settings, day: dt.date, run_id: str) -> None:
 
 
 def _build(settings, day: dt.date, run_id: str) -> None:
+    resolve_identities(settings, day)
     run_dbt(settings, ["run", "--exclude", "tag:scored"], dbt_vars(day))
     pipeline.score(settings, day, run_id)
     run_dbt(settings, ["run", "--select", "tag:scored"], dbt_vars(day))
@@ -53,13 +55,46 @@ def _land_until(source_landing: Path, target_landing: Path, day: dt.date) -> Non
             shutil.copy2(path, dest)
 
 
+# One person seen across the three days: a guest order, then an e-mail and a web session under the
+# guest's address, then a CRM record with that address, which merges the guest into the CRM customer.
+# The last night must re-attribute the day-2 events to the CRM customer.
+LATE_LINKED = {
+    ("shop/orders", 0): ("order_id,order_ts,customer_ref,customer_email,customer_phone,currency,order_total,"
+                         "discount_amount,item_count,category,order_status,device",
+                         "SO-LATE-LINKED,{day}T10:00:00+00:00,,late.linked@example.org,,EUR,42.00,0.00,1,Home,"
+                         "completed,web"),
+    ("marketing/email_events", 1): ("event_id,campaign_id,email,event_type,event_ts",
+                                    "EV-LATE-LINKED,CMP-LATE,late.linked@example.org,send,{day}T08:00:00Z"),
+    ("web/sessions", 1): (None, '{{"session_id":"WS-LATE-LINKED","started_at_ms":{ms},"crm_customer_id":null,'
+                                '"user_email":"late.linked@example.org","platform":"web","page_views":3,'
+                                '"added_to_cart":false}}'),
+    ("crm/customers", 2): ("crm_customer_id,email,phone,first_name,last_name,street_address,city,region,country,"
+                           "birth_year,gender,signup_date,signup_source,loyalty_card,updated_at",
+                           "CRM-LATE-LINKED,late.linked@example.org,,Late,Linked,1 High Street,Leeds,Yorkshire,GB,"
+                           "1990,f,{day},web,,{day}T12:00:00Z"),
+}
+
+
+def _landing_with_late_link(demo_landing: Path, landing: Path) -> Path:
+    shutil.copytree(demo_landing, landing)
+    for (entity, day_index), (header, line) in LATE_LINKED.items():
+        day = DAYS[day_index]
+        [path] = [p for p in (landing / entity).glob(f"{day}.*")] or [landing / entity / f"{day}.csv"]
+        noon_ms = int(dt.datetime.combine(day, dt.time(12), dt.UTC).timestamp() * 1000)
+        text = path.read_text() if path.exists() else f"{header}\n"
+        path.write_text(text.rstrip("\n") + "\n" + line.format(day=day, ms=noon_ms) + "\n")
+    return landing
+
+
 INCREMENTAL_STAGING = ("stg_web__sessions", "stg_marketing__email_events", "stg_shop__orders", "stg_pos__sales",
                        "stg_crm__customers")
+INCREMENTAL_ATTRIBUTION = ("int_web_sessions_attributed", "int_email_events_attributed")
 
 
-def _staging(settings) -> dict[str, list[tuple]]:
+def _incremental_tables(settings) -> dict[str, list[tuple]]:
     with connect(settings) as wh:
-        return {t: sorted(wh.fetchall(f"select * from analytics_build.{t}"), key=repr) for t in INCREMENTAL_STAGING}
+        return {t: sorted(wh.fetchall(f"select * from analytics_build.{t}"), key=repr)
+                for t in INCREMENTAL_STAGING + INCREMENTAL_ATTRIBUTION}
 
 
 def _history(settings) -> list[tuple]:
@@ -72,18 +107,23 @@ def _history(settings) -> list[tuple]:
 
 
 @pytest.mark.e2e
-def test_daily_runs_equal_a_backfill(demo_data, tmp_path: Path) -> None:
+def test_daily_runs_equal_a_backfill(demo_data, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    landing = _landing_with_late_link(demo_data.landing_dir, tmp_path / "landing")
     # daily: each day runs when only the files landed by then exist
     daily_landing = tmp_path / "daily_landing"
     daily = _settings(tmp_path / "daily", daily_landing)
     _prepare(daily)
     for day in DAYS:
-        _land_until(demo_data.landing_dir, daily_landing, day)
+        _land_until(landing, daily_landing, day)
         _ingest(daily, day, f"daily_{day}")
+        capfd.readouterr()
         _build(daily, day, f"daily_{day}")
+    last_night_log = capfd.readouterr().out
+    for model in INCREMENTAL_STAGING + INCREMENTAL_ATTRIBUTION:
+        assert f"{model}: extending the build as of {DAYS[-2]}" in last_night_log
 
     # backfill: everything has landed (including days after DAYS[-1]'s successors), then days 1-3
-    backfill = _settings(tmp_path / "backfill", demo_data.landing_dir)
+    backfill = _settings(tmp_path / "backfill", landing)
     _prepare(backfill)
     _ingest(backfill, DAYS[-1], "backfill")
     for day in DAYS:
@@ -102,12 +142,35 @@ def test_daily_runs_equal_a_backfill(demo_data, tmp_path: Path) -> None:
     # day 3 compares with day 2 (previous run); there is no as-of date a week earlier
     assert dict(moves) == {"previous_run": len({r[0] for r in backfill_rows if r[1] == DAYS[-1]})}
 
-    # The daily staging tables were extended night by night; a rebuild from every landed row
-    # (a rerun of the date rebuilds) must hold exactly the same rows.
-    extended = _staging(daily)
+    # The daily staging and event attribution tables were extended night by night; a rebuild from
+    # every landed row (a rerun of the date rebuilds) must hold exactly the same rows.
+    with connect(daily) as wh:
+        [(crm_customer,)] = wh.fetchall("select customer_id from analytics_build.int_customer_keys "
+                                        "where key_type = 'crm_id' and key_value = 'CRM-LATE-LINKED'")
+        late_linked = wh.fetchall(
+            "select 'email', customer_id from analytics_build.int_email_events_attributed "
+            "where event_id = 'EV-LATE-LINKED' union all "
+            "select 'web', customer_id from analytics_build.int_web_sessions_attributed "
+            "where session_id = 'WS-LATE-LINKED'")
+    assert sorted(late_linked) == [("email", crm_customer), ("web", crm_customer)]
+    extended = _incremental_tables(daily)
     assert all(extended.values())
-    run_dbt(daily, ["run", "--select", "path:models/staging", "--exclude", "tag:scored"], dbt_vars(DAYS[-1]))
-    assert _staging(daily) == extended
+    run_dbt(daily, ["run", "--select", "path:models/staging", *INCREMENTAL_ATTRIBUTION, "--exclude", "tag:scored"],
+            dbt_vars(DAYS[-1]))
+    assert _incremental_tables(daily) == extended
+
+    # A rebuilt identity map may have reassigned or dropped any key: the next night the attribution
+    # tables rebuild although nothing else would make them.
+    next_day = DAYS[-1] + dt.timedelta(days=1)
+    with connect(daily) as wh:
+        wh.execute("delete from raw.identity_state")
+    assert resolve_identities(daily, next_day)["mode"] == "rebuilt"
+    capfd.readouterr()
+    run_dbt(daily, ["run", "--select", "stg_pipeline__identity_map", "int_customer_keys", *INCREMENTAL_ATTRIBUTION],
+            dbt_vars(next_day))
+    next_night_log = capfd.readouterr().out
+    for model in INCREMENTAL_ATTRIBUTION:
+        assert f"{model}: rebuilding from scratch" in next_night_log
 
     # A late file for an old day, loaded after the nights that read that day, makes the next
     # night rebuild (extending would miss it): its row is there the next night.

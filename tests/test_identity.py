@@ -211,6 +211,13 @@ def test_a_reloaded_old_partition_rebuilds_the_map(settings) -> None:
                    (day(4), day(2), dt.datetime(2100, 1, 1)))
     assert resolve_identities(settings, day(4))["mode"] == "rebuilt"
     assert resolve_identities(settings, day(5))["mode"] == f"extended from {day(4)}"
+    # the state keeps the last rebuild's date: the event attribution models extend only after it
+    with connect(settings) as wh:
+        assert wh.fetchall("select as_of_date, rebuilt_as_of from raw.identity_state") == [(day(5), day(4))]
+        wh.execute("update raw.identity_state set rebuilt_as_of = null")  # a state from before the column
+    assert resolve_identities(settings, day(6))["mode"] == f"extended from {day(5)}"
+    with connect(settings) as wh:  # no rebuild can have happened after the date extended from
+        assert wh.fetchall("select as_of_date, rebuilt_as_of from raw.identity_state") == [(day(6), day(5))]
 
 
 def test_no_raw_email_or_phone_in_the_map(settings) -> None:

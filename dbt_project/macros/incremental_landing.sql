@@ -11,13 +11,18 @@
       - tonight's date is later than the previous one (a rerun or a backfill rebuilds);
       - no partition on or before the previous date was (re)loaded since (a late file for an old day,
         or a reloaded partition, rebuilds);
-      - the fingerprint is unchanged: the model's SQL, the PII salt, reporting currency, phone country
-        code and the fx_rates seed (any of them changing every row rebuilds).
+      - the fingerprint is unchanged: the model's SQL and that of the models and seeds it reads (the
+        fx_rates seed among them), the PII salt, reporting currency and phone country code (any of
+        them changing every row rebuilds);
+      - for a model that attributes events to customers through the identity map
+        (`follows_identity_map`), the map was not rebuilt since the previous build
+        (`raw.identity_state.rebuilt_as_of`): a rebuild may reassign or drop any key, an extension
+        only adds keys and moves merged customers' keys, dating each row it touches (`assigned_date`).
     Otherwise it rebuilds from scratch (`incremental_reset` empties the table first). When extending,
     the new rows are those visible tonight but not as of the previous date; with the rows already held
     for the same keys they compete for "latest landed version" (`with_existing_versions`).
 
-    Changing a macro that a staging model uses does not change its fingerprint: rebuild with
+    Changing a macro that a model uses does not change its fingerprint: rebuild with
     `dbt build --full-refresh` (or empty dbt_incremental_state) after such a change. -#}
 
 {% macro visible_as_of(as_of, event_at=none) -%}
@@ -50,16 +55,20 @@
                                   identifier='dbt_incremental_state', type='table')) }}
 {%- endmacro %}
 
-{#- SQL for the fingerprint of this model's code and settings (the salt is read, never rendered). -#}
+{#- SQL for the fingerprint of this model's code, its parents' code and the settings (the salt is
+    read, never rendered). -#}
 {% macro incremental_fingerprint_sql() -%}
-    {%- set fx = (graph.get('nodes') or {}).get('seed.' ~ project_name ~ '.fx_rates') or {} -%}
+    {%- set nodes = graph.get('nodes') or {} -%}
     {%- set parts = [(model.get('checksum') or {}).get('checksum', ''), var('reporting_currency'),
-                     var('phone_country_code'), (fx.get('checksum') or {}).get('checksum', '')] -%}
+                     var('phone_country_code')] -%}
+    {%- for parent in (model.get('depends_on') or {}).get('nodes', []) | sort -%}
+        {%- do parts.append(parent ~ '=' ~ ((nodes.get(parent) or {}).get('checksum') or {}).get('checksum', '')) -%}
+    {%- endfor -%}
     md5(pii_salt || '{{ parts | join("|") | replace("'", "''") }}')
 {%- endmacro %}
 
 {#- The date this model was last built as of, when tonight may extend it; none means rebuild. -#}
-{% macro incremental_since(announce=true) -%}
+{% macro incremental_since(announce=true, follows_identity_map=false) -%}
     {%- if not execute or not is_incremental() -%}
         {{ return(none) }}
     {%- endif -%}
@@ -81,6 +90,13 @@
                     and loads.partition_date <= state.as_of_date
                     and loads.recorded_at > coalesce(state.loads_seen_at, cast('1900-01-01' as timestamp))
             )
+        {%- if follows_identity_map %}
+            and exists (
+                select 1
+                from {{ source('pipeline', 'identity_state') }} as identity
+                where identity.rebuilt_as_of <= state.as_of_date
+            )
+        {%- endif %}
     {%- endset -%}
     {%- set rows = run_query(query).rows -%}
     {%- set since = rows[0][0] if rows | length == 1 else none -%}
@@ -89,10 +105,35 @@
 {%- endmacro %}
 
 {#- pre_hook: empty the table when tonight rebuilds it (the incremental materialization then inserts everything). -#}
-{% macro incremental_reset() -%}
-    {%- if execute and is_incremental() and not incremental_since(announce=false) -%}
+{% macro incremental_reset(follows_identity_map=false) -%}
+    {%- if execute and is_incremental() and not incremental_since(announce=false, follows_identity_map=follows_identity_map) -%}
         delete from {{ this }}
     {%- endif -%}
+{%- endmacro %}
+
+{#- pre_hook of an event attribution model: empty the table when tonight rebuilds it; when it extends,
+    remove the events that have a newer landed version tonight. The delete+insert strategy replaces
+    only the events it inserts, and a new version whose address matches no customer inserts none. -#}
+{% macro attribution_reset(staging_model, event_key, event_date) -%}
+    {%- if execute and is_incremental() -%}
+        {%- set since = incremental_since(announce=false, follows_identity_map=true) -%}
+        {%- if not since -%}
+            delete from {{ this }}
+        {%- else -%}
+            delete from {{ this }}
+            where {{ event_key }} in (
+                select {{ event_key }}
+                from {{ ref(staging_model) }}
+                where {{ newly_visible_events(since, event_date) }}
+            )
+        {%- endif -%}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Staged events that were not visible as of `since`: landed after it, or dated after it (an event
+    landed early but dated later becomes visible on its date, see visible_as_of). -#}
+{% macro newly_visible_events(since, event_date) -%}
+    (landed_date > cast('{{ since }}' as date) or {{ event_date }} > cast('{{ since }}' as date))
 {%- endmacro %}
 
 {#- post_hook: remember what this build saw (same transaction as the model's insert). -#}

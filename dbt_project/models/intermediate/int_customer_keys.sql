@@ -13,7 +13,8 @@ final as (
     select
         key_type,
         key_value,
-        customer_id
+        customer_id,
+        assigned_date
     from identity_map
 )
 

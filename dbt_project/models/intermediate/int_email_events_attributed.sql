@@ -1,15 +1,38 @@
 -- Marketing e-mail events with the customer they belong to (by the salted email hash), for every
 -- engagement model. Events for addresses that match no customer are left out.
 -- A table: both engagement models read it, and its tests then scan it instead of re-running the join.
+-- Incremental (macros/incremental_landing.sql): a night attributes the events that became visible
+-- since the previous build and re-attributes those whose address was assigned to a customer since
+-- (a new key or a merge); a rerun, a backfill, a reloaded partition or a rebuilt identity map rebuilds.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='event_id',
+    on_schema_change='sync_all_columns',
+    indexes=postgres_key_index('event_id'),
+    pre_hook="{{ attribution_reset('stg_marketing__email_events', 'event_id', 'event_date') }}",
+    post_hook="{{ record_incremental_state() }}",
+) }}
+-- depends_on: {{ source('ops', 'load_audit') }}
+-- depends_on: {{ source('pipeline', 'identity_state') }}
+{%- set since = incremental_since(follows_identity_map=true) %}
 
 with
 
 customer_keys as (
     select * from {{ ref('int_customer_keys') }}
+    where key_type = 'email'
 ),
 
 email_events as (
     select * from {{ ref('stg_marketing__email_events') }}
+    {%- if since %}
+    where {{ newly_visible_events(since, 'event_date') }}
+        or email_hash in (
+            select key_value from customer_keys
+            where assigned_date > cast('{{ since }}' as date)
+        )
+    {%- endif %}
 ),
 
 final as (
@@ -22,7 +45,7 @@ final as (
         email_events.landed_date
     from email_events
     inner join customer_keys as by_email
-        on by_email.key_type = 'email' and by_email.key_value = email_events.email_hash
+        on by_email.key_value = email_events.email_hash
 )
 
 select * from final

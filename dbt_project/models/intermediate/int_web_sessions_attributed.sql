@@ -1,15 +1,43 @@
 -- Web and app sessions with the customer they belong to (by CRM id, else by email), for every
 -- engagement model. Sessions that match no customer (anonymous visitors) are left out.
 -- A table: both engagement models read it, and its tests then scan it instead of re-running the join.
+-- Incremental (macros/incremental_landing.sql): a night attributes the sessions that became visible
+-- since the previous build and re-attributes those whose CRM id or address was assigned to a
+-- customer since (a new key or a merge); a rerun, a backfill, a reloaded partition or a rebuilt
+-- identity map rebuilds.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='session_id',
+    on_schema_change='sync_all_columns',
+    indexes=postgres_key_index('session_id'),
+    pre_hook="{{ attribution_reset('stg_web__sessions', 'session_id', 'session_date') }}",
+    post_hook="{{ record_incremental_state() }}",
+) }}
+-- depends_on: {{ source('ops', 'load_audit') }}
+-- depends_on: {{ source('pipeline', 'identity_state') }}
+{%- set since = incremental_since(follows_identity_map=true) %}
 
 with
 
 customer_keys as (
     select * from {{ ref('int_customer_keys') }}
+    where key_type in ('crm_id', 'email')
 ),
 
 web_sessions as (
     select * from {{ ref('stg_web__sessions') }}
+    {%- if since %}
+    where {{ newly_visible_events(since, 'session_date') }}
+        or crm_customer_id in (
+            select key_value from customer_keys
+            where key_type = 'crm_id' and assigned_date > cast('{{ since }}' as date)
+        )
+        or email_hash in (
+            select key_value from customer_keys
+            where key_type = 'email' and assigned_date > cast('{{ since }}' as date)
+        )
+    {%- endif %}
 ),
 
 final as (

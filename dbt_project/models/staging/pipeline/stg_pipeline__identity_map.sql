@@ -30,8 +30,9 @@ final as (
         key_value,
         customer_id,
         first_seen_date,
-        -- the map is resolved as of the run's date just before dbt runs (raw.identity_state says so);
-        -- the raw column only says which run last changed the row
+        -- the raw column says which run last (re)assigned the row; the map as a whole is resolved
+        -- as of the run's date just before dbt runs (raw.identity_state says so)
+        as_of_date as assigned_date,
         {{ as_of_date() }} as as_of_date
     from source
 )
