@@ -57,7 +57,7 @@ def _land_until(source_landing: Path, target_landing: Path, day: dt.date) -> Non
 
 # One person seen across the three days: a guest order, then an e-mail and a web session under the
 # guest's address, then a CRM record with that address, which merges the guest into the CRM customer.
-# The last night must re-attribute the day-2 events to the CRM customer.
+# The last night must re-attribute the guest's order and day-2 events to the CRM customer.
 LATE_LINKED = {
     ("shop/orders", 0): ("order_id,order_ts,customer_ref,customer_email,customer_phone,currency,order_total,"
                          "discount_amount,item_count,category,order_status,device",
@@ -88,7 +88,7 @@ def _landing_with_late_link(demo_landing: Path, landing: Path) -> Path:
 
 INCREMENTAL_STAGING = ("stg_web__sessions", "stg_marketing__email_events", "stg_shop__orders", "stg_pos__sales",
                        "stg_crm__customers")
-INCREMENTAL_ATTRIBUTION = ("int_web_sessions_attributed", "int_email_events_attributed")
+INCREMENTAL_ATTRIBUTION = ("int_web_sessions_attributed", "int_email_events_attributed", "fct_purchases")
 
 
 def _incremental_tables(settings) -> dict[str, list[tuple]]:
@@ -151,8 +151,10 @@ def test_daily_runs_equal_a_backfill(demo_data, tmp_path: Path, capfd: pytest.Ca
             "select 'email', customer_id from analytics_build.int_email_events_attributed "
             "where event_id = 'EV-LATE-LINKED' union all "
             "select 'web', customer_id from analytics_build.int_web_sessions_attributed "
-            "where session_id = 'WS-LATE-LINKED'")
-    assert sorted(late_linked) == [("email", crm_customer), ("web", crm_customer)]
+            "where session_id = 'WS-LATE-LINKED' union all "
+            "select 'purchase', customer_id from analytics_build.fct_purchases "
+            "where purchase_id = 'shop:SO-LATE-LINKED'")
+    assert sorted(late_linked) == [("email", crm_customer), ("purchase", crm_customer), ("web", crm_customer)]
     extended = _incremental_tables(daily)
     assert all(extended.values())
     run_dbt(daily, ["run", "--select", "path:models/staging", *INCREMENTAL_ATTRIBUTION, "--exclude", "tag:scored"],

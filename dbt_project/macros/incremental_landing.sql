@@ -113,21 +113,34 @@
 
 {#- pre_hook of an event attribution model: empty the table when tonight rebuilds it; when it extends,
     remove the events that have a newer landed version tonight. The delete+insert strategy replaces
-    only the events it inserts, and a new version whose address matches no customer inserts none. -#}
-{% macro attribution_reset(staging_model, event_key, event_date) -%}
+    only the events it inserts, and a new version that no longer attributes (an address that matches
+    no customer, a cancelled order) inserts none. `events` lists, per staging model read, the
+    expression of the table's key and the event date column: [[model, key_expression, date_column]]. -#}
+{% macro attribution_reset(key, events) -%}
     {%- if execute and is_incremental() -%}
         {%- set since = incremental_since(announce=false, follows_identity_map=true) -%}
         {%- if not since -%}
             delete from {{ this }}
         {%- else -%}
             delete from {{ this }}
-            where {{ event_key }} in (
-                select {{ event_key }}
-                from {{ ref(staging_model) }}
+            where {{ key }} in (
+            {%- for model_name, key_expression, event_date in events %}
+                {% if not loop.first %}union all {% endif -%}
+                select {{ key_expression }}
+                from {{ ref(model_name) }}
                 where {{ newly_visible_events(since, event_date) }}
+            {%- endfor %}
             )
         {%- endif -%}
     {%- endif -%}
+{%- endmacro %}
+
+{#- Keys of one type (re)assigned to a customer since the previous build: the events found by them
+    must be attributed again (a new key, or a merge moving the key to the surviving customer). -#}
+{% macro keys_assigned_since(since, key_type) -%}
+    select key_value
+    from {{ ref('int_customer_keys') }}
+    where key_type = '{{ key_type }}' and assigned_date > cast('{{ since }}' as date)
 {%- endmacro %}
 
 {#- Staged events that were not visible as of `since`: landed after it, or dated after it (an event

@@ -10,7 +10,7 @@
     unique_key='event_id',
     on_schema_change='sync_all_columns',
     indexes=postgres_key_index('event_id'),
-    pre_hook="{{ attribution_reset('stg_marketing__email_events', 'event_id', 'event_date') }}",
+    pre_hook="{{ attribution_reset('event_id', [['stg_marketing__email_events', 'event_id', 'event_date']]) }}",
     post_hook="{{ record_incremental_state() }}",
 ) }}
 -- depends_on: {{ source('ops', 'load_audit') }}
@@ -28,10 +28,7 @@ email_events as (
     select * from {{ ref('stg_marketing__email_events') }}
     {%- if since %}
     where {{ newly_visible_events(since, 'event_date') }}
-        or email_hash in (
-            select key_value from customer_keys
-            where assigned_date > cast('{{ since }}' as date)
-        )
+        or email_hash in ({{ keys_assigned_since(since, 'email') }})
     {%- endif %}
 ),
 

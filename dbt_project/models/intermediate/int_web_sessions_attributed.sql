@@ -11,7 +11,7 @@
     unique_key='session_id',
     on_schema_change='sync_all_columns',
     indexes=postgres_key_index('session_id'),
-    pre_hook="{{ attribution_reset('stg_web__sessions', 'session_id', 'session_date') }}",
+    pre_hook="{{ attribution_reset('session_id', [['stg_web__sessions', 'session_id', 'session_date']]) }}",
     post_hook="{{ record_incremental_state() }}",
 ) }}
 -- depends_on: {{ source('ops', 'load_audit') }}
@@ -29,14 +29,8 @@ web_sessions as (
     select * from {{ ref('stg_web__sessions') }}
     {%- if since %}
     where {{ newly_visible_events(since, 'session_date') }}
-        or crm_customer_id in (
-            select key_value from customer_keys
-            where key_type = 'crm_id' and assigned_date > cast('{{ since }}' as date)
-        )
-        or email_hash in (
-            select key_value from customer_keys
-            where key_type = 'email' and assigned_date > cast('{{ since }}' as date)
-        )
+        or crm_customer_id in ({{ keys_assigned_since(since, 'crm_id') }})
+        or email_hash in ({{ keys_assigned_since(since, 'email') }})
     {%- endif %}
 ),
 

@@ -1,15 +1,49 @@
 -- One row per purchase (web shop order or store receipt) attributed to a known customer.
 -- Anonymous store sales (no loyalty card) and orders with no identifier cannot be attributed.
+-- Incremental (macros/incremental_landing.sql): a night attributes the purchases that became visible
+-- since the previous build and re-attributes those whose CRM id, address, phone or card was assigned
+-- to a customer since (a new key or a merge); a rerun, a backfill, a reloaded partition or a rebuilt
+-- identity map rebuilds.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='purchase_id',
+    on_schema_change='sync_all_columns',
+    indexes=postgres_key_index('purchase_id'),
+    pre_hook="{{ attribution_reset('purchase_id', [
+        ['stg_shop__orders', \"'shop:' || order_id\", 'ordered_date'],
+        ['stg_pos__sales', \"'pos:' || receipt_id\", 'sold_date'],
+    ]) }}",
+    post_hook="{{ record_incremental_state() }}",
+) }}
+-- depends_on: {{ source('ops', 'load_audit') }}
+-- depends_on: {{ source('pipeline', 'identity_state') }}
+{%- set since = incremental_since(follows_identity_map=true) %}
+
 with
 
 shop_orders as (
     select * from {{ ref('stg_shop__orders') }}
     where not is_cancelled
+    {%- if since %}
+        and (
+            {{ newly_visible_events(since, 'ordered_date') }}
+            or crm_customer_id in ({{ keys_assigned_since(since, 'crm_id') }})
+            or email_hash in ({{ keys_assigned_since(since, 'email') }})
+            or phone_hash in ({{ keys_assigned_since(since, 'phone') }})
+        )
+    {%- endif %}
 ),
 
 pos_sales as (
     select * from {{ ref('stg_pos__sales') }}
     where loyalty_card_key is not null
+    {%- if since %}
+        and (
+            {{ newly_visible_events(since, 'sold_date') }}
+            or loyalty_card_key in ({{ keys_assigned_since(since, 'loyalty_card') }})
+        )
+    {%- endif %}
 ),
 
 customer_keys as (
