@@ -97,6 +97,11 @@ def _incremental_tables(settings) -> dict[str, list[tuple]]:
                 for t in INCREMENTAL_STAGING + INCREMENTAL_ATTRIBUTION}
 
 
+def _migration(settings) -> list[tuple]:
+    with connect(settings) as wh:
+        return wh.fetchall("select * from analytics_build.segment_migration order by 1, 2, 3, 4, 5, 6")
+
+
 def _history(settings) -> list[tuple]:
     with connect(settings) as wh:
         return wh.fetchall(
@@ -133,6 +138,10 @@ def test_daily_runs_equal_a_backfill(demo_data, tmp_path: Path, capfd: pytest.Ca
     assert {row[1] for row in daily_rows} == set(DAYS)
     assert len(daily_rows) == len(backfill_rows) > 0
     assert daily_rows == backfill_rows
+    # segment_migration is incremental by date: each run computed its own date's comparisons
+    daily_moves, backfill_moves = _migration(daily), _migration(backfill)
+    assert {row[0] for row in daily_moves} == set(DAYS[1:])
+    assert daily_moves == backfill_moves
 
     with connect(backfill) as wh:
         moves = wh.fetchall(

@@ -11,16 +11,22 @@
       - tonight's date is later than the previous one (a rerun or a backfill rebuilds);
       - no partition on or before the previous date was (re)loaded since (a late file for an old day,
         or a reloaded partition, rebuilds);
-      - the fingerprint is unchanged: the model's SQL and that of the models and seeds it reads (the
-        fx_rates seed among them), the PII salt, reporting currency and phone country code (any of
-        them changing every row rebuilds);
-      - for a model that attributes events to customers through the identity map
-        (`follows_identity_map`), the map was not rebuilt since the previous build
-        (`raw.identity_state.rebuilt_as_of`): a rebuild may reassign or drop any key, an extension
-        only adds keys and moves merged customers' keys, dating each row it touches (`assigned_date`).
+      - the fingerprint is unchanged: the model's SQL and that of every model and seed upstream of
+        it (the fx_rates seed among them), the PII salt, reporting currency and phone country code
+        (any of them changing every row rebuilds).
+
     Otherwise it rebuilds from scratch (`incremental_reset` empties the table first). When extending,
     the new rows are those visible tonight but not as of the previous date; with the rows already held
     for the same keys they compete for "latest landed version" (`with_existing_versions`).
+
+    The models that attribute events to customers through the identity map (`attribution_since`)
+    extend on a shorter rule: their previous build is older than tonight, the fingerprint (without
+    the salt) is unchanged, and the identity map was not rebuilt since (`rebuilt_as_of` of
+    `stg_pipeline__identity_state`). A rebuild of the map may reassign or drop any key; an extension
+    only adds keys and moves merged customers' keys, dating each row it touches (`assigned_date`).
+    Every case above that rebuilds a staging model from the landing side (a rerun, a backfill, a
+    reloaded partition, a new salt or phone country code) also rebuilds the map, so these models
+    need not read the load audit or the salt, and read no source (only staging models do).
 
     Changing a macro that a model uses does not change its fingerprint: rebuild with
     `dbt build --full-refresh` (or empty dbt_incremental_state) after such a change. -#}
@@ -55,20 +61,39 @@
                                   identifier='dbt_incremental_state', type='table')) }}
 {%- endmacro %}
 
-{#- SQL for the fingerprint of this model's code, its parents' code and the settings (the salt is
-    read, never rendered). -#}
-{% macro incremental_fingerprint_sql() -%}
+{#- The fingerprint's text: this model's code, the code of every model and seed upstream of it, and
+    the settings that change every row. -#}
+{% macro incremental_fingerprint_text() -%}
     {%- set nodes = graph.get('nodes') or {} -%}
     {%- set parts = [(model.get('checksum') or {}).get('checksum', ''), var('reporting_currency'),
                      var('phone_country_code')] -%}
-    {%- for parent in (model.get('depends_on') or {}).get('nodes', []) | sort -%}
-        {%- do parts.append(parent ~ '=' ~ ((nodes.get(parent) or {}).get('checksum') or {}).get('checksum', '')) -%}
+    {%- set upstream = (model.get('depends_on') or {}).get('nodes', []) | list -%}
+    {%- set seen = [] -%}
+    {#- breadth-first over depends_on: the loop also visits the parents appended while it runs -#}
+    {%- for node_id in upstream -%}
+        {%- if node_id not in seen -%}
+            {%- do seen.append(node_id) -%}
+            {%- set node = nodes.get(node_id) or {} -%}
+            {%- do parts.append(node_id ~ '=' ~ (node.get('checksum') or {}).get('checksum', '')) -%}
+            {%- for parent in (node.get('depends_on') or {}).get('nodes', []) -%}
+                {%- do upstream.append(parent) -%}
+            {%- endfor -%}
+        {%- endif -%}
     {%- endfor -%}
-    md5(pii_salt || '{{ parts | join("|") | replace("'", "''") }}')
+    {{ return((parts[:3] + (parts[3:] | sort)) | join('|') | replace("'", "''")) }}
+{%- endmacro %}
+
+{#- SQL for the fingerprint; a staging model's includes the salt (read, never rendered). -#}
+{% macro incremental_fingerprint_sql(salted=true) -%}
+    {%- if salted -%}
+        md5(pii_salt || '{{ incremental_fingerprint_text() }}')
+    {%- else -%}
+        md5('{{ incremental_fingerprint_text() }}')
+    {%- endif -%}
 {%- endmacro %}
 
 {#- The date this model was last built as of, when tonight may extend it; none means rebuild. -#}
-{% macro incremental_since(announce=true, follows_identity_map=false) -%}
+{% macro incremental_since(announce=true) -%}
     {%- if not execute or not is_incremental() -%}
         {{ return(none) }}
     {%- endif -%}
@@ -90,14 +115,32 @@
                     and loads.partition_date <= state.as_of_date
                     and loads.recorded_at > coalesce(state.loads_seen_at, cast('1900-01-01' as timestamp))
             )
-        {%- if follows_identity_map %}
-            and exists (
-                select 1
-                from {{ source('pipeline', 'identity_state') }} as identity
-                where identity.rebuilt_as_of <= state.as_of_date
-            )
-        {%- endif %}
     {%- endset -%}
+    {{ return(_previous_build_date(query, announce)) }}
+{%- endmacro %}
+
+{#- The same for an event attribution model (see the top of this file). -#}
+{% macro attribution_since(announce=true) -%}
+    {%- if not execute or not is_incremental() -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set state = incremental_state_relation() -%}
+    {%- call statement('incremental_state_table') -%}
+        {{ incremental_state_ddl() }}
+    {%- endcall -%}
+    {%- set query -%}
+        select cast(state.as_of_date as {{ dbt.type_string() }})
+        from {{ state }} as state
+        cross join {{ ref('stg_pipeline__identity_state') }} as identity
+        where state.model_name = '{{ this.identifier }}'
+            and state.as_of_date < cast('{{ var("as_of_date") }}' as date)
+            and state.fingerprint = {{ incremental_fingerprint_sql(salted=false) }}
+            and identity.rebuilt_as_of <= state.as_of_date
+    {%- endset -%}
+    {{ return(_previous_build_date(query, announce)) }}
+{%- endmacro %}
+
+{% macro _previous_build_date(query, announce) -%}
     {%- set rows = run_query(query).rows -%}
     {%- set since = rows[0][0] if rows | length == 1 else none -%}
     {%- if announce %}{{ log(this.identifier ~ ": " ~ ("extending the build as of " ~ since if since else "rebuilding from scratch"), info=true) }}{% endif -%}
@@ -105,8 +148,8 @@
 {%- endmacro %}
 
 {#- pre_hook: empty the table when tonight rebuilds it (the incremental materialization then inserts everything). -#}
-{% macro incremental_reset(follows_identity_map=false) -%}
-    {%- if execute and is_incremental() and not incremental_since(announce=false, follows_identity_map=follows_identity_map) -%}
+{% macro incremental_reset() -%}
+    {%- if execute and is_incremental() and not incremental_since(announce=false) -%}
         delete from {{ this }}
     {%- endif -%}
 {%- endmacro %}
@@ -118,7 +161,7 @@
     expression of the table's key and the event date column: [[model, key_expression, date_column]]. -#}
 {% macro attribution_reset(key, events) -%}
     {%- if execute and is_incremental() -%}
-        {%- set since = incremental_since(announce=false, follows_identity_map=true) -%}
+        {%- set since = attribution_since(announce=false) -%}
         {%- if not since -%}
             delete from {{ this }}
         {%- else -%}
@@ -149,8 +192,9 @@
     (landed_date > cast('{{ since }}' as date) or {{ event_date }} > cast('{{ since }}' as date))
 {%- endmacro %}
 
-{#- post_hook: remember what this build saw (same transaction as the model's insert). -#}
-{% macro record_incremental_state() -%}
+{#- post_hook: remember what this build saw (same transaction as the model's insert). An event
+    attribution model (`reads_landing=false`) records no load and an unsalted fingerprint. -#}
+{% macro record_incremental_state(reads_landing=true) -%}
     {%- set state = incremental_state_relation() -%}
     {{ incremental_state_ddl() }};
     delete from {{ state }} where model_name = '{{ this.identifier }}';
@@ -158,9 +202,14 @@
     select
         '{{ this.identifier }}',
         cast('{{ var("as_of_date") }}' as date),
+    {%- if reads_landing %}
         (select max(recorded_at) from {{ source('ops', 'load_audit') }} where status = 'success'),
         {{ incremental_fingerprint_sql() }}
     from {{ source('pipeline', 'pii_salt') }}
+    {%- else %}
+        cast(null as timestamp),
+        {{ incremental_fingerprint_sql(salted=false) }}
+    {%- endif %}
 {%- endmacro %}
 
 {#- The candidates for "latest landed version": tonight's rows plus, when extending, the versions

@@ -11,11 +11,10 @@
     on_schema_change='sync_all_columns',
     indexes=postgres_key_index('event_id'),
     pre_hook="{{ attribution_reset('event_id', [['stg_marketing__email_events', 'event_id', 'event_date']]) }}",
-    post_hook="{{ record_incremental_state() }}",
+    post_hook="{{ record_incremental_state(reads_landing=false) }}",
 ) }}
--- depends_on: {{ source('ops', 'load_audit') }}
--- depends_on: {{ source('pipeline', 'identity_state') }}
-{%- set since = incremental_since(follows_identity_map=true) %}
+-- depends_on: {{ ref('stg_pipeline__identity_state') }}
+{%- set since = attribution_since() %}
 
 with
 

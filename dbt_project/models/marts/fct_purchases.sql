@@ -14,11 +14,10 @@
         ['stg_shop__orders', \"'shop:' || order_id\", 'ordered_date'],
         ['stg_pos__sales', \"'pos:' || receipt_id\", 'sold_date'],
     ]) }}",
-    post_hook="{{ record_incremental_state() }}",
+    post_hook="{{ record_incremental_state(reads_landing=false) }}",
 ) }}
--- depends_on: {{ source('ops', 'load_audit') }}
--- depends_on: {{ source('pipeline', 'identity_state') }}
-{%- set since = incremental_since(follows_identity_map=true) %}
+-- depends_on: {{ ref('stg_pipeline__identity_state') }}
+{%- set since = attribution_since() %}
 
 with
 

@@ -1,8 +1,22 @@
-{{ config(tags=['scored']) }}
+{{
+    config(
+        tags=['scored'],
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['as_of_date'],
+        on_schema_change='append_new_columns',
+    )
+}}
 
 -- How customers moved between segments: for every as-of date, from the previous as-of date
 -- ('previous_run') and from the same weekday one week earlier ('week_ago'), for the RFM segment
 -- and the lifecycle stage, with customers and their trailing-12-month revenue.
+--
+-- Incremental by as-of date: a run computes its own date's comparisons only, with the identity
+-- merges known on that date, so a night costs one day's customers however long the history grows.
+-- Runs in date order (nightly, or a backfill with `custseg run --from --to`) give every date's
+-- comparisons. Rerunning an earlier date does not recompute the later dates' comparisons with it
+-- (they keep what their own runs computed, with the merges known then): rerun them too to refresh.
 --
 -- Merges: segment_history keeps the rows recorded under a retired customer_id for the dates before
 -- its merge (point-in-time correct). The earlier date's rows are attributed to the id the customer
@@ -13,6 +27,17 @@ with
 
 history as (
     select * from {{ ref('segment_history') }}
+),
+
+dates as (
+    select distinct as_of_date from history
+),
+
+dates_to_compare as (
+    select as_of_date from dates
+    {%- if is_incremental() %}
+    where as_of_date = {{ as_of_date() }}
+    {%- endif %}
 ),
 
 -- Alias rows always point to the final survivor: custseg/identity.py replays every merge and writes
@@ -27,16 +52,12 @@ merged_ids as (
     where source = 'merged_customer_id'
 ),
 
-dates as (
-    select distinct as_of_date from history
-),
-
 comparisons as (
     select
         current_dates.as_of_date,
         'previous_run' as comparison,
         max(earlier_dates.as_of_date) as compared_to_date
-    from dates as current_dates
+    from dates_to_compare as current_dates
     inner join dates as earlier_dates on earlier_dates.as_of_date < current_dates.as_of_date
     group by current_dates.as_of_date
     union all
@@ -44,19 +65,29 @@ comparisons as (
         current_dates.as_of_date,
         'week_ago' as comparison,
         week_ago.as_of_date as compared_to_date
-    from dates as current_dates
+    from dates_to_compare as current_dates
     inner join dates as week_ago
         on week_ago.as_of_date = {{ dbt.dateadd('day', -7, 'current_dates.as_of_date') }}
+),
+
+-- the history rows of the dates compared (every date on a full build)
+compared_history as (
+    select * from history
+    where as_of_date in (
+        select as_of_date from dates_to_compare
+        union
+        select compared_to_date from comparisons
+    )
 ),
 
 segments as (
     select as_of_date, customer_id, 'rfm_segment' as segment_type,
         coalesce(rfm_segment, 'No purchase yet') as segment, net_revenue_12m
-    from history
+    from compared_history
     union all
     select as_of_date, customer_id, 'lifecycle_stage' as segment_type,
         lifecycle_stage as segment, net_revenue_12m
-    from history
+    from compared_history
 ),
 
 -- The earlier date's rows of each comparison under the id the customer has on the later date. Only
