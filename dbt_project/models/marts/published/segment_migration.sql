@@ -5,8 +5,12 @@
         incremental_strategy='delete+insert',
         unique_key=['as_of_date'],
         on_schema_change='append_new_columns',
+        pre_hook="{{ 'set local enable_nestloop = off' if target.type == 'postgres' else '' }}",
     )
 }}
+-- PostgreSQL estimates the rows of these CTEs (dates, comparisons, the earlier rows after ranking) at
+-- a handful and plans nested loops over every customer's rows: 160 s instead of 0.2 s at 10k
+-- customers. The hint lasts for this model's transaction only.
 
 -- How customers moved between segments: for every as-of date, from the previous as-of date
 -- ('previous_run') and from the same weekday one week earlier ('week_ago'), for the RFM segment
@@ -25,8 +29,17 @@
 -- 'No longer present' under the retired id and 'Not yet known' under the survivor.
 with
 
+-- an incremental run reads only the three dates it compares: the history grows by a day's customers
+-- every night
 history as (
     select * from {{ ref('segment_history') }}
+    {%- if is_incremental() %}
+    where as_of_date in (
+        {{ as_of_date() }},
+        {{ dbt.dateadd('day', -7, as_of_date()) }},
+        (select max(as_of_date) from {{ ref('segment_history') }} where as_of_date < {{ as_of_date() }})
+    )
+    {%- endif %}
 ),
 
 dates as (
@@ -70,24 +83,14 @@ comparisons as (
         on week_ago.as_of_date = {{ dbt.dateadd('day', -7, 'current_dates.as_of_date') }}
 ),
 
--- the history rows of the dates compared (every date on a full build)
-compared_history as (
-    select * from history
-    where as_of_date in (
-        select as_of_date from dates_to_compare
-        union
-        select compared_to_date from comparisons
-    )
-),
-
 segments as (
     select as_of_date, customer_id, 'rfm_segment' as segment_type,
         coalesce(rfm_segment, 'No purchase yet') as segment, net_revenue_12m
-    from compared_history
+    from history
     union all
     select as_of_date, customer_id, 'lifecycle_stage' as segment_type,
         lifecycle_stage as segment, net_revenue_12m
-    from compared_history
+    from history
 ),
 
 -- The earlier date's rows of each comparison under the id the customer has on the later date. Only
