@@ -94,20 +94,11 @@
 
 {#- The date this model was last built as of, when tonight may extend it; none means rebuild. -#}
 {% macro incremental_since(announce=true) -%}
-    {%- if not execute or not is_incremental() -%}
-        {{ return(none) }}
-    {%- endif -%}
-    {%- set state = incremental_state_relation() -%}
-    {%- call statement('incremental_state_table') -%}
-        {{ incremental_state_ddl() }}
-    {%- endcall -%}
-    {%- set query -%}
-        select cast(state.as_of_date as {{ dbt.type_string() }})
-        from {{ state }} as state
+    {%- set join -%}
         cross join {{ source('pipeline', 'pii_salt') }}
-        where state.model_name = '{{ this.identifier }}'
-            and state.as_of_date < cast('{{ var("as_of_date") }}' as date)
-            and state.fingerprint = {{ incremental_fingerprint_sql() }}
+    {%- endset -%}
+    {%- set conditions -%}
+        state.fingerprint = {{ incremental_fingerprint_sql() }}
             and not exists (
                 select 1
                 from {{ source('ops', 'load_audit') }} as loads
@@ -116,11 +107,23 @@
                     and loads.recorded_at > coalesce(state.loads_seen_at, cast('1900-01-01' as timestamp))
             )
     {%- endset -%}
-    {{ return(_previous_build_date(query, announce)) }}
+    {{ return(_previous_build_date(join, conditions, announce)) }}
 {%- endmacro %}
 
 {#- The same for an event attribution model (see the top of this file). -#}
 {% macro attribution_since(announce=true) -%}
+    {%- set join -%}
+        cross join {{ ref('stg_pipeline__identity_state') }} as identity
+    {%- endset -%}
+    {%- set conditions -%}
+        state.fingerprint = {{ incremental_fingerprint_sql(salted=false) }}
+            and identity.rebuilt_as_of <= state.as_of_date
+    {%- endset -%}
+    {{ return(_previous_build_date(join, conditions, announce)) }}
+{%- endmacro %}
+
+{#- The state row's date when it is older than tonight and `conditions` hold (with `join` joined). -#}
+{% macro _previous_build_date(join, conditions, announce) -%}
     {%- if not execute or not is_incremental() -%}
         {{ return(none) }}
     {%- endif -%}
@@ -131,16 +134,11 @@
     {%- set query -%}
         select cast(state.as_of_date as {{ dbt.type_string() }})
         from {{ state }} as state
-        cross join {{ ref('stg_pipeline__identity_state') }} as identity
+        {{ join }}
         where state.model_name = '{{ this.identifier }}'
             and state.as_of_date < cast('{{ var("as_of_date") }}' as date)
-            and state.fingerprint = {{ incremental_fingerprint_sql(salted=false) }}
-            and identity.rebuilt_as_of <= state.as_of_date
+            and {{ conditions }}
     {%- endset -%}
-    {{ return(_previous_build_date(query, announce)) }}
-{%- endmacro %}
-
-{% macro _previous_build_date(query, announce) -%}
     {%- set rows = run_query(query).rows -%}
     {%- set since = rows[0][0] if rows | length == 1 else none -%}
     {%- if announce %}{{ log(this.identifier ~ ": " ~ ("extending the build as of " ~ since if since else "rebuilding from scratch"), info=true) }}{% endif -%}
