@@ -31,8 +31,9 @@
     Changing a macro that a model uses does not change its fingerprint: rebuild with
     `dbt build --full-refresh` (or empty dbt_incremental_state) after such a change. -#}
 
-{% macro visible_as_of(as_of, event_at=none) -%}
-    _partition_date <= cast('{{ as_of }}' as date)
+{#- `landed` is the column of the landing partition's date: `_partition_date` in raw, `landed_date` once staged. -#}
+{% macro visible_as_of(as_of, event_at=none, landed='_partition_date') -%}
+    {{ landed }} <= cast('{{ as_of }}' as date)
     {%- if event_at %}
         {%- set day_after = modules.datetime.date.fromisoformat(as_of | string) + modules.datetime.timedelta(days=1) %}
         and {{ event_at }} < cast('{{ day_after.isoformat() }} 00:00:00' as timestamp)
@@ -156,7 +157,7 @@
     remove the events that have a newer landed version tonight. The delete+insert strategy replaces
     only the events it inserts, and a new version that no longer attributes (an address that matches
     no customer, a cancelled order) inserts none. `events` lists, per staging model read, the
-    expression of the table's key and the event date column: [[model, key_expression, date_column]]. -#}
+    expression of the table's key and the event time column: [[model, key_expression, event_at]]. -#}
 {% macro attribution_reset(key, events) -%}
     {%- if execute and is_incremental() -%}
         {%- set since = attribution_since(announce=false) -%}
@@ -165,11 +166,11 @@
         {%- else -%}
             delete from {{ this }}
             where {{ key }} in (
-            {%- for model_name, key_expression, event_date in events %}
+            {%- for model_name, key_expression, event_at in events %}
                 {% if not loop.first %}union all {% endif -%}
                 select {{ key_expression }}
                 from {{ ref(model_name) }}
-                where {{ newly_visible_events(since, event_date) }}
+                where {{ newly_visible_events(since, event_at) }}
             {%- endfor %}
             )
         {%- endif -%}
@@ -184,10 +185,9 @@
     where key_type = '{{ key_type }}' and assigned_date > cast('{{ since }}' as date)
 {%- endmacro %}
 
-{#- Staged events that were not visible as of `since`: landed after it, or dated after it (an event
-    landed early but dated later becomes visible on its date, see visible_as_of). -#}
-{% macro newly_visible_events(since, event_date) -%}
-    (landed_date > cast('{{ since }}' as date) or {{ event_date }} > cast('{{ since }}' as date))
+{#- Staged events that were not visible as of `since` (see visible_as_of). -#}
+{% macro newly_visible_events(since, event_at) -%}
+    not ({{ visible_as_of(since, event_at, 'landed_date') }})
 {%- endmacro %}
 
 {#- post_hook: remember what this build saw (same transaction as the model's insert). An event

@@ -10,7 +10,7 @@
     unique_key='event_id',
     on_schema_change='sync_all_columns',
     indexes=postgres_key_index('event_id'),
-    pre_hook="{{ attribution_reset('event_id', [['stg_marketing__email_events', 'event_id', 'event_date']]) }}",
+    pre_hook="{{ attribution_reset('event_id', [['stg_marketing__email_events', 'event_id', 'event_at']]) }}",
     post_hook="{{ record_incremental_state(reads_landing=false) }}",
 ) }}
 -- depends_on: {{ ref('stg_pipeline__identity_state') }}
@@ -26,7 +26,7 @@ customer_keys as (
 email_events as (
     select * from {{ ref('stg_marketing__email_events') }}
     {%- if since %}
-    where {{ newly_visible_events(since, 'event_date') }}
+    where {{ newly_visible_events(since, 'event_at') }}
         or email_hash in ({{ keys_assigned_since(since, 'email') }})
     {%- endif %}
 ),

@@ -11,7 +11,7 @@
     unique_key='session_id',
     on_schema_change='sync_all_columns',
     indexes=postgres_key_index('session_id'),
-    pre_hook="{{ attribution_reset('session_id', [['stg_web__sessions', 'session_id', 'session_date']]) }}",
+    pre_hook="{{ attribution_reset('session_id', [['stg_web__sessions', 'session_id', 'started_at']]) }}",
     post_hook="{{ record_incremental_state(reads_landing=false) }}",
 ) }}
 -- depends_on: {{ ref('stg_pipeline__identity_state') }}
@@ -27,7 +27,7 @@ customer_keys as (
 web_sessions as (
     select * from {{ ref('stg_web__sessions') }}
     {%- if since %}
-    where {{ newly_visible_events(since, 'session_date') }}
+    where {{ newly_visible_events(since, 'started_at') }}
         or crm_customer_id in ({{ keys_assigned_since(since, 'crm_id') }})
         or email_hash in ({{ keys_assigned_since(since, 'email') }})
     {%- endif %}

@@ -11,8 +11,8 @@
     on_schema_change='sync_all_columns',
     indexes=postgres_key_index('purchase_id'),
     pre_hook="{{ attribution_reset('purchase_id', [
-        ['stg_shop__orders', \"'shop:' || order_id\", 'ordered_date'],
-        ['stg_pos__sales', \"'pos:' || receipt_id\", 'sold_date'],
+        ['stg_shop__orders', \"'shop:' || order_id\", 'ordered_at'],
+        ['stg_pos__sales', \"'pos:' || receipt_id\", 'sold_at'],
     ]) }}",
     post_hook="{{ record_incremental_state(reads_landing=false) }}",
 ) }}
@@ -26,7 +26,7 @@ shop_orders as (
     where not is_cancelled
     {%- if since %}
         and (
-            {{ newly_visible_events(since, 'ordered_date') }}
+            {{ newly_visible_events(since, 'ordered_at') }}
             or crm_customer_id in ({{ keys_assigned_since(since, 'crm_id') }})
             or email_hash in ({{ keys_assigned_since(since, 'email') }})
             or phone_hash in ({{ keys_assigned_since(since, 'phone') }})
@@ -39,7 +39,7 @@ pos_sales as (
     where loyalty_card_key is not null
     {%- if since %}
         and (
-            {{ newly_visible_events(since, 'sold_date') }}
+            {{ newly_visible_events(since, 'sold_at') }}
             or loyalty_card_key in ({{ keys_assigned_since(since, 'loyalty_card') }})
         )
     {%- endif %}
