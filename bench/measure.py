@@ -6,7 +6,7 @@ import datetime as dt
 import os
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 NICE = 5
@@ -21,13 +21,18 @@ class Measurement:
     peak_rss_mb: float
     returncode: int
     peak_seen_at: str = ""  # UTC time of the highest sampled RSS of the child process itself
+    # (UTC "YYYY-MM-DD HH:MM:SS.ffffff", RSS MB) of the child itself, every SAMPLE_SECONDS: shows
+    # which task raised the RSS and which left it high for the next ones.
+    rss_samples: tuple[tuple[str, float], ...] = field(default=(), repr=False)
 
     @property
     def cpu_s(self) -> float:
         return self.user_s + self.sys_s
 
     def as_dict(self) -> dict[str, float | int]:
-        return {**asdict(self), "cpu_s": round(self.cpu_s, 2)}
+        values = asdict(self)
+        values.pop("rss_samples")
+        return {**values, "cpu_s": round(self.cpu_s, 2)}
 
 
 def run_child(cmd: list[str], env: dict[str, str], log: Path, cwd: Path | None = None) -> Measurement:
@@ -42,13 +47,16 @@ def run_child(cmd: list[str], env: dict[str, str], log: Path, cwd: Path | None =
         proc = subprocess.Popen(["nice", "-n", str(NICE), *cmd], env=env, cwd=cwd, stdout=out,
                                 stderr=subprocess.STDOUT)
         sampled_peak, sampled_at = 0.0, ""
+        samples: list[tuple[str, float]] = []
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
             rss = _rss_mb(proc.pid)
+            now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+            samples.append((now, rss))
             if rss > sampled_peak:
-                sampled_peak, sampled_at = rss, dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+                sampled_peak, sampled_at = rss, now[:19]
             time.sleep(SAMPLE_SECONDS)
         wall = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -59,6 +67,7 @@ def run_child(cmd: list[str], env: dict[str, str], log: Path, cwd: Path | None =
         peak_rss_mb=round(usage.ru_maxrss / 1024, 1),
         returncode=proc.returncode,
         peak_seen_at=sampled_at,
+        rss_samples=tuple(samples),
     )
 
 

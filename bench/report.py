@@ -92,6 +92,7 @@ def markdown(record: Record) -> str:
              if record["scenarios"].get(n, {}).get("peak_rss_task")]
     if peaks:
         lines += ["", "Task running when the sampled RSS peaked: " + "; ".join(peaks) + "."]
+    lines += _memory_lines(record)
     attempts = record["scenarios"].get("nightly", {}).get("attempts")
     if attempts:
         walls = ", ".join(_fmt(a["wall_s"]) for a in attempts)
@@ -109,6 +110,17 @@ def markdown(record: Record) -> str:
             vals = [record["scenarios"][n]["stages"].get(stage) for n in stage_runs]
             lines.append(f"| {stage} | " + " | ".join(_fmt(v) for v in vals) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _memory_lines(record: Record, top: int = 6) -> list[str]:
+    """The tasks that raised the sampled RSS most in `full`: start, peak and end MB of each."""
+    tasks = [t for t in record["scenarios"].get("full", {}).get("tasks", []) if "rss_peak_mb" in t]
+    if not tasks:
+        return []
+    tasks = sorted(tasks, key=lambda t: t["rss_peak_mb"] - t["rss_start_mb"], reverse=True)[:top]
+    lines = ["", "| `full` task (largest RSS rise) | RSS at start MB | peak MB | at end MB |", "|---|---:|---:|---:|"]
+    lines += [f"| {t['task_id']} | {t['rss_start_mb']:,} | {t['rss_peak_mb']:,} | {t['rss_end_mb']:,} |" for t in tasks]
+    return lines
 
 
 def _per_million(value: float | None, rows: int) -> float | None:

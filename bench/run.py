@@ -29,7 +29,7 @@ from bench.data import (
     landing_bytes,
 )
 from bench.measure import run_child
-from bench.stages import run_audit_times, stage_summary, task_at, task_times
+from bench.stages import run_audit_times, stage_summary, task_at, task_times, with_rss
 
 BIN = Path(sys.executable).parent
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -109,7 +109,8 @@ def _run_pipeline(name: str, as_of: dt.date, env: dict[str, str], work: Path) ->
     if not tasks:
         tasks, source = task_times(Path(env["AIRFLOW_HOME"]) / "airflow.db", as_of), "airflow task_instance"
     return {**m.as_dict(), "as_of": as_of.isoformat(), "stages": stage_summary(tasks, m.wall_s),
-            "stage_source": source, "peak_rss_task": task_at(tasks, m.peak_seen_at), "tasks": tasks}
+            "stage_source": source, "peak_rss_task": task_at(tasks, m.peak_seen_at),
+            "tasks": with_rss(tasks, m.rss_samples)}
 
 
 def _snapshot(work: Path, env: dict[str, str]) -> Path:

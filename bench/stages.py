@@ -110,3 +110,25 @@ def task_at(tasks: list[dict[str, object]], moment: str) -> str | None:
         if start and end and start.replace(tzinfo=None) <= when <= end.replace(tzinfo=None):
             return str(task["task_id"])
     return None
+
+
+def with_rss(tasks: list[dict[str, object]], samples: tuple[tuple[str, float], ...]) -> list[dict[str, object]]:
+    """Each task with the child's sampled RSS (MB) at its start, its highest during it, and at its end.
+
+    The run is one process, so a task's start RSS is what the earlier tasks left behind: a task
+    whose end stays far above its start kept its memory (or the allocator did).
+    """
+    points = [(dt.datetime.fromisoformat(at), mb) for at, mb in samples]
+    out = []
+    for task in tasks:
+        start, end = _ts(str(task["start"] or "")), _ts(str(task["end"] or ""))
+        if not (start and end and points):
+            out.append(task)
+            continue
+        start, end = start.replace(tzinfo=None), end.replace(tzinfo=None)
+        during = [mb for at, mb in points if start <= at <= end]
+        before = [mb for at, mb in points if at <= start] or [points[0][1]]
+        after = [mb for at, mb in points if at >= end] or [points[-1][1]]
+        out.append({**task, "rss_start_mb": round(before[-1]), "rss_peak_mb": round(max(during or [before[-1]])),
+                    "rss_end_mb": round(after[0])})
+    return out
