@@ -136,7 +136,11 @@ def prepare_transactions(transactions: pd.DataFrame, as_of: dt.date | pd.Timesta
         index=transactions.index,
     )
     out = out[(out["order_date"] <= cutoff) & out["net_amount"].notna() & out["order_date"].notna()]
-    out = out.sort_values(["customer_id", "order_date", "net_amount", "channel", "category"], kind="stable")
+    # every column is a sort key: rows that still tie are identical, so the result (and the model's
+    # training-data hash) does not depend on the order the warehouse returned them in
+    out = out.sort_values(
+        ["customer_id", "order_date", "net_amount", "channel", "category", "discount_amount"], kind="stable"
+    )
     out = out.reset_index(drop=True)
     # rows are sorted by customer: number the customers in that order once, so the per-customer
     # group-bys below run on integers instead of factorizing millions of strings each time

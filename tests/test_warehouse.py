@@ -1,0 +1,62 @@
+"""The warehouse primitives both engines share: bulk reads through Arrow give the rows query_df gives."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from custseg.config import load_settings
+from custseg.warehouse import PostgresWarehouse, connect
+from tests.conftest import warehouse_env
+
+ROWS = 2_500  # several PostgreSQL batches when ARROW_BATCH_ROWS is set to 1,000 below
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def wh(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    kind = request.param
+    if kind == "postgres":
+        env = warehouse_env("postgres", tmp_path, pg_url=request.getfixturevalue("pg_database"))
+        monkeypatch.setattr(PostgresWarehouse, "ARROW_BATCH_ROWS", 1_000)
+    else:
+        env = warehouse_env("duckdb", tmp_path, duckdb_path=tmp_path / "wh.duckdb")
+    with connect(load_settings(env)) as warehouse:
+        warehouse.execute("create schema if not exists scratch")
+        warehouse.execute(
+            "create table scratch.purchases (customer_id text, purchase_date date, amount double precision, "
+            "items integer, note text)"
+        )
+        # `note` is null in the whole first PostgreSQL batch and set later: a batch's inferred
+        # null type must give way to the column's real one
+        warehouse.execute(
+            "insert into scratch.purchases select 'c' || cast(i % 700 as text), "
+            "cast('2026-01-01' as date) + cast(i % 300 as integer), i * 0.25, i, "
+            "case when i > 1500 then 'late ' || cast(i as text) end "
+            f"from generate_series(1, {ROWS}) as t(i)"
+        )
+        yield warehouse
+
+
+def test_query_arrow_gives_the_rows_query_df_gives(wh) -> None:
+    sql = "select customer_id, purchase_date, amount, items, note from scratch.purchases where items > %s order by 4"
+    table = wh.query_arrow(sql, (10,))
+    assert table.num_rows == ROWS - 10
+    assert table.column_names == ["customer_id", "purchase_date", "amount", "items", "note"]
+    arrow_rows = table.to_pandas()
+    expected = wh.query_df(sql, (10,))
+    assert arrow_rows["customer_id"].tolist() == expected["customer_id"].tolist()
+    assert pd.to_datetime(arrow_rows["purchase_date"]).tolist() == pd.to_datetime(expected["purchase_date"]).tolist()
+    assert arrow_rows["amount"].tolist() == pytest.approx(expected["amount"].astype(float).tolist())
+    assert arrow_rows["items"].tolist() == expected["items"].astype(int).tolist()
+    assert arrow_rows["note"].isna().sum() == 1500 - 10
+    assert arrow_rows["note"].iloc[-1] == f"late {ROWS}"
+    assert table.column("purchase_date")[0].as_py() == dt.date(2026, 1, 1) + dt.timedelta(days=11)
+
+
+def test_query_arrow_of_no_rows_keeps_the_columns(wh) -> None:
+    table = wh.query_arrow("select customer_id, amount from scratch.purchases where items < 0")
+    assert table.num_rows == 0
+    assert table.column_names == ["customer_id", "amount"]
