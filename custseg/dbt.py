@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import logging
 import os
+import sys
 from collections.abc import Sequence
 
 from custseg.config import DBT_PROJECT_DIR, Settings
@@ -39,3 +40,23 @@ def run_dbt(settings: Settings, args: Sequence[str], variables: dict[str, str] |
     result = dbtRunner().invoke(cli)
     if not result.success:
         raise DbtError(f"dbt {' '.join(args)} failed: {result.exception or 'see the dbt log above'}")
+
+
+def release_dbt_duckdb() -> None:
+    """Close the DuckDB database that dbt-duckdb keeps open in this process after a dbt run.
+
+    Under ``custseg run`` (``dag.test()``) every task runs in one process, and dbt-duckdb keeps its
+    connection open after Cosmos's dbt tasks end. The database instance, with DuckDB's buffer
+    pool (up to ``CUSTSEG_DUCKDB_MEMORY_LIMIT``), then outlives them, and the score task's frames
+    came on top of it: that is what the run's peak RSS was. The next dbt task opens a new one.
+    A deployed Airflow runs each task in a process of its own and has nothing to release.
+    The attributes are dbt-duckdb's own (pinned in pyproject.toml).
+    """
+    connections = sys.modules.get("dbt.adapters.duckdb.connections")
+    if connections is None:  # dbt has not run in this process
+        return
+    manager = connections.DuckDBConnectionManager
+    with manager._LOCK:
+        if manager._ENV is not None:
+            manager._ENV.close()
+            manager._ENV = None

@@ -122,12 +122,14 @@ def score(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:
     training data goes to ``ml.feature_drift`` (a warning above the PSI threshold), and the model
     that scored the date to ``ml.scoring_runs``.
     """
+    from custseg.dbt import release_dbt_duckdb
     from custseg.models import APPROVED, Registry, bootstrap_model, choose_model, read_ml_inputs, record_scoring
     from expectations.runner import validate_dataframe
     from expectations.suites import ml_labels_suite
     from ml.features import prepare_transactions
     from ml.scoring import score_with
 
+    release_dbt_duckdb()  # this task's frames must not come on top of dbt's DuckDB buffer pool
     with connect(settings) as wh:
         transactions, customers, engagement = read_ml_inputs(wh, settings.build_schema)
         choice = choose_model(wh, Registry(wh), as_of)
@@ -214,10 +216,12 @@ def audit(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:
     DataFrame, chunked when large), and each segment's share is compared with the previous published date
     (skipped, with a recorded note, on the first run).
     """
+    from custseg.dbt import release_dbt_duckdb
     from expectations.config import QualityConfig
     from expectations.gates import published_reports
     from expectations.report import raise_if_any_blocking
 
+    release_dbt_duckdb()  # the suites read 1M rows into pandas: not next to dbt's DuckDB buffer pool
     with connect(settings) as wh:
         reports = published_reports(wh, settings, as_of, QualityConfig.from_env())
         _record_quality(wh, run_id, as_of, [row for r in reports for row in r.to_rows(run_id)])

@@ -24,6 +24,24 @@ def dbt_settings(tmp_path_factory: pytest.TempPathFactory):
     return settings
 
 
+def test_release_dbt_duckdb_closes_the_database_dbt_keeps_open(dbt_settings) -> None:
+    # `custseg run` runs every task in one process, and dbt-duckdb keeps its DuckDB database (with
+    # its buffer pool) open after a dbt command: the score task's frames came on top of it.
+    import duckdb
+
+    from custseg.dbt import release_dbt_duckdb
+
+    run_dbt(dbt_settings, ["show", "--inline", "select 1 as one"])
+    path = str(dbt_settings.duckdb_path)
+    # DuckDB refuses a differently configured connection while an instance of the file is open
+    with pytest.raises(duckdb.Error, match="different configuration"):
+        duckdb.connect(path, config={"threads": 1})
+    release_dbt_duckdb()
+    duckdb.connect(path, config={"threads": 1}).close()
+    release_dbt_duckdb()  # nothing left to release: a no-op
+    run_dbt(dbt_settings, ["show", "--inline", "select 1 as one"])  # the next dbt command opens a new one
+
+
 def test_rfm_and_lifecycle_unit_tests_pass(dbt_settings) -> None:
     # dbt unit tests (models/intermediate/*__unit_tests.yml): RFM quintiles, ties, the segment
     # map lookup, and every lifecycle stage with its precedence
