@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
+from sklearn import config_context
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.metrics import silhouette_score
@@ -36,6 +37,9 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from ml.features import FEATURE_COLUMNS, select_columns
+
+SILHOUETTE_WORKING_MB = 64
+"""Memory (MB) for each block of the silhouette's pairwise distances; the score is the same for any."""
 
 LOG_FEATURES: frozenset[str] = frozenset(
     {
@@ -197,11 +201,14 @@ class BehaviourClusterer(ClusterMixin, BaseEstimator):
         for k in self._candidate_ks(Z_search):
             km = self._kmeans(k, n_search).fit(Z_search)
             labels = km.labels_[sample]
-            score = (
-                float(silhouette_score(Z_search[sample], labels, random_state=self.random_state))
-                if 1 < len(np.unique(labels)) < len(sample)
-                else float("nan")
-            )
+            # The distances are computed in blocks of rows; sklearn's default block (working_memory
+            # 1 GB) held the whole 10,000² matrix and its temporaries at once, the score task's peak.
+            with config_context(working_memory=SILHOUETTE_WORKING_MB):
+                score = (
+                    float(silhouette_score(Z_search[sample], labels, random_state=self.random_state))
+                    if 1 < len(np.unique(labels)) < len(sample)
+                    else float("nan")
+                )
             scores[k] = score
             # Strictly greater: ties keep the smaller, more readable k. NaN never wins unless alone.
             if best is None or (not np.isnan(score) and (np.isnan(best[0]) or score > best[0])):
