@@ -37,14 +37,15 @@ PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0
 
 def _git_rev() -> str:
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True).stdout
 
+    # porcelain lines are "XY path": not stripped, or " M bench/..." would lose its first column
     dirty = [line for line in git("status", "--porcelain").splitlines() if not line[3:].startswith("bench/")]
     if not dirty:
-        return git("rev-parse", "--short", "HEAD")
+        return git("rev-parse", "--short", "HEAD").strip()
     # Others edit the tree while the benchmark runs: fingerprint the uncommitted diff outside bench/.
     diff = git("diff", "HEAD", "--", ".", ":(exclude)bench")
-    return git("rev-parse", "--short", "HEAD") + f"+dirty:{hashlib.sha1(diff.encode()).hexdigest()[:8]}"
+    return git("rev-parse", "--short", "HEAD").strip() + f"+dirty:{hashlib.sha1(diff.encode()).hexdigest()[:8]}"
 
 
 def _airflow_env(home: Path) -> dict[str, str]:
