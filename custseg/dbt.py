@@ -45,12 +45,14 @@ def run_dbt(settings: Settings, args: Sequence[str], variables: dict[str, str] |
 def release_dbt_duckdb() -> None:
     """Close the DuckDB database that dbt-duckdb keeps open in this process after a dbt run.
 
-    Under ``custseg run`` (``dag.test()``) every task runs in one process, and dbt-duckdb keeps its
-    connection open after Cosmos's dbt tasks end. The database instance, with DuckDB's buffer
-    pool (up to ``CUSTSEG_DUCKDB_MEMORY_LIMIT``), then outlives them, and the score task's frames
-    came on top of it: that is what the run's peak RSS was. The next dbt task opens a new one.
-    A deployed Airflow runs each task in a process of its own and has nothing to release.
-    The attributes are dbt-duckdb's own (pinned in pyproject.toml).
+    Under ``custseg run`` (``dag.test()``) every task runs in one process, and dbt-duckdb (whose
+    ``keep_open`` defaults to true in 1.11) keeps its connection open after Cosmos's dbt tasks end.
+    The database instance, with DuckDB's buffer pool (up to ``CUSTSEG_DUCKDB_MEMORY_LIMIT``), then
+    outlives them, and the score task's frames came on top of it. The next dbt task opens a new
+    one. ``keep_open: false`` in profiles.yml would close it after every dbt connection instead,
+    with a cold buffer cache for each model; closing it before the Python tasks that hold millions
+    of rows is enough. A deployed Airflow runs each task in a process of its own and has nothing
+    to release. The attributes are dbt-duckdb's own (pinned in pyproject.toml).
     """
     connections = sys.modules.get("dbt.adapters.duckdb.connections")
     if connections is None:  # dbt has not run in this process
