@@ -401,12 +401,11 @@ class PostgresWarehouse(Warehouse):
         batches: list[pa.Table] = []
         with self.conn.transaction(), self.conn.cursor(name="custseg_query_arrow") as cur:
             cur.execute(sql, params)
+            names = [d.name for d in cur.description or []]
             while rows := cur.fetchmany(self.ARROW_BATCH_ROWS):
-                names = [d.name for d in cur.description or []]
                 batches.append(pa.table({n: pa.array([r[i] for r in rows]) for i, n in enumerate(names)}))
-            if not batches:
-                names = [d.name for d in cur.description or []]
-                return pa.table({n: pa.array([], type=pa.null()) for n in names})
+        if not batches:
+            return pa.table({n: pa.array([], type=pa.null()) for n in names})
         return pa.concat_tables(batches, promote_options="permissive")
 
     def write_arrow(self, schema: str, table: str, data: pa.Table) -> int:
