@@ -75,7 +75,14 @@ def _dbt_group(group_id: str, select: list[str], exclude: list[str]) -> DbtTaskG
             should_detach_multiple_parents_tests=True,
             emit_datasets=False,
         ),
-        operator_args={"vars": DBT_VARS, "install_deps": False, "retries": 0},
+        operator_args={
+            "vars": DBT_VARS,
+            "install_deps": False,
+            "retries": 0,
+            # manifest.json and run_results.json would be written twice per task into a temp dir that
+            # Cosmos deletes; only its OpenLineage parsing reads them, and no lineage provider is set up.
+            "dbt_cmd_global_flags": ["--no-write-json"],
+        },
     )
 
 
