@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import gc
 import importlib
 import os
 import subprocess
@@ -47,24 +46,10 @@ def ensure_airflow_db() -> None:
     marker.touch()
 
 
-# Imported by the tasks of every run anyway (dbt by Cosmos, GX by validate_raw and audit); pymc is
-# left out, as only a run that fits models needs it and it takes ~10 s to import.
+# Imported by the tasks of every run anyway (dbt by Cosmos, GX by validate_raw and audit), here so
+# that the first task's gc.freeze() (custseg.ops.freeze_long_lived_objects) covers them too; pymc
+# is left out, as only a run that fits models needs it and it takes ~10 s to import.
 EVERY_RUN_IMPORTS = ("dbt.cli.main", "great_expectations", "expectations.gates", "custseg.models")
-
-
-def freeze_import_time_objects() -> None:
-    """Keep the objects that imports made out of every later garbage collection of this process.
-
-    Cosmos runs a full ``gc.collect()`` after each dbt command (astronomer-cosmos#2334). Under
-    ``custseg run`` every task shares one process, so each collection walked the ~0.7M objects that
-    Airflow, dbt, pandas and GX create when imported: ~0.5 s per dbt task, 35 dbt tasks a night.
-    ``gc.freeze()`` moves the objects alive now into a permanent generation that collections skip;
-    collecting first means no garbage is frozen with them.
-    """
-    for module in EVERY_RUN_IMPORTS:
-        importlib.import_module(module)
-    gc.collect()
-    gc.freeze()
 
 
 def run_dag(as_of: dt.date, conf: dict | None = None) -> str:
@@ -78,7 +63,8 @@ def run_dag(as_of: dt.date, conf: dict | None = None) -> str:
         raise SystemExit(f"DAG import errors: {bag.import_errors}")
     dag = bag.get_dag("customer_segmentation")
     logical = dt.datetime.combine(as_of, dt.time(), tzinfo=dt.UTC)
-    freeze_import_time_objects()
+    for module in EVERY_RUN_IMPORTS:
+        importlib.import_module(module)
     dag_run = dag.test(logical_date=logical, run_conf=conf or {})
     state = str(getattr(dag_run, "state", "unknown")).rsplit(".", 1)[-1].lower()
     ran = [ti for ti in dag_run.get_task_instances() if ti.state is not None]

@@ -9,6 +9,9 @@ and never masks the task's own outcome.
 * ``notify_failure`` logs a clear summary and, when ``CUSTSEG_NOTIFY_CONN_ID`` names an Airflow
   connection, sends it through ``FailureNotifier`` (a webhook for ``http``/``https`` connections,
   e-mail through the SMTP provider's notifier for ``smtp`` connections). Off by default.
+* ``before_task``, the ``pre_execute`` hook of every task, freezes the objects alive at a process's
+  first task out of later garbage collections (``freeze_long_lived_objects``), then applies the
+  fault injection below.
 * Fault injection (tests and drills only, off unless the variables are set):
   ``CUSTSEG_FAIL_TASK=<task_id>[,<task_id>...]`` fails those tasks before they execute
   (``fnmatch`` patterns such as ``transform.*`` fail every Cosmos dbt task of a group);
@@ -21,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fnmatch
+import gc
 import json
 import logging
 import os
@@ -84,6 +88,28 @@ def fault_injection_hook(context: Mapping[str, Any]) -> None:
         from airflow.sdk.exceptions import AirflowFailException
 
         raise AirflowFailException(f"injected failure in task {task_id!r} ({FAIL_TASK_ENV})")
+
+
+def freeze_long_lived_objects() -> None:
+    """Keep the objects alive when a process starts its first task out of every later collection.
+
+    Cosmos runs a full ``gc.collect()`` after each dbt command (astronomer-cosmos#2334), which walks
+    every object of the process: what Airflow, dbt, pandas and GX made at import and, under
+    ``dag.test()`` (``custseg run``), the in-process execution API, ~1.3M objects, ~0.5 s a dbt task.
+    ``gc.freeze()`` moves the objects alive now into a permanent generation that collections skip;
+    collecting first means no garbage is frozen with them. Once per process: objects frozen later
+    would include what a finished task still holds.
+    """
+    if gc.get_freeze_count():  # this process froze already (or Airflow did, before forking it)
+        return
+    gc.collect()
+    gc.freeze()
+
+
+def before_task(context: Mapping[str, Any]) -> None:
+    """``pre_execute`` hook of every task of the nightly DAG."""
+    freeze_long_lived_objects()
+    fault_injection_hook(context)
 
 
 def publish_fault_point(table: str, replaced: int) -> None:
@@ -500,7 +526,8 @@ def default_args(**overrides: Any) -> dict[str, Any]:
         "on_success_callback": record_success,
         "on_failure_callback": record_failure,
         "on_retry_callback": record_retry,
-        # fault injection for tests and drills (CUSTSEG_FAIL_TASK=<task_id>); a no-op unless set
-        "pre_execute": fault_injection_hook,
+        # gc.freeze once per process, and fault injection for tests and drills
+        # (CUSTSEG_FAIL_TASK=<task_id>; a no-op unless set)
+        "pre_execute": before_task,
         **overrides,
     }

@@ -191,7 +191,7 @@ def test_every_task_fails_in_turn_without_touching_published_tables(demo_data, a
         assert settings.duckdb_path == wh_path
         # every task of the DAG (Cosmos dbt tasks included) carries the fault hook and the run-audit callbacks
         for task in module.dag.tasks:
-            assert task._pre_execute_hook is ops.fault_injection_hook, task.task_id
+            assert task._pre_execute_hook is ops.before_task, task.task_id
             assert ops.record_failure in task.on_failure_callback, task.task_id
             assert ops.record_success in task.on_success_callback, task.task_id
         # Assets come from publish only, and Airflow emits outlets only when that task succeeds
