@@ -99,7 +99,7 @@ def validate_dataframe(
             asset = datasource.add_dataframe_asset(spec.name)
             batch_definition = asset.add_batch_definition_whole_dataframe("whole_dataframe")
             _batch_definitions[spec.name] = batch_definition
-        batch = batch_definition.get_batch(batch_parameters={"dataframe": naive_utc(df)})
+        batch = batch_definition.get_batch(batch_parameters={"dataframe": numpy_numbers(naive_utc(df))})
         return _validate_batch(batch, spec, batch_name, sample_note, sample_size)
 
 
@@ -197,6 +197,32 @@ def naive_utc(df: pd.DataFrame) -> pd.DataFrame:
     if not aware:
         return df
     return df.assign(**{str(c): df[c].dt.tz_convert("UTC").dt.tz_localize(None) for c in aware})
+
+
+def numpy_numbers(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with nullable (``Int32``, ``Float64``, ...) and narrow numeric columns as numpy ``int64``
+    (no nulls) or ``float64`` (nulls as NaN). Returns ``df`` itself when there is nothing to convert.
+
+    GX's pandas ``expect_column_values_to_be_between`` is vectorised only for numpy ``int64`` and
+    ``float64`` columns and calls a Python function per value otherwise: DuckDB returns nullable
+    integers as ``Int32``/``Int64``, and the five integer range checks of a 1M-row
+    ``customer_segments`` took 3.4 s that way. GX drops nulls (``pd.NA`` or NaN alike) before a
+    column check, so the outcome is the same; only the unexpected values it lists read ``3.0``.
+    """
+    import numpy as np
+    import pandas as pd
+
+    converted = {}
+    for column in df.columns:
+        values = df[column]
+        dtype = values.dtype
+        if dtype in (np.int64, np.float64) or pd.api.types.is_bool_dtype(dtype):
+            continue
+        if not pd.api.types.is_numeric_dtype(dtype):
+            continue
+        whole = pd.api.types.is_integer_dtype(dtype) and not values.isna().any()
+        converted[str(column)] = values.astype("int64" if whole else "float64")
+    return df.assign(**converted) if converted else df
 
 
 # -- internals ----------------------------------------------------------------------------------------
