@@ -451,3 +451,37 @@ def test_callbacks_write_run_audit_and_notify_through_a_webhook(tmp_path: Path, 
     report = ops.status_report(settings)
     assert "FAILED after publish" in report and "failed: score: ValueError: labels out of range" in report
     assert "customer_segments" in report and "(not published yet)" in report
+
+
+FREEZE_PROBE = """
+import gc, weakref
+from custseg import ops
+
+gc.disable()  # only explicit collections: the probe's cycle must not be freed by chance
+
+class Node:
+    pass
+
+def cycle():  # garbage that only the cyclic collector frees
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    return weakref.ref(a)
+
+garbage = cycle()
+assert gc.get_freeze_count() == 0
+ops.before_task({})  # the first task of this process
+frozen = gc.get_freeze_count()
+after_first = garbage() is None
+ops.before_task({})  # a later task: frozen already, nothing more is frozen
+print(frozen > 0, after_first, gc.get_freeze_count() == frozen)
+"""
+
+
+def test_the_first_task_freezes_live_objects_once_and_collects_garbage_first() -> None:
+    # in its own interpreter: a freeze is for the life of the process, and pytest's must not be frozen
+    result = subprocess.run([sys.executable, "-c", FREEZE_PROBE], capture_output=True, text=True, cwd=PROJECT_ROOT,
+                            env={**os.environ, ops.FAIL_TASK_ENV: ""}, timeout=120, check=True)
+    frozen, garbage_collected, frozen_once = result.stdout.split()
+    assert frozen == "True"             # live objects moved out of later collections
+    assert garbage_collected == "True"  # the cycle was freed, not frozen with them
+    assert frozen_once == "True"        # later tasks freeze nothing more
