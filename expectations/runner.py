@@ -212,6 +212,8 @@ def numpy_numbers(df: pd.DataFrame) -> pd.DataFrame:
     import numpy as np
     import pandas as pd
 
+    if not df.columns.is_unique:  # columns are replaced by name below
+        return df
     converted = {}
     for column in df.columns:
         values = df[column]
@@ -220,7 +222,10 @@ def numpy_numbers(df: pd.DataFrame) -> pd.DataFrame:
             continue
         if not pd.api.types.is_numeric_dtype(dtype):
             continue
-        whole = pd.api.types.is_integer_dtype(dtype) and not values.isna().any()
+        numpy_dtype = getattr(dtype, "numpy_dtype", dtype)
+        uint64 = numpy_dtype.kind == "u" and numpy_dtype.itemsize == 8  # may not fit in int64
+        fits_int64 = pd.api.types.is_integer_dtype(dtype) and not uint64
+        whole = fits_int64 and not values.isna().any()
         converted[str(column)] = values.astype("int64" if whole else "float64")
     return df.assign(**converted) if converted else df
 
