@@ -80,7 +80,7 @@ def check_fault(task_id: str) -> None:
 
 
 def fault_injection_hook(context: Mapping[str, Any]) -> None:
-    """``pre_execute`` hook for every task of the nightly DAG: fails the task when asked to.
+    """Fails the task when asked to; called by ``before_task``, the ``pre_execute`` hook of every task.
 
     Raises ``AirflowFailException`` so an injected failure is final (no retry), like bad data."""
     task_id = _task_id(context)
@@ -107,7 +107,7 @@ def freeze_long_lived_objects() -> None:
 
 
 def before_task(context: Mapping[str, Any]) -> None:
-    """``pre_execute`` hook of every task of the nightly DAG."""
+    """``pre_execute`` hook of every task of both DAGs (set in ``default_args``)."""
     freeze_long_lived_objects()
     fault_injection_hook(context)
 
