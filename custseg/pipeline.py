@@ -273,9 +273,9 @@ def publish(settings: Settings) -> dict[str, int]:
 
 def build_docs(settings: Settings, as_of: dt.date) -> Path:
     """Generate the static dbt docs site (a single self-contained HTML file) into docs_dir."""
-    from custseg.dbt import dbt_vars
+    from custseg.dbt import dbt_run_env
 
-    run_dbt(settings, ["docs", "generate", "--static"], dbt_vars(as_of))
+    run_dbt(settings, ["docs", "generate", "--static"], dbt_run_env(as_of))
     settings.docs_dir.mkdir(parents=True, exist_ok=True)
     target = settings.docs_dir / "dbt"
     target.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,7 @@ from cosmos.constants import InvocationMode, LoadMode, TestBehavior
 
 from custseg import byo, identity, ops, pipeline
 from custseg.config import DBT_PROJECT_DIR, PUBLISHED_TABLES, load_settings
+from custseg.dbt import run_date_env
 
 settings = load_settings()
 settings.export_dbt_env()
@@ -49,7 +50,7 @@ REPORTING_CURRENCY = (
     "{{ (params.orders and (params.orders_options.get('reporting_currency') or params.orders_options.get('currency'))) "
     f"or '{settings.reporting_currency}' }}}}"
 )
-DBT_VARS = {"as_of_date": AS_OF, "scored_at": SCORED_AT, "reporting_currency": REPORTING_CURRENCY}
+DBT_VARS = {"reporting_currency": REPORTING_CURRENCY}
 PUBLISHED_ASSETS = [
     Asset(f"custseg://{settings.warehouse}/{settings.publish_schema}/{table}") for table in PUBLISHED_TABLES
 ]
@@ -77,6 +78,8 @@ def _dbt_group(group_id: str, select: list[str], exclude: list[str]) -> DbtTaskG
         ),
         operator_args={
             "vars": DBT_VARS,
+            # the dates go in the environment, not in vars, so dbt re-parses only the files that read them
+            "env": run_date_env(AS_OF, SCORED_AT),
             "install_deps": False,
             "retries": 0,
             # manifest.json and run_results.json would be written twice per task into a temp dir that

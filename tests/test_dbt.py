@@ -42,6 +42,36 @@ def test_release_dbt_duckdb_closes_the_database_dbt_keeps_open(dbt_settings) -> 
     run_dbt(dbt_settings, ["show", "--inline", "select 1 as one"])  # the next dbt command opens a new one
 
 
+def test_a_new_run_date_reaches_every_model_without_a_full_reparse(dbt_settings) -> None:
+    # The run date reaches dbt through the environment (custseg/dbt.py), because a changed --vars
+    # value made dbt re-parse the whole project in the first dbt task of every night. Partial
+    # parsing must still give every model tonight's date, never the date of the run before.
+    import datetime as dt
+    import shutil
+
+    from custseg.dbt import dbt_run_env
+
+    def compile_as_of(day: dt.date) -> tuple[set[str], list[str]]:
+        shutil.rmtree(DBT_PROJECT_DIR / "target" / "compiled", ignore_errors=True)
+        events: list[str] = []
+        run_dbt(dbt_settings, ["compile", "--exclude", "tag:scored"], dbt_run_env(day),
+                callbacks=[lambda event: events.append(event.info.name)])
+        compiled = {path.relative_to(DBT_PROJECT_DIR / "target" / "compiled"): path.read_text()
+                    for path in (DBT_PROJECT_DIR / "target" / "compiled").rglob("*.sql")}
+        return {str(path) for path, sql in compiled.items() if day.isoformat() in sql}, events
+
+    yesterday, tonight = dt.date(2026, 3, 10), dt.date(2026, 5, 20)
+    dated_yesterday, _ = compile_as_of(yesterday)
+    dated_tonight, events = compile_as_of(tonight)
+    assert "UnableToPartialParse" not in events
+    assert len(dated_tonight) >= 10, dated_tonight  # the staging, intermediate and feature models
+    assert dated_tonight == dated_yesterday
+    stale = [str(path) for path in (DBT_PROJECT_DIR / "target" / "compiled").rglob("*.sql")
+             if any(d.isoformat() in path.read_text()
+                    for d in (yesterday, yesterday + dt.timedelta(days=1), yesterday - dt.timedelta(days=90)))]
+    assert stale == []
+
+
 def test_rfm_and_lifecycle_unit_tests_pass(dbt_settings) -> None:
     # dbt unit tests (models/intermediate/*__unit_tests.yml): RFM quintiles, ties, the segment
     # map lookup, and every lifecycle stage with its precedence

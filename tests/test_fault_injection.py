@@ -52,7 +52,7 @@ import pytest
 
 from custseg import ops
 from custseg.config import PROJECT_ROOT, PUBLISHED_TABLES, load_settings
-from custseg.dbt import dbt_vars, run_dbt
+from custseg.dbt import dbt_run_env, run_dbt
 from custseg.warehouse import connect
 from tests.conftest import E2E_END, run_cli, warehouse_env
 
@@ -116,7 +116,7 @@ def release_dbt_duckdb() -> None:
 def _dbt(settings, args: list[str], day: dt.date) -> None:
     """A Cosmos group's dbt selection in one in-process invocation."""
     try:
-        run_dbt(settings, args, dbt_vars(day))
+        run_dbt(settings, args, dbt_run_env(day))
     finally:
         release_dbt_duckdb()
 

@@ -12,7 +12,7 @@ import pytest
 
 from custseg import pipeline
 from custseg.config import load_settings
-from custseg.dbt import dbt_vars, run_dbt
+from custseg.dbt import dbt_run_env, run_dbt
 from custseg.identity import resolve_identities
 from custseg.warehouse import connect
 from tests.conftest import E2E_END
@@ -41,9 +41,9 @@ def _ingest(settings, day: dt.date, run_id: str) -> None:
 
 def _build(settings, day: dt.date, run_id: str) -> None:
     resolve_identities(settings, day)
-    run_dbt(settings, ["run", "--exclude", "tag:scored"], dbt_vars(day))
+    run_dbt(settings, ["run", "--exclude", "tag:scored"], dbt_run_env(day))
     pipeline.score(settings, day, run_id)
-    run_dbt(settings, ["run", "--select", "tag:scored"], dbt_vars(day))
+    run_dbt(settings, ["run", "--select", "tag:scored"], dbt_run_env(day))
 
 
 def _land_until(source_landing: Path, target_landing: Path, day: dt.date) -> None:
@@ -167,7 +167,7 @@ def test_daily_runs_equal_a_backfill(demo_data, tmp_path: Path, capfd: pytest.Ca
     extended = _incremental_tables(daily)
     assert all(extended.values())
     run_dbt(daily, ["run", "--select", "path:models/staging", *INCREMENTAL_ATTRIBUTION, "--exclude", "tag:scored"],
-            dbt_vars(DAYS[-1]))
+            dbt_run_env(DAYS[-1]))
     assert _incremental_tables(daily) == extended
 
     # A rebuilt identity map may have reassigned or dropped any key: the next night the attribution
@@ -178,7 +178,7 @@ def test_daily_runs_equal_a_backfill(demo_data, tmp_path: Path, capfd: pytest.Ca
     assert resolve_identities(daily, next_day)["mode"] == "rebuilt"
     capfd.readouterr()
     run_dbt(daily, ["run", "--select", "stg_pipeline__identity_map", "int_customer_keys", *INCREMENTAL_ATTRIBUTION],
-            dbt_vars(next_day))
+            dbt_run_env(next_day))
     next_night_log = capfd.readouterr().out
     for model in INCREMENTAL_ATTRIBUTION:
         assert f"{model}: rebuilding from scratch" in next_night_log
@@ -194,7 +194,7 @@ def test_daily_runs_equal_a_backfill(demo_data, tmp_path: Path, capfd: pytest.Ca
                    "rows_loaded, rows_quarantined, status, recorded_at) "
                    "values ('late', %s, 'web_sessions', %s, 'late.jsonl', 1, 1, 0, 'success', %s)",
                    (DAYS[-1], late, dt.datetime.now(dt.UTC).replace(tzinfo=None)))
-    run_dbt(daily, ["run", "--select", "stg_web__sessions"], dbt_vars(DAYS[-1] + dt.timedelta(days=1)))
+    run_dbt(daily, ["run", "--select", "stg_web__sessions"], dbt_run_env(DAYS[-1] + dt.timedelta(days=1)))
     with connect(daily) as wh:
         assert wh.fetchall("select landed_date from analytics_build.stg_web__sessions "
                            "where session_id = 'WS-LATE-FILE'") == [(late,)]

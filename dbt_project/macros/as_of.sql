@@ -1,17 +1,30 @@
+{#- The run's "as of" date (an ISO string), and scored_at, the end of that day. The DAG sets them
+    in the environment (CUSTSEG_AS_OF_DATE, CUSTSEG_SCORED_AT; custseg/dbt.py), not as --vars: dbt
+    re-parses the whole project when any --vars value changes, but only the files that read a changed
+    environment variable. A --vars value (a hand-run dbt command, a unit test's overrides) wins.
+    The defaults only serve commands that run no model (parse, ls). -#}
+{% macro as_of_date_string() -%}
+    {{ return(var("as_of_date", env_var("CUSTSEG_AS_OF_DATE", "2026-10-31"))) }}
+{%- endmacro %}
+
+{% macro scored_at_string() -%}
+    {{ return(var("scored_at", env_var("CUSTSEG_SCORED_AT", "2026-11-01 00:00:00"))) }}
+{%- endmacro %}
+
 {#- The run's "as of" date. Every model filters on it instead of current_date, so a rerun or a
     backfill of a past date computes exactly what a run on that date would have computed. -#}
 {% macro as_of_date() -%}
-    cast('{{ var("as_of_date") }}' as date)
+    cast('{{ as_of_date_string() }}' as date)
 {%- endmacro %}
 
 {#- First instant after the as-of date (exclusive upper bound for UTC timestamps). -#}
 {% macro as_of_end() -%}
-    {%- set day = modules.datetime.date.fromisoformat(var("as_of_date")) + modules.datetime.timedelta(days=1) -%}
+    {%- set day = modules.datetime.date.fromisoformat(as_of_date_string()) + modules.datetime.timedelta(days=1) -%}
     cast('{{ day.isoformat() }} 00:00:00' as timestamp)
 {%- endmacro %}
 
 {% macro scored_at() -%}
-    cast('{{ var("scored_at") }}' as timestamp)
+    cast('{{ scored_at_string() }}' as timestamp)
 {%- endmacro %}
 
 {% macro year_of(date_expr) -%}
@@ -20,6 +33,6 @@
 
 {#- The churn model's training cutoff: the as-of date minus var churn_horizon_days, as a date. -#}
 {% macro churn_cutoff_date() -%}
-    {%- set day = modules.datetime.date.fromisoformat(var("as_of_date")) - modules.datetime.timedelta(days=var("churn_horizon_days") | int) -%}
+    {%- set day = modules.datetime.date.fromisoformat(as_of_date_string()) - modules.datetime.timedelta(days=var("churn_horizon_days") | int) -%}
     cast('{{ day.isoformat() }}' as date)
 {%- endmacro %}

@@ -42,7 +42,7 @@
 
 {#- Rows of a landed source to read tonight: visible as of the run date, minus what the previous build saw. -#}
 {% macro landed_rows_to_read(since, event_at=none) -%}
-    {{ visible_as_of(var('as_of_date'), event_at) }}
+    {{ visible_as_of(as_of_date_string(), event_at) }}
     {%- if since %}
         and not ({{ visible_as_of(since, event_at) }})
     {%- endif %}
@@ -137,7 +137,7 @@
         from {{ state }} as state
         {{ join }}
         where state.model_name = '{{ this.identifier }}'
-            and state.as_of_date < cast('{{ var("as_of_date") }}' as date)
+            and state.as_of_date < {{ as_of_date() }}
             and {{ conditions }}
     {%- endset -%}
     {%- set rows = run_query(query).rows -%}
@@ -199,7 +199,7 @@
     insert into {{ state }} (model_name, as_of_date, loads_seen_at, fingerprint)
     select
         '{{ this.identifier }}',
-        cast('{{ var("as_of_date") }}' as date),
+        {{ as_of_date() }},
     {%- if reads_landing %}
         (select max(recorded_at) from {{ source('ops', 'load_audit') }} where status = 'success'),
         {{ incremental_fingerprint_sql() }}
