@@ -48,22 +48,31 @@ web as (
     group by sessions_attributed.customer_id, snapshots.snapshot_date
 ),
 
-email as (
+-- one row per customer, snapshot, event type and campaign: counting those rows counts distinct
+-- campaigns, which at 1M customers took half the time of count(distinct) over the events
+campaign_events as (
     select
         email_events.customer_id,
         snapshots.snapshot_date,
-        count(distinct case when email_events.event_type = 'send' then email_events.campaign_id end)
-            as emails_sent_90d,
-        count(distinct case when email_events.event_type = 'open' then email_events.campaign_id end)
-            as emails_opened_90d,
-        count(distinct case when email_events.event_type = 'click' then email_events.campaign_id end)
-            as emails_clicked_90d
+        email_events.event_type,
+        email_events.campaign_id
     from email_events
     inner join snapshots
         on email_events.event_date <= snapshots.snapshot_date
         and email_events.landed_date <= snapshots.snapshot_date
         and email_events.event_date > {{ dbt.dateadd('day', -var('web_window_days'), 'snapshots.snapshot_date') }}
-    group by email_events.customer_id, snapshots.snapshot_date
+    group by email_events.customer_id, snapshots.snapshot_date, email_events.event_type, email_events.campaign_id
+),
+
+email as (
+    select
+        customer_id,
+        snapshot_date,
+        count(case when event_type = 'send' then campaign_id end) as emails_sent_90d,
+        count(case when event_type = 'open' then campaign_id end) as emails_opened_90d,
+        count(case when event_type = 'click' then campaign_id end) as emails_clicked_90d
+    from campaign_events
+    group by customer_id, snapshot_date
 ),
 
 engaged as (
