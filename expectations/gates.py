@@ -69,16 +69,41 @@ def validate_table(
         return report
     where, params = (f" where {PARTITION_COLUMN} = %s", (partition_date,)) if partition_date else ("", ())
     total = int(wh.fetchall(f"select count(*) from {_rel(schema, table)}{where}", params)[0][0])
-    sql = f"select * from {_rel(schema, table)}{where}"
-    if total <= config.chunk_rows:
-        frame = wh.query_df(sql, params)
+    columns = wh.columns(schema, table)
+    names, row_checks = suite.split_structure()
+    read = row_checks.columns_read()
+    kept = [c for c in columns if read is not None and c in read]
+    if not names.checks or not kept:
+        return _validate_rows(wh, f"select * from {_rel(schema, table)}{where}", params, suite, total,
+                              batch_name, config.chunk_rows, "")
+    # GX copies every column of the frame for each column check, so the rows are read with only the
+    # columns the row checks use (1M-row customer_segments: 16 of 28, 2.5x faster), and the checks on
+    # the column names run on the table's full list of columns, without rows.
+    import pandas as pd
+
+    from custseg.warehouse import quote_ident
+
+    narrow = f"select {', '.join(quote_ident(c) for c in kept)} from {_rel(schema, table)}{where}"
+    names_report = runner.validate_dataframe(pd.DataFrame(columns=columns), names, batch_name=batch_name)
+    rows_report = _validate_rows(wh, narrow, params, row_checks, total, batch_name, config.chunk_rows,
+                                 f" (the {len(kept)} columns the row checks read; the column checks on the "
+                                 "table's column names)")
+    return runner.join_halves(names_report, rows_report, suite)
+
+
+def _validate_rows(wh: Warehouse, sql: str, params: tuple, suite: Suite, total: int, batch_name: str,
+                   chunk_rows: int, columns_note: str) -> ValidationReport:
+    """``suite`` on the rows of ``sql`` read from DuckDB: as one DataFrame, or in chunks when large."""
+    from expectations import runner
+
+    if total <= chunk_rows:
         return runner.validate_dataframe(
-            frame, suite, suite_name=suite.name, batch_name=batch_name,
-            sample_note=f"validated as a pandas DataFrame read from DuckDB, all {total} rows",
+            wh.query_df(sql, params), suite, suite_name=suite.name, batch_name=batch_name,
+            sample_note=f"validated as a pandas DataFrame read from DuckDB, all {total} rows{columns_note}",
         )  # fmt: skip
     return runner.validate_chunks(
-        _duckdb_chunks(wh, sql, params, config.chunk_rows), suite, suite_name=suite.name, batch_name=batch_name,
-        sample_note=f"validated from DuckDB in chunks of {config.chunk_rows} rows, all {total} rows; "
+        _duckdb_chunks(wh, sql, params, chunk_rows), suite, suite_name=suite.name, batch_name=batch_name,
+        sample_note=f"validated from DuckDB in chunks of {chunk_rows} rows, all {total} rows{columns_note}; "
         "uniqueness is checked within each chunk only",
     )  # fmt: skip
 

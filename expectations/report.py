@@ -12,7 +12,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-from expectations.suites import BLOCKING, WARNING, Severity, Suite
+from expectations.suites import BLOCKING, STRUCTURE_EXPECTATIONS, WARNING, Severity, Suite
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +147,28 @@ def combine_reports(reports: Sequence[ValidationReport], *, sample_note: str | N
         sample_note=note,
         row_count=rows,
         suite=first.suite,
+    )
+
+
+def join_reports(structure: ValidationReport, rows: ValidationReport, suite: Suite) -> ValidationReport:
+    """One report of ``suite`` from the reports of its two halves (``Suite.split_structure``): the checks
+    on the column names and the checks on the rows, validated apart. Outcomes come in ``suite``'s order;
+    the row count and the sample note are those of ``rows``."""
+    if len(structure.results) + len(rows.results) != len(suite.checks):
+        raise ValueError("join_reports needs the reports of the two halves of the suite")
+    structure_outcomes, row_outcomes = iter(structure.results), iter(rows.results)
+    results = [
+        next(structure_outcomes if check.expectation in STRUCTURE_EXPECTATIONS else row_outcomes)
+        for check in suite.checks
+    ]
+    return ValidationReport(
+        suite_name=suite.name,
+        batch_name=rows.batch_name,
+        success=not any(o.severity == BLOCKING and not o.success for o in results),
+        results=results,
+        sample_note=rows.sample_note,
+        row_count=rows.row_count,
+        suite=suite,
     )
 
 

@@ -11,6 +11,7 @@ GX is imported on first use, and one ephemeral GX context is shared by the whole
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -25,10 +26,11 @@ from expectations.report import (
     QualityGateError,
     ValidationReport,
     combine_reports,
+    join_reports,
     jsonable,
     unexpected_summary,
 )
-from expectations.suites import BLOCKING, WARNING, Check, Severity, Suite
+from expectations.suites import BLOCKING, STRUCTURE_EXPECTATIONS, WARNING, Check, Severity, Suite
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,6 +45,7 @@ __all__ = [
     "close_postgres_datasources",
     "combine_reports",
     "gx_context",
+    "join_halves",
     "validate_chunks",
     "validate_dataframe",
     "validate_postgres_table",
@@ -119,6 +122,36 @@ def validate_chunks(
     if not reports:
         raise ValueError(f"no chunks to validate for batch {batch_name!r}")
     return combine_reports(reports, sample_note=sample_note)
+
+
+def join_halves(names: ValidationReport, rows: ValidationReport, suite: Suite) -> ValidationReport:
+    """One report of ``suite`` from its two halves validated apart (``Suite.split_structure``): the checks
+    on the column names and those on the rows. When both halves were validated whole, their GX results
+    are joined too, so Data Docs show the suite as one validation."""
+    report = join_reports(names, rows, suite)
+    if names.gx_result is None or rows.gx_result is None:
+        return report
+    from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResult
+
+    halves = {True: iter(_by_check_index(names.gx_result)), False: iter(_by_check_index(rows.gx_result))}
+    results = [next(halves[check.expectation in STRUCTURE_EXPECTATIONS]) for check in suite.checks]
+    passed = sum(bool(r.success) for r in results)
+    statistics = {
+        "evaluated_expectations": len(results),
+        "successful_expectations": passed,
+        "unsuccessful_expectations": len(results) - passed,
+        "success_percent": 100.0 * passed / len(results) if results else None,
+    }
+    joined = ExpectationSuiteValidationResult(
+        success=passed == len(results), results=results, suite_name=suite.name,
+        statistics=statistics, meta=rows.gx_result.meta, batch_id=rows.gx_result.batch_id,
+    )  # fmt: skip
+    return dataclasses.replace(report, gx_result=joined)
+
+
+def _by_check_index(result: Any) -> list[Any]:
+    """A GX suite result's expectation results in the order of the suite's checks."""
+    return sorted(result.results, key=lambda r: (r.expectation_config.meta or {}).get("check_index", 0))
 
 
 def validate_postgres_table(

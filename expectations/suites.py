@@ -86,6 +86,15 @@ ML_LABEL_COLUMNS: Final = (
 )  # fmt: skip
 
 
+#: Expectations that read a table's column names, not its rows.
+STRUCTURE_EXPECTATIONS: Final = frozenset({
+    "expect_column_to_exist", "expect_table_columns_to_match_ordered_list", "expect_table_columns_to_match_set",
+    "expect_table_column_count_to_equal", "expect_table_column_count_to_be_between",
+})  # fmt: skip
+#: Table-level expectations that count rows but read no column's values.
+_ROW_COUNT_EXPECTATIONS: Final = frozenset({"expect_table_row_count_to_be_between", "expect_table_row_count_to_equal"})
+
+
 @dataclass(frozen=True)
 class Check:
     """One expectation: a GX expectation type (snake case), its column, its other kwargs and a severity."""
@@ -105,6 +114,19 @@ class Check:
         """The kwargs of the GX expectation, column included."""
         return {"column": self.column, **self.kwargs} if self.column is not None else dict(self.kwargs)
 
+    def columns_read(self) -> frozenset[str] | None:
+        """The columns whose values the check reads: none for a structure check or a row count,
+        ``None`` (all of them, as far as we know) for a table-level check that names no column."""
+        if self.expectation in STRUCTURE_EXPECTATIONS or self.expectation in _ROW_COUNT_EXPECTATIONS:
+            return frozenset()
+        named = [self.column] if self.column is not None else []
+        for key, value in self.kwargs.items():
+            if key.startswith("column") and isinstance(value, str):
+                named.append(value)
+            elif key.startswith("column") and isinstance(value, Sequence):
+                named.extend(str(v) for v in value)
+        return frozenset(named) if named else None
+
 
 @dataclass(frozen=True)
 class Suite:
@@ -112,6 +134,23 @@ class Suite:
 
     name: str
     checks: tuple[Check, ...]
+
+    def split_structure(self) -> tuple[Suite, Suite]:
+        """The checks on the column names (:data:`STRUCTURE_EXPECTATIONS`) and the others, as two suites of
+        this name, each in this suite's order."""
+        structure = tuple(c for c in self.checks if c.expectation in STRUCTURE_EXPECTATIONS)
+        rows = tuple(c for c in self.checks if c.expectation not in STRUCTURE_EXPECTATIONS)
+        return Suite(self.name, structure), Suite(self.name, rows)
+
+    def columns_read(self) -> frozenset[str] | None:
+        """The columns whose values any check reads; ``None`` when a check may read any column."""
+        read: set[str] = set()
+        for check in self.checks:
+            columns = check.columns_read()
+            if columns is None:
+                return None
+            read |= columns
+        return frozenset(read)
 
     def to_gx(self) -> ExpectationSuite:
         """Build the ``great_expectations.ExpectationSuite`` (imports GX). ``meta["check_index"]`` is the

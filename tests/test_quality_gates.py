@@ -181,6 +181,32 @@ def test_large_duckdb_batches_are_validated_in_chunks(duck) -> None:
     assert "all 5000 rows" in (whole.sample_note or "") and "chunk" not in (whole.sample_note or "")
 
 
+@pytest.mark.parametrize("chunk_rows", [1_000_000, 30])
+def test_duckdb_reads_only_the_checked_columns_and_still_checks_every_column_name(duck, chunk_rows) -> None:
+    # The rows are read with only the columns the row checks use (GX copies every column of the frame
+    # for each check), and the column-exists checks run on the table's column names: a missing column
+    # that no row check reads must still fail, and a bad value must still be found.
+    from expectations.suites import published_suite
+
+    wh, settings = duck
+    rows = _customers(YESTERDAY, D)
+    rows[0] = (*rows[0][:17], 1.5, *rows[0][18:])  # churn_probability out of [0, 1]
+    _load_segments(wh, settings.build_schema, "customer_segments", rows)
+    wh.execute(f"alter table {settings.build_schema}.customer_segments drop column value_tier")
+    report = published_reports(wh, settings, D, QualityConfig(chunk_rows=chunk_rows))[0]
+    suite = published_suite()
+    assert [(o.expectation, o.column) for o in report.results] == [(c.expectation, c.column) for c in suite.checks]
+    failed = {(o.expectation, o.column) for o in report.results if not o.success}
+    assert failed == {("expect_column_to_exist", "value_tier"),
+                      ("expect_column_values_to_be_between", "churn_probability")}  # fmt: skip
+    churn = next(o for o in report.results if o.column == "churn_probability" and not o.success)
+    assert (churn.unexpected_count, churn.element_count, report.row_count) == (1, 100, 100)
+    assert f"the {len(suite.split_structure()[1].columns_read())} columns the row checks read" in report.sample_note
+    if chunk_rows > 100:  # validated whole: one GX result of the whole suite, for Data Docs
+        assert [r.expectation_config.type for r in report.gx_result.results] == [c.expectation for c in suite.checks]
+        assert report.gx_result.statistics["unsuccessful_expectations"] == 2
+
+
 # -- segment shares ---------------------------------------------------------------------------------
 
 
