@@ -64,8 +64,11 @@ def test_a_new_run_date_reaches_every_model_without_a_full_reparse(dbt_settings)
     dated_yesterday, _ = compile_as_of(yesterday)
     dated_tonight, events = compile_as_of(tonight)
     assert "UnableToPartialParse" not in events
+    assert "PartialParsingSkipParsing" in events  # nothing re-parsed: parsing does not read the date
     assert len(dated_tonight) >= 10, dated_tonight  # the staging, intermediate and feature models
     assert dated_tonight == dated_yesterday
+    # a data test whose argument is the date (stg_pipeline__identity_map.yml) gets tonight's too
+    assert any("stg_pipeline__identity_map.yml/accepted_values" in path for path in dated_tonight)
     stale = [str(path) for path in (DBT_PROJECT_DIR / "target" / "compiled").rglob("*.sql")
              if any(d.isoformat() in path.read_text()
                     for d in (yesterday, yesterday + dt.timedelta(days=1), yesterday - dt.timedelta(days=90)))]

@@ -1,13 +1,19 @@
 {#- The run's "as of" date (an ISO string), and scored_at, the end of that day. The DAG sets them
     in the environment (CUSTSEG_AS_OF_DATE, CUSTSEG_SCORED_AT; custseg/dbt.py), not as --vars: dbt
-    re-parses the whole project when any --vars value changes, but only the files that read a changed
-    environment variable. A --vars value (a hand-run dbt command, a unit test's overrides) wins.
-    The defaults only serve commands that run no model (parse, ls). -#}
+    re-parses the whole project when any --vars value changes. A --vars value (a hand-run dbt
+    command, a unit test's overrides) wins.
+    Parsing (execute is false) renders each model only to find its refs and configs, none of which
+    depends on the date, so it gets a fixed date and does not read the environment: partial parsing
+    re-parses every file that read a changed environment variable, and that was most of the project
+    each night. Models, tests and hooks are rendered again when they run, with the run's date
+    (tests/test_dbt.py checks both). -#}
 {% macro as_of_date_string() -%}
+    {%- if not execute %}{{ return(var("as_of_date", "2026-10-31")) }}{% endif -%}
     {{ return(var("as_of_date", env_var("CUSTSEG_AS_OF_DATE", "2026-10-31"))) }}
 {%- endmacro %}
 
 {% macro scored_at_string() -%}
+    {%- if not execute %}{{ return(var("scored_at", "2026-11-01 00:00:00")) }}{% endif -%}
     {{ return(var("scored_at", env_var("CUSTSEG_SCORED_AT", "2026-11-01 00:00:00"))) }}
 {%- endmacro %}
 
