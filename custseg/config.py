@@ -30,6 +30,10 @@ PUBLISHED_TABLES: tuple[str, ...] = (
     "cluster_profiles",
     "customer_identity",
 )
+#: Published tables that grow by one as-of date per run and whose rows of a date only that date's run
+#: writes (incremental by `as_of_date` in dbt): publish copies the run's date, and any dates newer than
+#: the published ones, instead of the whole history every night.
+PUBLISHED_BY_DATE: tuple[str, ...] = ("segment_history", "segment_migration")
 
 
 class ConfigError(ValueError):

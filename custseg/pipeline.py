@@ -255,13 +255,14 @@ def audit(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:
     return {"suites": {r.suite_name: r.success for r in reports}, "rows_in": rows, "rows_out": rows}
 
 
-def publish(settings: Settings) -> dict[str, int]:
-    """Replace every published table with the audited build in one transaction (see Warehouse.publish)."""
+def publish(settings: Settings, as_of: dt.date | None = None) -> dict[str, int]:
+    """Replace every published table with the audited build in one transaction (see Warehouse.publish):
+    the history tables with the run's ``as_of`` date only (and newer ones), without it whole."""
     from custseg.ops import explain_lock_error
 
     try:
         with connect(settings) as wh:
-            counts = wh.publish(PUBLISHED_TABLES)
+            counts = wh.publish(PUBLISHED_TABLES, as_of)
     except Exception as exc:
         clear = explain_lock_error(settings, exc)
         if clear is exc:

@@ -7,6 +7,7 @@ Bulk writes use each engine's native path: DuckDB inserts straight from Arrow, P
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import logging
 from collections.abc import Iterator, Sequence
@@ -17,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from custseg.config import PUBLISHED_TABLES, Settings
+from custseg.config import PUBLISHED_BY_DATE, PUBLISHED_TABLES, Settings
 from custseg.schemas import CHANNELS, raw_table_ddl
 
 log = logging.getLogger(__name__)
@@ -233,12 +234,16 @@ class Warehouse:
         return hashlib.md5(frame.to_csv(index=False).encode(), usedforsecurity=False).hexdigest()
 
     # -- publish -------------------------------------------------------------------------------
-    def publish(self, tables: Sequence[str] = PUBLISHED_TABLES) -> dict[str, int]:
+    def publish(self, tables: Sequence[str] = PUBLISHED_TABLES, as_of: dt.date | None = None) -> dict[str, int]:
         """Replace every published table with the audited build, all in one transaction.
 
         Rows are swapped with delete + insert into the existing tables instead of dropping and
         renaming them, so grants and the views BI users built on `analytics` survive, and
         concurrent readers (PostgreSQL MVCC) see either yesterday's rows or today's, never a mix.
+        With the run's ``as_of`` date, the history tables (:data:`PUBLISHED_BY_DATE`) get the rows of
+        that date and of any dates newer than their published ones (a night whose publish failed),
+        so a night does not copy the whole history; the other tables, and these without ``as_of``,
+        are replaced whole. Returns the rows in each published table.
         On PostgreSQL a second publisher waits for the first (transaction-scoped advisory lock plus
         EXCLUSIVE table locks, which still let readers through); DuckDB has one writer per file.
         The BI grants are applied inside the same transaction. A crash anywhere in here rolls back.
@@ -274,12 +279,25 @@ class Warehouse:
                             ctype = self._column_type(build, table, col)
                             self.execute(f"alter table {dst} add column {quote_ident(col)} {ctype}")
                 col_list = ", ".join(quote_ident(c) for c in build_cols)
-                self.execute(f"delete from {dst}")
-                self.execute(f"insert into {dst} ({col_list}) select {col_list} from {src}")
+                dates, params = self._dates_to_publish(pub, table, as_of) if table in PUBLISHED_BY_DATE else ("", ())
+                self.execute(f"delete from {dst}{dates}", params)
+                self.execute(f"insert into {dst} ({col_list}) select {col_list} from {src}{dates}", params)
                 counts[table] = int(self.fetchall(f"select count(*) from {dst}")[0][0])
                 ops.publish_fault_point(table, len(counts))  # fault injection for tests; no-op otherwise
             self._grant_bi_role()
         return counts
+
+    def _dates_to_publish(self, schema: str, table: str, as_of: dt.date | None) -> tuple[str, tuple]:
+        """The where clause of a history table's rows to replace: all of them without ``as_of``."""
+        if as_of is None:
+            return "", ()
+        rel = f"{quote_ident(schema)}.{quote_ident(table)}"
+        if self.kind == "postgres":  # max() and the delete below find a date's rows without a scan
+            self.execute(f"create index if not exists {quote_ident(table + '_as_of_date')} on {rel} (as_of_date)")
+        latest = self.fetchall(f"select max(as_of_date) from {rel}")[0][0]
+        if latest is None:
+            return "", ()
+        return " where as_of_date = %s or as_of_date > %s", (as_of, latest)
 
     def _column_type(self, schema: str, table: str, column: str) -> str:
         rows = self.fetchall(

@@ -17,7 +17,8 @@ Nightly cross-channel customer segmentation, computed **as of the run's logical 
 6. **assemble**: dbt builds the published marts (`customer_segments`, `segment_history`, ...) in the
    build schema, with their contract and tests.
 7. **audit**: GX suite on the assembled build; nothing is published unless it passes.
-8. **publish**: replaces the `analytics` tables in one transaction and emits their Assets.
+8. **publish**: replaces the `analytics` tables in one transaction (the history tables: the run's date,
+   not the whole history) and emits their Assets.
 9. **docs**: regenerates the static dbt docs site.
 
 A failure anywhere before publish leaves yesterday's `analytics` tables untouched; rerunning the
@@ -138,8 +139,8 @@ with DAG(
         return pipeline.audit(settings, dt.date.fromisoformat(ds), run_id)
 
     @task(outlets=PUBLISHED_ASSETS)
-    def publish() -> dict[str, int]:
-        return pipeline.publish(settings)
+    def publish(ds: str | None = None) -> dict[str, int]:
+        return pipeline.publish(settings, dt.date.fromisoformat(ds))
 
     @task
     def docs(ds: str | None = None) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from custseg import ops, pipeline
-from custseg.config import PROJECT_ROOT, PUBLISHED_TABLES, Settings, load_settings
+from custseg.config import PROJECT_ROOT, PUBLISHED_BY_DATE, PUBLISHED_TABLES, Settings, load_settings
 from custseg.warehouse import connect
 from tests.conftest import warehouse_env
 
@@ -31,12 +31,16 @@ SEGMENTS = ("Champions", "Loyal", "Lost")
 
 
 def load_build(settings: Settings, day: dt.date, customers: int) -> None:
-    """A build schema holding `customers` customers as of `day`: each day's content differs."""
+    """A build schema holding `customers` customers as of `day`: each day's content differs. The history
+    tables keep their earlier dates' rows and replace `day`'s, as their incremental dbt models do."""
     b = settings.build_schema
     with connect(settings) as wh, wh.transaction():
         for table in PUBLISHED_TABLES:
-            wh.execute(f"drop table if exists {b}.{table}")
-            wh.execute(f"create table {b}.{table} ({BUILD_DDL.get(table, GENERIC_DDL)})")
+            if table in PUBLISHED_BY_DATE and wh.table_exists(b, table):
+                wh.execute(f"delete from {b}.{table} where as_of_date = %s", (day,))
+            else:
+                wh.execute(f"drop table if exists {b}.{table}")
+                wh.execute(f"create table {b}.{table} ({BUILD_DDL.get(table, GENERIC_DDL)})")
             if table not in BUILD_DDL:  # published tables added later: same shape of change per day
                 for i in range(day.day * 2):
                     wh.execute(f"insert into {b}.{table} values (%s, %s, %s)", (f"K-{i}", day, i * day.day))
@@ -44,9 +48,7 @@ def load_build(settings: Settings, day: dt.date, customers: int) -> None:
             seg = SEGMENTS[(i + day.day) % 3]
             wh.execute(f"insert into {b}.customer_segments values (%s, %s, %s, %s)",
                        (f"C-{i:03d}", day, seg, (i % 10) / 10))
-            for d in range(1, day.day + 1):
-                wh.execute(f"insert into {b}.segment_history values (%s, %s, %s)",
-                           (f"C-{i:03d}", dt.date(day.year, day.month, d), seg))
+            wh.execute(f"insert into {b}.segment_history values (%s, %s, %s)", (f"C-{i:03d}", day, seg))
         for seg in SEGMENTS:
             wh.execute(f"insert into {b}.segment_summary values (%s, %s, %s)", (day, seg, customers // 3))
         for k in range(day.day + 1):
@@ -108,8 +110,35 @@ def test_exception_inside_publish_changes_nothing(published, monkeypatch: pytest
     monkeypatch.delenv(ops.FAIL_IN_PUBLISH_ENV)
     counts = pipeline.publish(settings)
     assert set(counts) == set(PUBLISHED_TABLES)
-    assert (counts["customer_segments"], counts["segment_history"]) == (36, 72)
+    assert (counts["customer_segments"], counts["segment_history"]) == (36, 30 + 36)
     assert checksums(settings) == day2
+
+
+def test_history_tables_publish_the_runs_date_and_newer_ones_only(published) -> None:
+    # A night copies its own date of segment_history and segment_migration, not the whole history.
+    _env, settings, _day1, _day2 = published
+    b, day3 = settings.build_schema, dt.date(2026, 3, 3)
+
+    def published_history() -> dict[dt.date, tuple[int, int]]:
+        with connect(settings) as wh:
+            rows = wh.fetchall("select as_of_date, count(*), sum(case when rfm_segment = 'Changed' then 1 else 0 end) "
+                               "from analytics.segment_history group by as_of_date")
+        return {d: (int(n), int(changed)) for d, n, changed in rows}
+
+    with connect(settings) as wh:  # an older date's rows that no run of that date wrote are not copied
+        wh.execute(f"update {b}.segment_history set rfm_segment = 'Changed' where as_of_date = %s", (DAY1,))
+    pipeline.publish(settings, DAY2)
+    assert published_history() == {DAY1: (30, 0), DAY2: (36, 0)}
+    pipeline.publish(settings, DAY1)  # a rerun or backfill of that date publishes it
+    assert published_history() == {DAY1: (30, 30), DAY2: (36, 0)}
+    # a night whose publish failed: the next night publishes its dates too
+    load_build(settings, day3, 40)
+    with connect(settings) as wh:
+        wh.execute("delete from analytics.segment_history where as_of_date = %s", (DAY2,))
+        wh.execute("delete from analytics.segment_migration where as_of_date = %s", (DAY2,))
+    pipeline.publish(settings, day3)
+    assert published_history() == {DAY1: (30, 30), DAY2: (36, 0), day3: (40, 0)}
+    assert checksums(settings) == checksums(settings, b)
 
 
 def test_killed_process_inside_publish_changes_nothing(published) -> None:
