@@ -79,7 +79,7 @@ def _dbt_group(group_id: str, select: list[str], exclude: list[str]) -> DbtTaskG
         ),
         operator_args={
             "vars": DBT_VARS,
-            # the dates go in the environment, not in vars, so dbt re-parses only the files that read them
+            # the dates go in the environment, not in vars: changed vars make dbt re-parse the whole project
             "env": run_date_env(AS_OF, SCORED_AT),
             "install_deps": False,
             "retries": 0,

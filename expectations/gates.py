@@ -77,7 +77,7 @@ def validate_table(
         return _validate_rows(wh, f"select * from {_rel(schema, table)}{where}", params, suite, total,
                               batch_name, config.chunk_rows, "")
     # GX copies every column of the frame for each column check, so the rows are read with only the
-    # columns the row checks use (1M-row customer_segments: 16 of 28, 2.5x faster), and the checks on
+    # columns the row checks use (1M-row customer_segments: 16 of 28; read + GX 12.6 -> 5.7 s), and the checks on
     # the column names run on the table's full list of columns, without rows.
     import pandas as pd
 
