@@ -12,6 +12,9 @@ from custseg.config import DBT_PROJECT_DIR, load_settings
 from custseg.dbt import run_dbt
 from custseg.pipeline import prepare_warehouse
 
+#: dbt's unique test, its incremental-table variant (macros/generic_tests/) and the composite key test
+PRIMARY_KEY_TESTS = ("unique", "unique_incremental", "unique_combination_of_columns")
+
 
 @pytest.fixture(scope="module")
 def dbt_settings(tmp_path_factory: pytest.TempPathFactory):
@@ -114,7 +117,7 @@ def test_every_model_and_column_is_documented_and_keyed(dbt_settings) -> None:
                 problems.append(f"{name}.{col}: no description")
         keyed = any(
             uid in t["depends_on"]["nodes"]
-            and t.get("test_metadata", {}).get("name") in ("unique", "unique_combination_of_columns")
+            and t.get("test_metadata", {}).get("name") in PRIMARY_KEY_TESTS
             for t in tests
         )
         if not keyed:
@@ -133,3 +136,73 @@ def test_every_model_and_column_is_documented_and_keyed(dbt_settings) -> None:
         if path.parts[1] == "staging" and name.count("__") != 1:
             problems.append(f"{name}: staging models are named stg_<source>__<entity>")
     assert problems == []
+
+
+def test_unique_incremental_reads_only_what_was_written_since_the_table_was_verified(tmp_path: Path) -> None:
+    # The incremental tables' key tests (macros/generic_tests/unique_incremental.sql) look up only the
+    # keys written since the table last passed the test, instead of grouping millions of keys a night.
+    # A duplicate that a faulty night writes must still fail the test that night and every night
+    # after, until a rebuild; and without a verified date the whole table is checked.
+    import datetime as dt
+
+    from custseg.dbt import DbtError, dbt_run_env
+    from custseg.warehouse import connect
+
+    settings = load_settings({"CUSTSEG_DATA_DIR": str(tmp_path), "CUSTSEG_DUCKDB_PATH": str(tmp_path / "wh.duckdb")})
+    prepare_warehouse(settings)
+    table, day = "analytics_build.stg_web__sessions", dt.date(2026, 3, 1)
+    nights = [day + dt.timedelta(days=n) for n in range(4)]
+
+    def land(night: dt.date, *session_ids: str) -> None:
+        with connect(settings) as wh:
+            for line, session_id in enumerate(session_ids, 1):
+                wh.execute("insert into raw.web_sessions (session_id, started_at, platform, _partition_date, "
+                           "_source_file, _source_line, _run_id) values (%s, %s, 'web', %s, 'test.jsonl', %s, 'test')",
+                           (session_id, dt.datetime.combine(night, dt.time(9)), night, line))
+            wh.execute("insert into ops.load_audit (run_id, logical_date, source, partition_date, source_file, "
+                       "rows_read, rows_loaded, rows_quarantined, status, recorded_at) "
+                       "values ('test', %s, 'web_sessions', %s, 'test.jsonl', %s, %s, 0, 'success', %s)",
+                       (night, night, len(session_ids), len(session_ids), dt.datetime.now(dt.UTC).replace(tzinfo=None)))
+
+    def dbt(command: str, night: dt.date) -> None:
+        run_dbt(settings, [command, "--select", "stg_web__sessions"], dbt_run_env(night))
+
+    def verified() -> dt.date | None:
+        with connect(settings) as wh:
+            return wh.fetchall("select verified_as_of from analytics_build.dbt_incremental_state "
+                               "where model_name = 'stg_web__sessions'")[0][0]
+
+    def duplicate(session_id: str, built_as_of: dt.date) -> None:
+        # a second row for the key, as a faulty build (or a hand edit) would leave it
+        with connect(settings) as wh:
+            columns = [c for c in wh.columns("analytics_build", "stg_web__sessions") if c != "built_as_of"]
+            wh.execute(f"insert into {table} ({', '.join(columns)}, built_as_of) "
+                       f"select {', '.join(columns)}, %s from {table} where session_id = %s", (built_as_of, session_id))
+
+    land(nights[0], "S1", "S2")
+    dbt("build", nights[0])
+    assert verified() == nights[0]
+    land(nights[1], "S3")
+    dbt("build", nights[1])  # extends the table; its test reads S3 only
+    assert verified() == nights[1]
+    with connect(settings) as wh:
+        assert wh.fetchall(f"select session_id, built_as_of from {table} order by 1") == [
+            ("S1", nights[0]), ("S2", nights[0]), ("S3", nights[1])]
+
+    duplicate("S1", nights[2])  # written after the verified build: found
+    with pytest.raises(DbtError):
+        dbt("test", nights[2])
+    assert verified() == nights[1]
+    land(nights[3], "S4")
+    with pytest.raises(DbtError):  # the next night extends the table, and the duplicate still fails it
+        dbt("build", nights[3])
+    assert verified() == nights[1]
+
+    dbt("build", nights[3])  # a rerun of the date rebuilds from the landed rows: the duplicate is gone
+    assert verified() == nights[3]
+    duplicate("S2", nights[0])  # a row dated before the verified build is trusted, not re-read ...
+    dbt("test", nights[3])
+    with connect(settings) as wh:  # ... until the table has no verified date (as after a rebuild)
+        wh.execute("update analytics_build.dbt_incremental_state set verified_as_of = null")
+    with pytest.raises(DbtError):
+        dbt("test", nights[3])

@@ -48,13 +48,17 @@
     {%- endif %}
 {%- endmacro %}
 
+{#- `verified_as_of`: the as-of date of the newest build of the table that its key's uniqueness test
+    passed on (see unique_incremental); added to state tables made before it existed. -#}
 {% macro incremental_state_ddl() -%}
     create table if not exists {{ incremental_state_relation() }} (
         model_name {{ dbt.type_string() }} not null,
         as_of_date date not null,
         loads_seen_at timestamp,
-        fingerprint {{ dbt.type_string() }} not null
-    )
+        fingerprint {{ dbt.type_string() }} not null,
+        verified_as_of date
+    );
+    alter table {{ incremental_state_relation() }} add column if not exists verified_as_of date
 {%- endmacro %}
 
 {% macro incremental_state_relation() -%}
@@ -191,30 +195,77 @@
 {%- endmacro %}
 
 {#- post_hook: remember what this build saw (same transaction as the model's insert). An event
-    attribution model (`reads_landing=false`) records no load and an unsalted fingerprint. -#}
+    attribution model (`reads_landing=false`) records no load and an unsalted fingerprint. A build
+    that extended the table keeps the date its rows were last verified unique; a rebuild has none. -#}
 {% macro record_incremental_state(reads_landing=true) -%}
     {%- set state = incremental_state_relation() -%}
+    {%- set verified = none -%}
+    {%- if execute and is_incremental() -%}
+        {%- set extended = incremental_since(announce=false) if reads_landing else attribution_since(announce=false) -%}
+        {%- set verified = verified_build_date(this.identifier) if extended else none -%}
+    {%- endif -%}
     {{ incremental_state_ddl() }};
     delete from {{ state }} where model_name = '{{ this.identifier }}';
-    insert into {{ state }} (model_name, as_of_date, loads_seen_at, fingerprint)
+    insert into {{ state }} (model_name, as_of_date, loads_seen_at, fingerprint, verified_as_of)
     select
         '{{ this.identifier }}',
         {{ as_of_date() }},
     {%- if reads_landing %}
         (select max(recorded_at) from {{ source('ops', 'load_audit') }} where status = 'success'),
-        {{ incremental_fingerprint_sql() }}
-    from {{ source('pipeline', 'pii_salt') }}
+        {{ incremental_fingerprint_sql() }},
     {%- else %}
         cast(null as timestamp),
-        {{ incremental_fingerprint_sql(salted=false) }}
+        {{ incremental_fingerprint_sql(salted=false) }},
+    {%- endif %}
+        {% if verified %}cast('{{ verified }}' as date){% else %}cast(null as date){% endif %}
+    {%- if reads_landing %}
+    from {{ source('pipeline', 'pii_salt') }}
     {%- endif %}
 {%- endmacro %}
 
-{#- The candidates for "latest landed version": tonight's rows plus, when extending, the versions
-    already held for the same keys. `cte` has the model's final columns in table order (the
-    fingerprint guarantees the table was built by this same SQL). -#}
+{#- The `verified_as_of` of a model's state row (an ISO date string), or none. -#}
+{% macro verified_build_date(identifier) -%}
+    {%- if not execute -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- call statement('incremental_state_table') -%}
+        {{ incremental_state_ddl() }}
+    {%- endcall -%}
+    {%- set rows = run_query(
+        "select cast(verified_as_of as " ~ dbt.type_string() ~ ") from " ~ incremental_state_relation()
+        ~ " where model_name = '" ~ identifier ~ "' and verified_as_of is not null"
+    ).rows -%}
+    {{ return(rows[0][0] if rows | length == 1 else none) }}
+{%- endmacro %}
+
+{#- on-run-end: a passed unique_incremental test verified its model's table as of the model's
+    latest build; record that date, so the next nights test only the rows they write (see
+    generic_tests/unique_incremental.sql). Runs after every dbt command; a command that passed no
+    such test runs no SQL. -#}
+{% macro record_verified_builds(results) -%}
+    {%- set verified = [] -%}
+    {%- if execute -%}
+        {%- for result in results -%}
+            {%- set node = result.node -%}
+            {%- if result.status == 'pass' and node.resource_type == 'test' and node.test_metadata
+                    and node.test_metadata.name == 'unique_incremental' and node.attached_node in graph.nodes -%}
+                {%- do verified.append(graph.nodes[node.attached_node].alias) -%}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {%- if verified -%}
+        update {{ incremental_state_relation() }}
+        set verified_as_of = as_of_date
+        where model_name in ('{{ verified | join("', '") }}')
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The candidates for "latest landed version": tonight's rows (dated by this build, `built_as_of`)
+    plus, when extending, the versions already held for the same keys. `cte` has the model's final
+    columns in table order but the last, built_as_of (the fingerprint guarantees the table was
+    built by this same SQL). -#}
 {% macro with_existing_versions(cte, key, since) -%}
-    select * from {{ cte }}
+    select {{ cte }}.*, {{ as_of_date() }} as built_as_of from {{ cte }}
     {%- if since %}
     union all
     select * from {{ this }}
@@ -222,8 +273,11 @@
     {%- endif %}
 {%- endmacro %}
 
-{#- An index on the business key, on PostgreSQL only: the nightly merge looks up tonight's keys among
-    millions of rows. DuckDB joins them by hashing; an index there would only slow the inserts. -#}
+{#- Indexes on the business key and on built_as_of, on PostgreSQL only: the nightly merge and the
+    key's unique_incremental test look up tonight's keys among millions of rows, and the test finds
+    the rows written since the last verified build by their date. DuckDB joins by hashing and skips
+    row groups by their min/max dates; an index there would only slow the inserts. (dbt-postgres
+    creates them with the table: an existing table gets them from a `--full-refresh`.) -#}
 {% macro postgres_key_index(key) -%}
-    {{ return([{'columns': [key]}] if target.type == 'postgres' else []) }}
+    {{ return([{'columns': [key]}, {'columns': ['built_as_of']}] if target.type == 'postgres' else []) }}
 {%- endmacro %}

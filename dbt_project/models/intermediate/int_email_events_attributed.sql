@@ -38,7 +38,8 @@ final as (
         email_events.campaign_id,
         email_events.event_type,
         email_events.event_date,
-        email_events.landed_date
+        email_events.landed_date,
+        {{ as_of_date() }} as built_as_of
     from email_events
     inner join customer_keys as by_email
         on by_email.key_value = email_events.email_hash

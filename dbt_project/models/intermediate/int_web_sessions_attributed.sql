@@ -38,7 +38,8 @@ final as (
         web_sessions.session_id,
         coalesce(by_crm.customer_id, by_email.customer_id) as customer_id,
         web_sessions.session_date,
-        web_sessions.landed_date
+        web_sessions.landed_date,
+        {{ as_of_date() }} as built_as_of
     from web_sessions
     left join customer_keys as by_crm
         on by_crm.key_type = 'crm_id' and by_crm.key_value = web_sessions.crm_customer_id

@@ -115,7 +115,8 @@ final as (
         ) as net_amount,
         discount_amount,
         category,
-        is_refund
+        is_refund,
+        {{ as_of_date() }} as built_as_of
     from unioned
 )
 

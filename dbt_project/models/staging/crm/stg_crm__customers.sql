@@ -76,7 +76,8 @@ final as (
         signup_source,
         updated_at,
         landed_date,
-        source_line
+        source_line,
+        built_as_of
     from latest_version
     where version_rank = 1
 )

@@ -60,7 +60,8 @@ final as (
         event_at,
         event_date,
         landed_date,
-        source_line
+        source_line,
+        built_as_of
     from latest_version
     where version_rank = 1
 )

@@ -91,7 +91,8 @@ final as (
         category,
         is_return,
         landed_date,
-        source_line
+        source_line,
+        built_as_of
     from latest_version
     where version_rank = 1
 )

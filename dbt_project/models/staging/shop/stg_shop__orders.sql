@@ -109,7 +109,8 @@ final as (
         is_cancelled,
         sales_channel,
         landed_date,
-        source_line
+        source_line,
+        built_as_of
     from latest_version
     where version_rank = 1
 )

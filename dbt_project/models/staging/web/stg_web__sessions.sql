@@ -65,7 +65,8 @@ final as (
         email_hash,
         platform,
         page_views,
-        has_added_to_cart
+        has_added_to_cart,
+        built_as_of
     from latest_version
     where version_rank = 1
 )
