@@ -85,7 +85,9 @@ def _dbt_group(group_id: str, select: list[str], exclude: list[str]) -> DbtTaskG
             "retries": 0,
             # manifest.json and run_results.json would be written twice per task into a temp dir that
             # Cosmos deletes; only its OpenLineage parsing reads them, and no lineage provider is set up.
-            "dbt_cmd_global_flags": ["--no-write-json"],
+            # The same goes for dbt's debug log file (logs/dbt.log, every statement of the task); what
+            # the task log shows comes from dbt's console output and is unchanged.
+            "dbt_cmd_global_flags": ["--no-write-json", "--log-level-file", "none"],
         },
     )
 
