@@ -101,9 +101,10 @@ def _pipeline_env(scale: str, warehouse: str, landing: Path, work: Path) -> dict
     return env
 
 
-def _run_pipeline(name: str, as_of: dt.date, env: dict[str, str], work: Path) -> dict[str, Any]:
+def _run_pipeline(name: str, as_of: dt.date, env: dict[str, str], work: Path, log_name: str | None = None
+                  ) -> dict[str, Any]:
     cmd = [str(BIN / "custseg"), "run", "--as-of", as_of.isoformat()]
-    m = run_child(cmd, env, work / "logs" / f"{name}.log")
+    m = run_child(cmd, env, work / "logs" / f"{log_name or name}.log")
     tasks = run_audit_times(env["CUSTSEG_WAREHOUSE"], Path(env["CUSTSEG_DUCKDB_PATH"]),
                             env.get("CUSTSEG_POSTGRES_URL"), as_of)
     source = "ops.run_audit"
@@ -159,7 +160,7 @@ def _run_nightly(as_of: dt.date, env: dict[str, str], work: Path, repeats: int) 
         for attempt in range(repeats):
             if attempt:
                 _restore(snap, work, env)
-            attempts.append(_run_pipeline("nightly", as_of, env, work))
+            attempts.append(_run_pipeline("nightly", as_of, env, work, log_name=f"nightly-{attempt + 1}"))
             print(f"[bench]   nightly attempt {attempt + 1}: wall {attempts[-1]['wall_s']} s", flush=True)
     finally:
         shutil.rmtree(snap, ignore_errors=True)
@@ -170,7 +171,8 @@ def _run_nightly(as_of: dt.date, env: dict[str, str], work: Path, repeats: int) 
                 con.execute(f'drop database if exists "{_snapshot_db(env)}" with (force)')
     ok = [a for a in attempts if a["returncode"] == 0] or attempts
     best = min(ok, key=lambda a: a["wall_s"])
-    return {**best, "attempts": [{k: a[k] for k in ("wall_s", "cpu_s", "peak_rss_mb", "returncode")}
+    # every attempt's stage seconds too: a slow attempt is only explained by where its time went
+    return {**best, "attempts": [{k: a[k] for k in ("wall_s", "cpu_s", "peak_rss_mb", "returncode", "stages")}
                                  for a in attempts]}
 
 
