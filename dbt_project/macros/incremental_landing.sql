@@ -49,7 +49,7 @@
 {%- endmacro %}
 
 {#- `verified_as_of`: the as-of date of the newest build of the table that its key's uniqueness test
-    passed on (see unique_incremental); added to state tables made before it existed. -#}
+    passed on (see unique_incremental). -#}
 {% macro incremental_state_ddl() -%}
     create table if not exists {{ incremental_state_relation() }} (
         model_name {{ dbt.type_string() }} not null,
@@ -57,8 +57,24 @@
         loads_seen_at timestamp,
         fingerprint {{ dbt.type_string() }} not null,
         verified_as_of date
-    );
-    alter table {{ incremental_state_relation() }} add column if not exists verified_as_of date
+    )
+{%- endmacro %}
+
+{#- Create the state table, or give one made before verified_as_of existed that column. The alter
+    runs only when the column is missing: on PostgreSQL even `add column if not exists` takes an
+    exclusive lock, held to the end of the model's transaction, which would queue every other
+    incremental model of the night behind it. -#}
+{% macro ensure_incremental_state_table() -%}
+    {%- set state = incremental_state_relation() -%}
+    {%- call statement('incremental_state_table') -%}
+        {{ incremental_state_ddl() }}
+    {%- endcall -%}
+    {%- set columns = adapter.get_columns_in_relation(state) | map(attribute='name') | map('lower') | list -%}
+    {%- if 'verified_as_of' not in columns -%}
+        {%- call statement('incremental_state_verified_column') -%}
+            alter table {{ state }} add column verified_as_of date
+        {%- endcall -%}
+    {%- endif -%}
 {%- endmacro %}
 
 {% macro incremental_state_relation() -%}
@@ -133,9 +149,7 @@
         {{ return(none) }}
     {%- endif -%}
     {%- set state = incremental_state_relation() -%}
-    {%- call statement('incremental_state_table') -%}
-        {{ incremental_state_ddl() }}
-    {%- endcall -%}
+    {%- do ensure_incremental_state_table() -%}
     {%- set query -%}
         select cast(state.as_of_date as {{ dbt.type_string() }})
         from {{ state }} as state
@@ -200,11 +214,13 @@
 {% macro record_incremental_state(reads_landing=true) -%}
     {%- set state = incremental_state_relation() -%}
     {%- set verified = none -%}
-    {%- if execute and is_incremental() -%}
-        {%- set extended = incremental_since(announce=false) if reads_landing else attribution_since(announce=false) -%}
-        {%- set verified = verified_build_date(this.identifier) if extended else none -%}
+    {%- if execute -%}
+        {%- do ensure_incremental_state_table() -%}
+        {%- if is_incremental() -%}
+            {%- set extended = incremental_since(announce=false) if reads_landing else attribution_since(announce=false) -%}
+            {%- set verified = verified_build_date(this.identifier) if extended else none -%}
+        {%- endif -%}
     {%- endif -%}
-    {{ incremental_state_ddl() }};
     delete from {{ state }} where model_name = '{{ this.identifier }}';
     insert into {{ state }} (model_name, as_of_date, loads_seen_at, fingerprint, verified_as_of)
     select
@@ -228,9 +244,7 @@
     {%- if not execute -%}
         {{ return(none) }}
     {%- endif -%}
-    {%- call statement('incremental_state_table') -%}
-        {{ incremental_state_ddl() }}
-    {%- endcall -%}
+    {%- do ensure_incremental_state_table() -%}
     {%- set rows = run_query(
         "select cast(verified_as_of as " ~ dbt.type_string() ~ ") from " ~ incremental_state_relation()
         ~ " where model_name = '" ~ identifier ~ "' and verified_as_of is not null"
