@@ -115,6 +115,18 @@
 
 {#- The date this model was last built as of, when tonight may extend it; none means rebuild. -#}
 {% macro incremental_since(announce=true) -%}
+    {%- set rule = _landing_extension_rule() -%}
+    {{ return(_previous_build_date(rule[0], rule[1], announce)) }}
+{%- endmacro %}
+
+{#- The same for an event attribution model (see the top of this file). -#}
+{% macro attribution_since(announce=true) -%}
+    {%- set rule = _attribution_extension_rule() -%}
+    {{ return(_previous_build_date(rule[0], rule[1], announce)) }}
+{%- endmacro %}
+
+{#- [join, conditions] on the state row under which a staging model of a landed source may extend. -#}
+{% macro _landing_extension_rule() -%}
     {%- set join -%}
         cross join {{ source('pipeline', 'pii_salt') }}
     {%- endset -%}
@@ -128,11 +140,11 @@
                     and loads.recorded_at > coalesce(state.loads_seen_at, cast('1900-01-01' as timestamp))
             )
     {%- endset -%}
-    {{ return(_previous_build_date(join, conditions, announce)) }}
+    {{ return([join, conditions]) }}
 {%- endmacro %}
 
-{#- The same for an event attribution model (see the top of this file). -#}
-{% macro attribution_since(announce=true) -%}
+{#- The same for an event attribution model. -#}
+{% macro _attribution_extension_rule() -%}
     {%- set join -%}
         cross join {{ ref('stg_pipeline__identity_state') }} as identity
     {%- endset -%}
@@ -140,18 +152,29 @@
         state.fingerprint = {{ incremental_fingerprint_sql(salted=false) }}
             and identity.rebuilt_as_of <= state.as_of_date
     {%- endset -%}
-    {{ return(_previous_build_date(join, conditions, announce)) }}
+    {{ return([join, conditions]) }}
 {%- endmacro %}
 
 {#- The state row's date when it is older than tonight and `conditions` hold (with `join` joined). -#}
 {% macro _previous_build_date(join, conditions, announce) -%}
+    {%- set build = _previous_build(join, conditions) -%}
+    {%- set since = build[0] if build else none -%}
+    {%- if execute and is_incremental() and announce %}{{ log(this.identifier ~ ": " ~ ("extending the build as of " ~ since if since else "rebuilding from scratch"), info=true) }}{% endif -%}
+    {{ return(since) }}
+{%- endmacro %}
+
+{#- [as_of_date, verified_as_of] (ISO date strings; the second may be none) of the state row when
+    tonight may extend the table, else none. One query for both, so the post_hook does not ask twice. -#}
+{% macro _previous_build(join, conditions) -%}
     {%- if not execute or not is_incremental() -%}
         {{ return(none) }}
     {%- endif -%}
     {%- set state = incremental_state_relation() -%}
     {%- do ensure_incremental_state_table() -%}
     {%- set query -%}
-        select cast(state.as_of_date as {{ dbt.type_string() }})
+        select
+            cast(state.as_of_date as {{ dbt.type_string() }}),
+            cast(state.verified_as_of as {{ dbt.type_string() }})
         from {{ state }} as state
         {{ join }}
         where state.model_name = '{{ this.identifier }}'
@@ -159,9 +182,7 @@
             and {{ conditions }}
     {%- endset -%}
     {%- set rows = run_query(query).rows -%}
-    {%- set since = rows[0][0] if rows | length == 1 else none -%}
-    {%- if announce %}{{ log(this.identifier ~ ": " ~ ("extending the build as of " ~ since if since else "rebuilding from scratch"), info=true) }}{% endif -%}
-    {{ return(since) }}
+    {{ return([rows[0][0], rows[0][1]] if rows | length == 1 else none) }}
 {%- endmacro %}
 
 {#- pre_hook: empty the table when tonight rebuilds it (the incremental materialization then inserts everything). -#}
@@ -214,12 +235,12 @@
 {% macro record_incremental_state(reads_landing=true) -%}
     {%- set state = incremental_state_relation() -%}
     {%- set verified = none -%}
-    {%- if execute -%}
+    {%- if execute and is_incremental() -%}
+        {%- set rule = _landing_extension_rule() if reads_landing else _attribution_extension_rule() -%}
+        {%- set build = _previous_build(rule[0], rule[1]) -%}
+        {%- set verified = build[1] if build else none -%}
+    {%- elif execute -%}
         {%- do ensure_incremental_state_table() -%}
-        {%- if is_incremental() -%}
-            {%- set extended = incremental_since(announce=false) if reads_landing else attribution_since(announce=false) -%}
-            {%- set verified = verified_build_date(this.identifier) if extended else none -%}
-        {%- endif -%}
     {%- endif -%}
     delete from {{ state }} where model_name = '{{ this.identifier }}';
     insert into {{ state }} (model_name, as_of_date, loads_seen_at, fingerprint, verified_as_of)
@@ -239,12 +260,17 @@
     {%- endif %}
 {%- endmacro %}
 
-{#- The `verified_as_of` of a model's state row (an ISO date string), or none. -#}
+{#- The `verified_as_of` of a model's state row (an ISO date string), or none. Read-only, for the key
+    test: no state table yet (or one from before the column) means nothing was verified. -#}
 {% macro verified_build_date(identifier) -%}
-    {%- if not execute -%}
+    {%- set state = incremental_state_relation() -%}
+    {%- if not execute or adapter.get_relation(state.database, state.schema, state.identifier) is none -%}
         {{ return(none) }}
     {%- endif -%}
-    {%- do ensure_incremental_state_table() -%}
+    {%- set columns = adapter.get_columns_in_relation(state) | map(attribute='name') | map('lower') | list -%}
+    {%- if 'verified_as_of' not in columns -%}
+        {{ return(none) }}
+    {%- endif -%}
     {%- set rows = run_query(
         "select cast(verified_as_of as " ~ dbt.type_string() ~ ") from " ~ incremental_state_relation()
         ~ " where model_name = '" ~ identifier ~ "' and verified_as_of is not null"
