@@ -23,6 +23,7 @@ Why this shape:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -298,6 +299,39 @@ class BehaviourClusterer(ClusterMixin, BaseEstimator):
 
 
 # -- profiles and names ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class ClusterTotals:
+    """Per ``cluster_id``: the customers, and the sum and the count of non-missing values of every
+    numeric feature. The totals of chunks of customers add up (``+``) to those of all of them, so a
+    run that scores in chunks gets the same profiles without holding every customer's features."""
+
+    customers: pd.Series
+    sums: pd.DataFrame
+    counts: pd.DataFrame
+
+    @classmethod
+    def of(cls, X: pd.DataFrame, labels: np.ndarray | pd.Series) -> ClusterTotals:
+        grouped = X.select_dtypes("number").groupby(np.asarray(labels, dtype=int), sort=True)
+        sums, counts = grouped.sum(), grouped.count()
+        sums.index = counts.index = sums.index.rename("cluster_id")
+        return cls(grouped.size().astype(int).rename_axis("cluster_id"), sums, counts)
+
+    def __add__(self, other: ClusterTotals) -> ClusterTotals:
+        return ClusterTotals(
+            self.customers.add(other.customers, fill_value=0).astype(int),
+            self.sums.add(other.sums, fill_value=0.0),
+            self.counts.add(other.counts, fill_value=0),
+        )
+
+    def profiles(self, names: Mapping[int, str] | None = None) -> pd.DataFrame:
+        """One row per cluster: ``cluster_id``, ``customers``, mean of every feature, ``cluster_name``."""
+        profiles = self.sums / self.counts.where(self.counts > 0)
+        profiles.insert(0, "customers", self.customers.astype(int))
+        names = dict(names) if names is not None else name_clusters(profiles)
+        profiles["cluster_name"] = [names[int(c)] for c in profiles.index]
+        return profiles.reset_index()
+
+
 def cluster_profiles(
     X: pd.DataFrame, labels: np.ndarray | pd.Series, names: Mapping[int, str] | None = None
 ) -> pd.DataFrame:
@@ -305,14 +339,7 @@ def cluster_profiles(
 
     Names come from :func:`name_clusters` unless ``names`` is given (e.g. to keep last run's).
     """
-    numeric = X.select_dtypes("number")
-    grouped = numeric.groupby(np.asarray(labels, dtype=int), sort=True)
-    profiles = grouped.mean()
-    profiles.insert(0, "customers", grouped.size().astype(int))
-    profiles.index = profiles.index.rename("cluster_id")
-    names = dict(names) if names is not None else name_clusters(profiles)
-    profiles["cluster_name"] = [names[int(c)] for c in profiles.index]
-    return profiles.reset_index()
+    return ClusterTotals.of(X, labels).profiles(names)
 
 
 def _weighted_overall(profiles: pd.DataFrame) -> pd.Series:

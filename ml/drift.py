@@ -56,11 +56,26 @@ def reference_profile(
 
 
 def _shares(values: np.ndarray, inner_edges: np.ndarray) -> np.ndarray:
+    counts = _counts(values, inner_edges)
+    return counts / max(counts.sum(), 1.0)
+
+
+def _counts(values: np.ndarray, inner_edges: np.ndarray) -> np.ndarray:
     # right-closed bins: (-inf, e1], (e1, e2], ..., (ek, inf); a value equal to an edge (common for
     # counts) lands in the bin that edge closes, the same way for training and today.
     idx = np.searchsorted(inner_edges, values, side="left")
-    counts = np.bincount(idx, minlength=len(inner_edges) + 1).astype(float)
-    return counts / max(counts.sum(), 1.0)
+    return np.bincount(idx, minlength=len(inner_edges) + 1).astype(float)
+
+
+def bin_counts(reference: dict[str, dict[str, list[float]]], features: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per feature of ``reference`` present in ``features``: today's customers in each reference bin
+    (finite values only). Counts of chunks of customers add up to those of all of them."""
+    counts: dict[str, np.ndarray] = {}
+    for col, ref in reference.items():
+        if col in features.columns:
+            values = features[col].to_numpy(dtype=float)
+            counts[col] = _counts(values[np.isfinite(values)], np.asarray(ref["edges"], dtype=float))
+    return counts
 
 
 def psi(reference: dict[str, dict[str, list[float]]], features: pd.DataFrame) -> pd.DataFrame:
@@ -69,15 +84,19 @@ def psi(reference: dict[str, dict[str, list[float]]], features: pd.DataFrame) ->
     ``status`` is ``stable`` (< 0.1), ``moderate`` (< 0.25) or ``warn``; features absent from
     today's frame are skipped.
     """
+    return psi_from_counts(reference, bin_counts(reference, features))
+
+
+def psi_from_counts(reference: dict[str, dict[str, list[float]]], counts: dict[str, np.ndarray]) -> pd.DataFrame:
+    """:func:`psi` from today's :func:`bin_counts` (e.g. summed over chunks of customers)."""
     rows: list[dict[str, Any]] = []
     for col, ref in reference.items():
-        if col not in features.columns:
+        if col not in counts:
             continue
-        values = features[col].to_numpy(dtype=float)
-        values = values[np.isfinite(values)]
+        today = counts[col]
         expected = np.maximum(np.asarray(ref["shares"], dtype=float), PSI_EPSILON)
-        actual = np.maximum(_shares(values, np.asarray(ref["edges"], dtype=float)), PSI_EPSILON)
-        value = float(np.sum((actual - expected) * np.log(actual / expected))) if values.size else float("nan")
+        actual = np.maximum(today / max(today.sum(), 1.0), PSI_EPSILON)
+        value = float(np.sum((actual - expected) * np.log(actual / expected))) if today.sum() else float("nan")
         rows.append({"feature": col, "psi": value, "bins": len(expected), "status": psi_status(value)})
     return pd.DataFrame(rows, columns=["feature", "psi", "bins", "status"])
 

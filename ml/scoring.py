@@ -27,11 +27,11 @@ from ml.bundle import (
     json_safe,
 )
 from ml.churn import DEFAULT_HORIZON_DAYS, risk_band
-from ml.clustering import DEFAULT_K_RANGE, PROSPECT_CLUSTER_NAME, cluster_profiles
-from ml.drift import psi
+from ml.clustering import DEFAULT_K_RANGE, PROSPECT_CLUSTER_NAME, ClusterTotals
+from ml.drift import bin_counts, psi_from_counts
 from ml.features import FEATURE_COLUMNS, clv_summary, customer_features, prepare_transactions
 
-__all__ = ["LABEL_COLUMNS", "ML_SCHEMA_VERSION", "ScoringResult", "score_customers", "score_with"]
+__all__ = ["LABEL_COLUMNS", "ML_SCHEMA_VERSION", "ChunkScorer", "ScoringResult", "score_customers", "score_with"]
 
 LABEL_COLUMNS: tuple[str, ...] = (
     "customer_id",
@@ -128,75 +128,129 @@ def score_with(
     yet)", NaN scores and a None band. Buyers missing from ``customers`` are not labelled (the
     contract is one row per known customer) and are counted in ``metrics['buyers_not_in_customers']``.
     Cluster names are the ones given at training time, so a name means the same thing every night.
+
+    The same as one chunk of :class:`ChunkScorer`, which scores a population too large to hold at once.
     """
-    as_of = pd.Timestamp(as_of).date()
-    if as_of < bundle.trained_as_of:
-        raise ValueError(f"model {bundle.model_version} was trained as of {bundle.trained_as_of}, after {as_of}")
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
-    tx = prepare_transactions(transactions, as_of)
-    customer_ids = customers["customer_id"].astype(str).drop_duplicates()
-    features = customer_features(tx, as_of, customers)
-    timings["score_features"] = time.perf_counter() - started
-    metrics: dict[str, Any] = {
-        **bundle.metrics,
-        "as_of": as_of.isoformat(),
-        "model_version": bundle.model_version,
-        "n_customers": len(customer_ids),
-        "n_buyers": len(features),
+    scorer = ChunkScorer(bundle, as_of)
+    labels = scorer.score(transactions, customers, engagement)
+    return scorer.result(labels)
+
+
+class ChunkScorer:
+    """Scores customers chunk by chunk with one bundle (DESIGN §7), with the same labels, cluster
+    profiles, drift and metrics as :func:`score_with` on all of them at once.
+
+    Chunks must partition the customers: each holds every transaction, the ``customers`` row and the
+    engagement snapshot of each of its customers, and no customer is in two chunks. ``score`` returns
+    a chunk's labels; ``result`` adds up what the chunks saw (cluster sizes and feature sums, drift
+    bin counts, customer counts), so nothing per customer is kept between chunks.
+    """
+
+    def __init__(self, bundle: ModelBundle, as_of: dt.date) -> None:
+        as_of = pd.Timestamp(as_of).date()
+        if as_of < bundle.trained_as_of:
+            raise ValueError(f"model {bundle.model_version} was trained as of {bundle.trained_as_of}, after {as_of}")
+        self.bundle = bundle
+        self.as_of = as_of
+        self.chunks = 0
+        self._counts = {"n_customers": 0, "n_buyers": 0, "n_prospects": 0, "buyers_not_in_customers": 0,
+                        "unscored_buyers": 0}
+        self._totals: ClusterTotals | None = None
+        self._bins: dict[str, np.ndarray] = {}
+        self.timings: dict[str, float] = {}
+
+    def _time(self, stage: str, started: float) -> None:
+        self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - started
+
+    def score(
+        self, transactions: pd.DataFrame, customers: pd.DataFrame, engagement: pd.DataFrame | None = None
+    ) -> pd.DataFrame:
+        """The labels (:data:`LABEL_COLUMNS`) of one chunk's customers, in the order of ``customers``."""
+        bundle, as_of = self.bundle, self.as_of
+        started = time.perf_counter()
+        tx = prepare_transactions(transactions, as_of)
+        customer_ids = customers["customer_id"].astype(str).drop_duplicates()
+        features = customer_features(tx, as_of, customers)
+        self._time("score_features", started)
+        self.chunks += 1
+        counts = self._counts
+        counts["n_customers"] += len(customer_ids)
+        counts["n_buyers"] += len(features)
         # get_indexer on the unique ids: pandas' isin on Arrow strings is a Python loop (4x slower at 1M)
-        "n_prospects": int((features.index.get_indexer(customer_ids) < 0).sum()),
-        "buyers_not_in_customers": int((pd.Index(customer_ids).get_indexer(features.index) < 0).sum()),
-    }
+        counts["n_prospects"] += int((features.index.get_indexer(customer_ids) < 0).sum())
+        counts["buyers_not_in_customers"] += int((pd.Index(customer_ids).get_indexer(features.index) < 0).sum())
+        for col, bins in bin_counts(bundle.reference, features).items():
+            self._bins[col] = self._bins[col] + bins if col in self._bins else bins
 
-    labels = pd.DataFrame({"customer_id": customer_ids.to_numpy()})
-    profiles = _empty_profiles()
-    scores = pd.DataFrame(index=features.index)
-    drift = psi(bundle.reference, features)
-    if len(features) and bundle.has_models:
-        t0 = time.perf_counter()
-        cluster_ids = bundle.clusterer.predict(features)
-        profiles = cluster_profiles(features, cluster_ids, names=bundle.cluster_names)
-        scores["cluster_id"] = cluster_ids
-        scores["cluster_name"] = [bundle.cluster_names[int(c)] for c in cluster_ids]
-        ids, counts = np.unique(cluster_ids, return_counts=True)
-        metrics["cluster_sizes"] = {str(int(c)): int(n) for c, n in zip(ids, counts, strict=True)}
-        timings["score_clusters"] = time.perf_counter() - t0
+        labels = pd.DataFrame({"customer_id": customer_ids.to_numpy()})
+        scores = pd.DataFrame(index=features.index)
+        if len(features) and bundle.has_models:
+            t0 = time.perf_counter()
+            cluster_ids = bundle.clusterer.predict(features)
+            totals = ClusterTotals.of(features, cluster_ids)
+            self._totals = totals if self._totals is None else self._totals + totals
+            scores["cluster_id"] = cluster_ids
+            scores["cluster_name"] = [bundle.cluster_names[int(c)] for c in cluster_ids]
+            self._time("score_clusters", t0)
 
-        t0 = time.perf_counter()
-        summary = clv_summary(tx, as_of)
-        inputs = churn_inputs(bundle, features, summary, engagement, as_of)
-        scores["churn_probability"] = bundle.churn.predict_proba(inputs)
-        timings["score_churn"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            summary = clv_summary(tx, as_of)
+            inputs = churn_inputs(bundle, features, summary, engagement, as_of)
+            scores["churn_probability"] = bundle.churn.predict_proba(inputs)
+            self._time("score_churn", t0)
 
-        t0 = time.perf_counter()
-        discount = float(bundle.params.get("discount_rate_annual", DEFAULT_DISCOUNT_RATE_ANNUAL))
-        predicted = bundle.clv.predict(summary, discount_rate_annual=discount).set_index("customer_id")
-        scores = scores.join(predicted)
-        timings["score_clv"] = time.perf_counter() - t0
-    elif len(features):
-        metrics["unscored_buyers"] = len(features)  # a bundle fitted on no buyer cannot score any
+            t0 = time.perf_counter()
+            discount = float(bundle.params.get("discount_rate_annual", DEFAULT_DISCOUNT_RATE_ANNUAL))
+            predicted = bundle.clv.predict(summary, discount_rate_annual=discount).set_index("customer_id")
+            scores = scores.join(predicted)
+            self._time("score_clv", t0)
+        elif len(features):
+            counts["unscored_buyers"] += len(features)  # a bundle fitted on no buyer cannot score any
 
-    labels = labels.join(scores, on="customer_id")
-    for col in ("churn_probability", "p_alive", "expected_purchases_90d", "predicted_clv_12m"):
-        labels[col] = labels[col].astype(float) if col in labels else np.nan
-    labels["cluster_id"] = labels["cluster_id"] if "cluster_id" in labels else pd.Series(pd.NA, index=labels.index)
-    labels["cluster_id"] = labels["cluster_id"].astype("Int64")
-    name = labels["cluster_name"] if "cluster_name" in labels else pd.Series(None, index=labels.index, dtype=object)
-    labels["cluster_name"] = name.astype(object).where(labels["cluster_id"].notna(), PROSPECT_CLUSTER_NAME)
-    # object dtype keeps None (SQL NULL) for prospects; a pandas string dtype would turn it into NaN.
-    labels["churn_risk_band"] = pd.Series(
-        risk_band(labels["churn_probability"].to_numpy()), dtype=object, index=labels.index
-    )
-    metrics["drift_max_psi"] = float(drift["psi"].max()) if len(drift) else None
-    timings["score_total"] = time.perf_counter() - started
-    return ScoringResult(
-        labels=labels.loc[:, list(LABEL_COLUMNS)],
-        cluster_profiles=profiles,
-        metrics=json_safe(metrics),
-        model_version=bundle.model_version,
-        centroids=bundle.centroids,
-        timings=timings,
-        drift=drift,
-        bundle=bundle,
-    )
+        labels = labels.join(scores, on="customer_id")
+        for col in ("churn_probability", "p_alive", "expected_purchases_90d", "predicted_clv_12m"):
+            labels[col] = labels[col].astype(float) if col in labels else np.nan
+        labels["cluster_id"] = labels["cluster_id"] if "cluster_id" in labels else pd.Series(pd.NA, index=labels.index)
+        labels["cluster_id"] = labels["cluster_id"].astype("Int64")
+        name = labels["cluster_name"] if "cluster_name" in labels else pd.Series(None, index=labels.index, dtype=object)
+        labels["cluster_name"] = name.astype(object).where(labels["cluster_id"].notna(), PROSPECT_CLUSTER_NAME)
+        # object dtype keeps None (SQL NULL) for prospects; a pandas string dtype would turn it into NaN.
+        labels["churn_risk_band"] = pd.Series(
+            risk_band(labels["churn_probability"].to_numpy()), dtype=object, index=labels.index
+        )
+        self._time("score_total", started)
+        return labels.loc[:, list(LABEL_COLUMNS)]
+
+    def result(self, labels: pd.DataFrame | None = None) -> ScoringResult:
+        """Profiles, drift and metrics over every chunk scored; ``labels`` are the labels to return
+        with them (all of them, when they were kept), else an empty frame."""
+        bundle = self.bundle
+        profiles = self._totals.profiles(bundle.cluster_names) if self._totals is not None else _empty_profiles()
+        drift = psi_from_counts(bundle.reference, self._bins)
+        counts = dict(self._counts)
+        unscored = counts.pop("unscored_buyers")
+        metrics: dict[str, Any] = {
+            **bundle.metrics,
+            "as_of": self.as_of.isoformat(),
+            "model_version": bundle.model_version,
+            **counts,
+        }
+        if self._totals is not None:
+            metrics["cluster_sizes"] = {str(int(c)): int(n) for c, n in self._totals.customers.items()}
+        if unscored:
+            metrics["unscored_buyers"] = unscored
+        metrics["drift_max_psi"] = float(drift["psi"].max()) if len(drift) else None
+        if self.chunks > 1:
+            metrics["scored_in_chunks"] = self.chunks
+        if labels is None:
+            labels = pd.DataFrame({c: pd.Series(dtype=object) for c in LABEL_COLUMNS})
+        return ScoringResult(
+            labels=labels,
+            cluster_profiles=profiles,
+            metrics=json_safe(metrics),
+            model_version=bundle.model_version,
+            centroids=bundle.centroids,
+            timings=dict(self.timings),
+            drift=drift,
+            bundle=bundle,
+        )

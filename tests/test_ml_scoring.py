@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import math
 import subprocess
@@ -16,7 +17,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from ml.churn import RISK_BANDS
 from ml.clustering import PROSPECT_CLUSTER_NAME
-from ml.scoring import LABEL_COLUMNS, ScoringResult, score_customers
+from ml.scoring import LABEL_COLUMNS, ChunkScorer, ScoringResult, score_customers, score_with
 from ml.synthetic import SyntheticData, make_customer_base
 
 AS_OF = dt.date(2024, 6, 30)
@@ -110,6 +111,33 @@ def test_deterministic_and_blind_to_future_rows_and_row_order(result: ScoringRes
     pdt.assert_frame_equal(again.centroids, result.centroids)
     assert again.metrics == result.metrics
     assert again.model_version == result.model_version
+
+
+def test_scoring_in_chunks_of_customers_equals_scoring_all_at_once(result: ScoringResult, data: SyntheticData) -> None:
+    # one buyer without a customers row: counted once, in the chunk that holds its purchases
+    customers = data.customers.iloc[1:]
+    whole = score_with(result.bundle, data.transactions, customers, AS_OF)
+    ids = sorted(data.customers["customer_id"].astype(str))
+    bounds = [None, ids[150], ids[151], ids[400], None]  # uneven chunks, one of a single customer
+    scorer = ChunkScorer(result.bundle, AS_OF)
+    chunks = []
+    for lower, upper in itertools.pairwise(bounds):
+        def within(frame: pd.DataFrame, lower=lower, upper=upper) -> pd.DataFrame:
+            key = frame["customer_id"].astype(str)
+            return frame[(key >= (lower or "")) & ((key < upper) if upper else True)]
+        chunks.append(scorer.score(within(data.transactions), within(customers)))
+    chunked = scorer.result(pd.concat(chunks, ignore_index=True))
+    assert [len(c) for c in chunks] == [149, 1, 249, 100]
+    assert whole.metrics["buyers_not_in_customers"] == 1
+
+    by_id = ["customer_id"]
+    pdt.assert_frame_equal(chunked.labels.sort_values(by_id, ignore_index=True),
+                           whole.labels.sort_values(by_id, ignore_index=True))
+    pdt.assert_frame_equal(chunked.cluster_profiles, whole.cluster_profiles, rtol=1e-12)
+    pdt.assert_frame_equal(chunked.drift, whole.drift, rtol=1e-12)
+    assert chunked.metrics.pop("scored_in_chunks") == 4
+    assert chunked.metrics.pop("drift_max_psi") == pytest.approx(whole.metrics.pop("drift_max_psi"), rel=1e-12)
+    assert chunked.metrics == whole.metrics
 
 
 def test_previous_centroids_keep_ids_and_change_the_version(result: ScoringResult, data: SyntheticData) -> None:
