@@ -100,6 +100,8 @@ class Settings:
     reporting_currency: str = "EUR"
     phone_country_code: str = "44"
     duckdb_memory_limit: str = "2GB"
+    #: customers read and scored at a time by the nightly score task (its memory is bounded by a chunk)
+    score_chunk_customers: int = 250_000
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -164,6 +166,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     memory_limit = env.get("CUSTSEG_DUCKDB_MEMORY_LIMIT", "2GB").strip().replace(" ", "")
     if not re.fullmatch(r"\d+(\.\d+)?([KMGT]i?B)", memory_limit, flags=re.IGNORECASE):
         raise ConfigError(f"CUSTSEG_DUCKDB_MEMORY_LIMIT must be a size such as 2GB or 1500MB, got {memory_limit!r}")
+    chunk = env.get("CUSTSEG_SCORE_CHUNK_CUSTOMERS", "250000").strip().replace("_", "")
+    if not chunk.isdigit() or int(chunk) < 1:
+        raise ConfigError(f"CUSTSEG_SCORE_CHUNK_CUSTOMERS must be a positive number of customers, got {chunk!r}")
     data_dir = Path(env.get("CUSTSEG_DATA_DIR", PROJECT_ROOT / "data"))
     return Settings(
         warehouse=warehouse,  # type: ignore[arg-type]
@@ -179,4 +184,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         reporting_currency=currency,
         phone_country_code=country_code,
         duckdb_memory_limit=memory_limit,
+        score_chunk_customers=int(chunk),
     )

@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import itertools
 import json
 import logging
 import os
@@ -62,28 +63,46 @@ def model_dir(env: dict[str, str] | None = None) -> Path:
 
 
 # -- inputs ----------------------------------------------------------------------------------
-def read_ml_inputs(wh: Warehouse, build_schema: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Purchases, customers and engagement snapshots from the build schema, as identical frames on both engines."""
+def read_ml_inputs(
+    wh: Warehouse,
+    build_schema: str,
+    customer_range: tuple[str | None, str | None] = (None, None),
+    snapshot_date: dt.date | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Purchases, customers and engagement snapshots from the build schema, as identical frames on both engines.
+
+    ``customer_range`` (lower bound inclusive, upper exclusive; None: open) limits every frame to a
+    chunk of customers (:func:`customer_chunks`); ``snapshot_date`` limits the snapshots to one date
+    (scoring needs only tonight's, fitting all of them).
+    """
     build = quote_ident(build_schema)
+    lower, upper = customer_range
+    in_range = "".join([" and customer_id >= %s" if lower is not None else "",
+                        " and customer_id < %s" if upper is not None else ""])
+    bounds = tuple(b for b in customer_range if b is not None)
     transactions = _read_frame(
         wh,
         "select customer_id, purchase_date as order_date, cast(net_amount as double precision) as net_amount, "
         "cast(discount_amount as double precision) as discount_amount, sales_channel as channel, category "
         # no order by: prepare_transactions sorts on every column, and sorting 3.8M rows in the
         # warehouse too doubled the read's peak memory
-        f"from {build}.fct_purchases where not is_refund"
+        f"from {build}.fct_purchases where not is_refund{in_range}",
+        bounds,
     )
     customers = _read_frame(
         wh,
         "select customer_id, email_open_rate, email_click_rate, "
         f"cast(web_sessions_90d as double precision) as web_sessions_90d from {build}.fct_customer_features "
-        "order by customer_id"
+        f"where true{in_range} order by customer_id",
+        bounds,
     )
     snapshot_columns = ", ".join(f"cast({c} as double precision) as {c}" for c in SNAPSHOT_FEATURES)
+    on_date = " and snapshot_date = %s" if snapshot_date is not None else ""
     engagement = _read_frame(
         wh,
         f"select customer_id, snapshot_date, {snapshot_columns} from {build}.fct_customer_engagement_snapshots "
-        "order by snapshot_date, customer_id"
+        f"where true{in_range}{on_date} order by snapshot_date, customer_id",
+        (*bounds, *((snapshot_date,) if snapshot_date is not None else ())),
     )
     # Both engines must hand ML identical frames (dtypes included): the model version hashes them.
     engagement["customer_id"] = engagement["customer_id"].astype("string")
@@ -101,9 +120,24 @@ def read_ml_inputs(wh: Warehouse, build_schema: str) -> tuple[pd.DataFrame, pd.D
     return transactions, customers, engagement
 
 
-def _read_frame(wh: Warehouse, sql: str) -> pd.DataFrame:
+def _read_frame(wh: Warehouse, sql: str, params: tuple = ()) -> pd.DataFrame:
     # Through Arrow: the ML inputs are millions of rows, and the score task's peak memory is this read.
-    return wh.query_arrow(sql).to_pandas()
+    return wh.query_arrow(sql, params).to_pandas()
+
+
+def customer_chunks(wh: Warehouse, build_schema: str, size: int) -> list[tuple[str | None, str | None]]:
+    """Ranges of ``customer_id`` (lower inclusive, upper exclusive) of about ``size`` customers of
+    ``fct_customer_features`` each, for :func:`read_ml_inputs`. The first is open below and the last
+    above, so every purchase falls in exactly one, its customer's; the bounds are ordered by the
+    warehouse itself, with the same collation as the range filters."""
+    rows = wh.fetchall(
+        "select customer_id from (select customer_id, row_number() over (order by customer_id) as position "
+        f"from {quote_ident(build_schema)}.fct_customer_features) as numbered "
+        "where position > 1 and mod(position - 1, %s) = 0 order by customer_id",
+        (size,),
+    )
+    bounds = [None, *(str(r[0]) for r in rows), None]
+    return list(itertools.pairwise(bounds))
 
 
 # -- artifacts -------------------------------------------------------------------------------
@@ -307,7 +341,7 @@ def record_scoring(wh: Warehouse, run_id: str, as_of: dt.date, result: Any) -> l
                     ", ".join(f"{f}={p:.3f}" for f, p in zip(frame["feature"], frame["psi"], strict=True)
                               if f in drifted))
     metrics = {k: result.metrics.get(k) for k in ("n_customers", "n_buyers", "n_prospects", "cluster_sizes",
-                                                  "buyers_not_in_customers", "drift_max_psi")}
+                                                  "buyers_not_in_customers", "drift_max_psi", "scored_in_chunks")}
     with wh.transaction():
         wh.execute("delete from ml.feature_drift where run_id = %s and as_of_date = %s", (run_id, as_of))
         wh.execute("delete from ml.scoring_runs where run_id = %s and as_of_date = %s", (run_id, as_of))

@@ -124,46 +124,88 @@ def score(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:
     fitted on this date's data and approved (custseg/models.py). Feature drift against the model's
     training data goes to ``ml.feature_drift`` (a warning above the PSI threshold), and the model
     that scored the date to ``ml.scoring_runs``.
+
+    Customers are read and scored in chunks of ``CUSTSEG_SCORE_CHUNK_CUSTOMERS`` (DESIGN §7), so the
+    task's memory is bounded by a chunk, not by the customer base. The labels go to a staging table
+    chunk by chunk, and replace ``ml_customer_labels`` only once every chunk passed the label checks.
     """
-    from custseg.models import APPROVED, Registry, bootstrap_model, choose_model, read_ml_inputs, record_scoring
+    from custseg.models import (
+        APPROVED,
+        Registry,
+        bootstrap_model,
+        choose_model,
+        customer_chunks,
+        read_ml_inputs,
+        record_scoring,
+    )
+    from expectations.report import combine_reports
     from expectations.runner import validate_dataframe
     from expectations.suites import ml_labels_suite
     from ml.features import prepare_transactions
-    from ml.scoring import score_with
+    from ml.scoring import ChunkScorer
 
     release_dbt_duckdb()  # this task's frames must not come on top of dbt's DuckDB buffer pool
     _return_free_memory()  # nor on what earlier tasks of this process freed but the allocator kept
+    build = settings.build_schema
     with connect(settings) as wh:
-        transactions, customers, engagement = read_ml_inputs(wh, settings.build_schema)
         choice = choose_model(wh, Registry(wh), as_of)
-    # cleaned and sorted once: fitting and scoring reuse it instead of each making a copy
-    transactions = prepare_transactions(transactions, as_of)
-    _return_free_memory()
-    # The warehouse is closed while the models fit and score: the file is not held for minutes,
-    # and DuckDB's buffer pool is not held next to the frames (the task's peak memory).
-    bundle = choice.bundle or bootstrap_model(choice, transactions, customers, as_of, engagement)
-    _return_free_memory()
-    result = score_with(bundle, transactions, customers, as_of, engagement)
-    del transactions, customers, engagement
-    _return_free_memory()
-    labels = result.labels.copy()
-    labels["model_version"] = result.model_version
-    report = validate_dataframe(labels, ml_labels_suite(), suite_name="ml.customer_labels",
-                                batch_name=as_of.isoformat())
-    profiles = _profile_table(result.cluster_profiles)
-    profiles["model_version"] = result.model_version
+        training = read_ml_inputs(wh, build) if choice.bundle is None else None
+    bundle = choice.bundle
+    if training is not None:
+        # The first night fits on the whole date's data, with the warehouse closed: the file is not
+        # held for minutes, nor DuckDB's buffer pool next to the frames (the task's peak memory).
+        transactions, customers, engagement = training
+        del training
+        # cleaned and sorted once: every model of the fit reuses it instead of making a copy
+        transactions = prepare_transactions(transactions, as_of)
+        _return_free_memory()
+        bundle = bootstrap_model(choice, transactions, customers, as_of, engagement)
+        del transactions, customers, engagement
+        _return_free_memory()
+
+    staged = f"{LABELS_TABLE}_scoring"
+    suite = ml_labels_suite()
+    reports = []
     with connect(settings) as wh:
+        scorer = ChunkScorer(bundle, as_of, snapshot_exists=_has_engagement_snapshot(wh, build, as_of))
+        _create_table(wh, build, staged, LABEL_COLUMNS)
+        for customer_range in customer_chunks(wh, build, settings.score_chunk_customers):
+            transactions, customers, engagement = read_ml_inputs(wh, build, customer_range, snapshot_date=as_of)
+            labels = scorer.score(transactions, customers, engagement)
+            labels["model_version"] = bundle.model_version
+            reports.append(validate_dataframe(labels, suite, suite_name="ml.customer_labels",
+                                              batch_name=as_of.isoformat()))
+            _append_frame(wh, build, staged, labels, LABEL_COLUMNS)
+            del transactions, customers, engagement, labels
+            _return_free_memory()
+        result = scorer.result()
+        report = combine_reports(reports, sample_note=(
+            f"validated in {len(reports)} chunk(s) of customers, {result.metrics['n_customers']} rows in all; "
+            "each customer is in one chunk, so customer_id is checked unique over all of them"))
+        profiles = _profile_table(result.cluster_profiles)
+        profiles["model_version"] = result.model_version
         if choice.bundle is None and bundle.has_models:
             Registry(wh).register(bundle, status=APPROVED, reason=choice.reason, run_id=run_id,
                                   dag_id="customer_segmentation")
         _record_quality(wh, run_id, as_of, report.to_rows(run_id))
         _data_docs(settings, "ml_labels", [report], run_id, as_of)
+        if not report.success:
+            wh.execute(f"drop table if exists {quote_ident(build)}.{quote_ident(staged)}")
         report.raise_if_blocking_failed()
-        _replace_table(wh, settings.build_schema, "ml_customer_labels", labels)
-        _replace_table(wh, settings.build_schema, "ml_cluster_profiles", profiles)
+        with wh.transaction():
+            wh.execute(f"drop table if exists {quote_ident(build)}.{quote_ident(LABELS_TABLE)}")
+            wh.execute(f"alter table {quote_ident(build)}.{quote_ident(staged)} rename to {quote_ident(LABELS_TABLE)}")
+        _replace_table(wh, build, "ml_cluster_profiles", profiles)
         drifted = record_scoring(wh, run_id, as_of, result)
     return {"model_version": result.model_version, "model_trained_as_of": bundle.trained_as_of.isoformat(),
-            "customers": len(labels), "drifted_features": drifted}
+            "customers": result.metrics["n_customers"], "drifted_features": drifted}
+
+
+def _has_engagement_snapshot(wh: Warehouse, build_schema: str, as_of: dt.date) -> bool:
+    return bool(wh.fetchall(
+        f"select 1 from {quote_ident(build_schema)}.fct_customer_engagement_snapshots where snapshot_date = %s limit 1",
+        (as_of,),
+    ))
 
 
 def _return_free_memory() -> None:
@@ -178,6 +220,8 @@ def _return_free_memory() -> None:
     with contextlib.suppress(OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
+
+LABELS_TABLE = "ml_customer_labels"
 
 LABEL_COLUMNS = {
     "customer_id": "text",
@@ -209,23 +253,33 @@ def _profile_table(profiles: pd.DataFrame) -> pd.DataFrame:
 
 def _replace_table(wh: Warehouse, schema: str, table: str, frame: pd.DataFrame) -> None:
     """Replace a build-schema table with a DataFrame, with explicit column types for both engines."""
-    types = {c: LABEL_COLUMNS.get(c) for c in frame.columns}
-    for col in frame.columns:
-        if types[col] is None:
-            kind = frame[col].dtype.kind
-            types[col] = "bigint" if kind in "iu" else "double precision" if kind == "f" else "text"
+    types = {c: LABEL_COLUMNS.get(c) or _sql_type(frame[c]) for c in frame.columns}
+    with wh.transaction():
+        _create_table(wh, schema, table, types)
+        _append_frame(wh, schema, table, frame, types)
+
+
+def _sql_type(column: pd.Series) -> str:
+    kind = column.dtype.kind
+    return "bigint" if kind in "iu" else "double precision" if kind == "f" else "text"
+
+
+def _create_table(wh: Warehouse, schema: str, table: str, types: dict[str, str]) -> None:
+    """(Re)create an empty build-schema table with these column types."""
     target = f"{quote_ident(schema)}.{quote_ident(table)}"
-    ddl = ", ".join(f"{quote_ident(c)} {t}" for c, t in types.items())
-    data = frame.copy()
+    wh.execute(f"drop table if exists {target}")
+    wh.execute(f"create table {target} ({', '.join(f'{quote_ident(c)} {t}' for c, t in types.items())})")
+
+
+def _append_frame(wh: Warehouse, schema: str, table: str, frame: pd.DataFrame, types: dict[str, str]) -> None:
+    """Insert a DataFrame's rows (bulk, through Arrow) into a table made by :func:`_create_table`."""
+    data = frame.loc[:, list(types)].copy()
     for col, typ in types.items():
         if typ == "integer":
             data[col] = data[col].astype("Int32")
         elif typ == "text":
             data[col] = data[col].astype("string")
-    with wh.transaction():
-        wh.execute(f"drop table if exists {target}")
-        wh.execute(f"create table {target} ({ddl})")
-        wh.write_arrow(schema, table, pa.Table.from_pandas(data, preserve_index=False))
+    wh.write_arrow(schema, table, pa.Table.from_pandas(data, preserve_index=False))
 
 
 def audit(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:

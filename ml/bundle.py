@@ -166,9 +166,13 @@ def churn_inputs(
     summary: pd.DataFrame,
     engagement: pd.DataFrame | None = None,
     as_of: dt.date | None = None,
+    snapshot_exists: bool = False,
 ) -> pd.DataFrame:
     """Today's churn-model inputs: the features plus BG/NBD P(no purchase) from the bundle's CLV model
-    and, when the model was trained with them, the engagement snapshot as of ``as_of``."""
+    and, when the model was trained with them, the engagement snapshot as of ``as_of``.
+
+    ``snapshot_exists``: the snapshot as of ``as_of`` exists even if ``engagement`` holds none of these
+    customers (a chunk of unengaged customers): they get the defaults instead of an error."""
     used = getattr(bundle.churn, "features_", ()) if bundle.churn is not None else ()
     if BGNBD_FEATURE in used:
         horizon = float(bundle.params.get("horizon_days", DEFAULT_HORIZON_DAYS))
@@ -177,6 +181,8 @@ def churn_inputs(
         features = features.assign(**{BGNBD_FEATURE: p0.reindex(features.index).fillna(0.5).to_numpy()})
     if any(name in used for name in SNAPSHOT_FEATURES):
         today = engagement_at(engagement, as_of, features.index) if as_of is not None else None
+        if today is None and snapshot_exists:
+            today = pd.DataFrame(SNAPSHOT_FEATURES, index=pd.Index(features.index.astype(str), name="customer_id"))
         if today is None:
             # defaults would make every customer look unengaged, i.e. about to churn: refuse instead
             raise ValueError(f"model {bundle.model_version} uses engagement snapshots, but there is none as of "

@@ -143,15 +143,17 @@ class ChunkScorer:
     Chunks must partition the customers: each holds every transaction, the ``customers`` row and the
     engagement snapshot of each of its customers, and no customer is in two chunks. ``score`` returns
     a chunk's labels; ``result`` adds up what the chunks saw (cluster sizes and feature sums, drift
-    bin counts, customer counts), so nothing per customer is kept between chunks.
+    bin counts, customer counts), so nothing per customer is kept between chunks. Pass
+    ``snapshot_exists`` when tonight's engagement snapshot exists: a chunk may hold none of its rows.
     """
 
-    def __init__(self, bundle: ModelBundle, as_of: dt.date) -> None:
+    def __init__(self, bundle: ModelBundle, as_of: dt.date, *, snapshot_exists: bool = False) -> None:
         as_of = pd.Timestamp(as_of).date()
         if as_of < bundle.trained_as_of:
             raise ValueError(f"model {bundle.model_version} was trained as of {bundle.trained_as_of}, after {as_of}")
         self.bundle = bundle
         self.as_of = as_of
+        self.snapshot_exists = snapshot_exists
         self.chunks = 0
         self._counts = {"n_customers": 0, "n_buyers": 0, "n_prospects": 0, "buyers_not_in_customers": 0,
                         "unscored_buyers": 0}
@@ -195,7 +197,7 @@ class ChunkScorer:
 
             t0 = time.perf_counter()
             summary = clv_summary(tx, as_of)
-            inputs = churn_inputs(bundle, features, summary, engagement, as_of)
+            inputs = churn_inputs(bundle, features, summary, engagement, as_of, self.snapshot_exists)
             scores["churn_probability"] = bundle.churn.predict_proba(inputs)
             self._time("score_churn", t0)
 

@@ -34,6 +34,9 @@ E2E_CUSTOMERS = 400
 E2E_DAYS = 150
 E2E_END = dt.date(2026, 10, 31)
 E2E_SEED = 7
+#: every DAG run of the suite scores its ~400 customers in chunks of this many (the path a large
+#: customer base takes), so the end-to-end and backfill comparisons cover chunked scoring
+E2E_SCORE_CHUNK_CUSTOMERS = 150
 
 
 def airflow_env(home: Path) -> dict[str, str]:
@@ -134,6 +137,7 @@ def warehouse_env(kind: str, data_dir: Path, *, duckdb_path: Path | None = None,
         "CUSTSEG_DATA_DIR": str(data_dir),
         "CUSTSEG_LANDING_DIR": str(landing_dir or data_dir / "landing"),
         "CUSTSEG_DOCS_DIR": str(data_dir / "docs"),
+        "CUSTSEG_SCORE_CHUNK_CUSTOMERS": str(E2E_SCORE_CHUNK_CUSTOMERS),
     }
     if duckdb_path:
         env["CUSTSEG_DUCKDB_PATH"] = str(duckdb_path)

@@ -4,6 +4,7 @@ a small generated dataset, on DuckDB and on PostgreSQL."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +12,7 @@ import pytest
 
 from custseg.config import PUBLISHED_TABLES, load_settings
 from custseg.warehouse import connect
-from tests.conftest import E2E_END, run_nightly, warehouse_env
+from tests.conftest import E2E_END, E2E_SCORE_CHUNK_CUSTOMERS, run_nightly, warehouse_env
 
 pytestmark = pytest.mark.e2e
 
@@ -87,6 +88,12 @@ def test_duckdb_end_to_end(e2e_duckdb_env) -> None:
             rows = wh.fetchall(f"select count(*) from analytics.{table}")[0][0]
             # migration compares two as-of dates, so it is empty after the very first run
             assert rows > 0 or table == "segment_migration", table
+        # scored chunk by chunk (tests/conftest.py sets a small chunk): every customer labelled once
+        n_customers, metrics = wh.fetchall("select n_customers, metrics from ml.scoring_runs")[0]
+        assert json.loads(metrics)["scored_in_chunks"] == -(-n_customers // E2E_SCORE_CHUNK_CUSTOMERS) >= 3
+        labels = wh.fetchall("select count(*), count(distinct customer_id) from analytics_build.ml_customer_labels")
+        assert labels == [(n_customers, n_customers)]
+        assert not wh.table_exists("analytics_build", "ml_customer_labels_scoring")
         docs = Path(e2e_duckdb_env["CUSTSEG_DOCS_DIR"]) / "dbt" / "static_index.html"
         assert docs.stat().st_size > 100_000, "the static dbt docs site was not built"
 
