@@ -10,9 +10,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from expectations.suites import BLOCKING, STRUCTURE_EXPECTATIONS, WARNING, Severity, Suite
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -156,11 +158,7 @@ def join_reports(structure: ValidationReport, rows: ValidationReport, suite: Sui
     the row count and the sample note are those of ``rows``."""
     if len(structure.results) + len(rows.results) != len(suite.checks):
         raise ValueError("join_reports needs the reports of the two halves of the suite")
-    structure_outcomes, row_outcomes = iter(structure.results), iter(rows.results)
-    results = [
-        next(structure_outcomes if check.expectation in STRUCTURE_EXPECTATIONS else row_outcomes)
-        for check in suite.checks
-    ]
+    results = in_suite_order(structure.results, rows.results, suite)
     return ValidationReport(
         suite_name=suite.name,
         batch_name=rows.batch_name,
@@ -170,6 +168,12 @@ def join_reports(structure: ValidationReport, rows: ValidationReport, suite: Sui
         row_count=rows.row_count,
         suite=suite,
     )
+
+
+def in_suite_order(structure_items: Sequence[T], row_items: Sequence[T], suite: Suite) -> list[T]:
+    """Per-check items (outcomes, GX results) of the suite's two halves, in the order of ``suite.checks``."""
+    halves = {True: iter(structure_items), False: iter(row_items)}
+    return [next(halves[check.expectation in STRUCTURE_EXPECTATIONS]) for check in suite.checks]
 
 
 def _merge_outcomes(outcomes: list[ExpectationOutcome]) -> ExpectationOutcome:

@@ -26,11 +26,12 @@ from expectations.report import (
     QualityGateError,
     ValidationReport,
     combine_reports,
+    in_suite_order,
     join_reports,
     jsonable,
     unexpected_summary,
 )
-from expectations.suites import BLOCKING, STRUCTURE_EXPECTATIONS, WARNING, Check, Severity, Suite
+from expectations.suites import BLOCKING, WARNING, Check, Severity, Suite
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -133,8 +134,7 @@ def join_halves(names: ValidationReport, rows: ValidationReport, suite: Suite) -
         return report
     from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResult
 
-    halves = {True: iter(_by_check_index(names.gx_result)), False: iter(_by_check_index(rows.gx_result))}
-    results = [next(halves[check.expectation in STRUCTURE_EXPECTATIONS]) for check in suite.checks]
+    results = in_suite_order(_by_check_index(names.gx_result), _by_check_index(rows.gx_result), suite)
     passed = sum(bool(r.success) for r in results)
     statistics = {
         "evaluated_expectations": len(results),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -86,9 +85,9 @@ def duck(data: SyntheticData, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Two nightly score runs on DuckDB: the first bootstraps the registry, the second reuses it."""
     root = tmp_path_factory.mktemp("registry_duckdb")
     env = {"CUSTSEG_DATA_DIR": str(root), "CUSTSEG_MODEL_DIR": str(root / "models")}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with pytest.MonkeyPatch.context() as patch:  # module-scoped: monkeypatch itself is per test
+        for key, value in env.items():
+            patch.setenv(key, value)
         settings = load_settings(env)
         seed_build(settings, data, AS_OF, AS_OF)
         first = pipeline.score(settings, AS_OF, "nightly-1")
@@ -98,12 +97,6 @@ def duck(data: SyntheticData, tmp_path_factory: pytest.TempPathFactory) -> dict:
         second = pipeline.score(settings, NEXT_WEEK, "nightly-2")
         yield {"settings": settings, "root": root, "first": first, "second": second,
                "first_rows": first_rows, "first_labels": first_labels, "second_labels": labels(settings)}
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def test_first_night_fits_registers_and_approves(duck: dict) -> None:

@@ -127,8 +127,9 @@ def test_history_tables_publish_the_runs_date_and_newer_ones_only(published) -> 
 
     with connect(settings) as wh:  # an older date's rows that no run of that date wrote are not copied
         wh.execute(f"update {b}.segment_history set rfm_segment = 'Changed' where as_of_date = %s", (DAY1,))
-    pipeline.publish(settings, DAY2)
+    counts = pipeline.publish(settings, DAY2)
     assert published_history() == {DAY1: (30, 0), DAY2: (36, 0)}
+    assert (counts["customer_segments"], counts["segment_history"]) == (36, 36)  # the rows it wrote
     pipeline.publish(settings, DAY1)  # a rerun or backfill of that date publishes it
     assert published_history() == {DAY1: (30, 30), DAY2: (36, 0)}
     # a night whose publish failed: the next night publishes its dates too
