@@ -13,7 +13,8 @@ Nightly cross-channel customer segmentation, computed **as of the run's logical 
    **resolve_identities** then links CRM ids, emails, phones and loyalty cards across channels into
    stable customer ids (custseg/identity.py) and writes `raw.identity_map` for dbt.
 4. **transform**: dbt (Cosmos) builds staging -> intermediate -> feature marts in the build schema.
-5. **score**: ML clusters, churn risk and lifetime value, written to the build schema.
+5. **score**: ML clusters, churn risk and lifetime value, read and scored in chunks of customers
+   (`CUSTSEG_SCORE_CHUNK_CUSTOMERS`) and written to the build schema.
 6. **assemble**: dbt builds the published marts (`customer_segments`, `segment_history`, ...) in the
    build schema, with their contract and tests.
 7. **audit**: GX suite on the assembled build; nothing is published unless it passes.
