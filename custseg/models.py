@@ -77,7 +77,10 @@ def read_ml_inputs(
     """
     build = quote_ident(build_schema)
     lower, upper = customer_range
-    in_range = "".join([" and customer_id >= %s" if lower is not None else "",
+    # not null in every read: a row without a customer falls in no range, so it must not be scored
+    # when there is only one (the model's inputs must not depend on the chunk size)
+    in_range = "".join([" and customer_id is not null",
+                        " and customer_id >= %s" if lower is not None else "",
                         " and customer_id < %s" if upper is not None else ""])
     bounds = tuple(b for b in customer_range if b is not None)
     transactions = _read_frame(

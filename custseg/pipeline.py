@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import datetime as dt
 import gc
 import logging
@@ -125,7 +126,7 @@ def score(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:
     training data goes to ``ml.feature_drift`` (a warning above the PSI threshold), and the model
     that scored the date to ``ml.scoring_runs``.
 
-    Customers are read and scored in chunks of ``CUSTSEG_SCORE_CHUNK_CUSTOMERS`` (DESIGN §7), so the
+    Customers are read and scored in chunks of ``CUSTSEG_SCORE_CHUNK_CUSTOMERS``, so the
     task's memory is bounded by a chunk, not by the customer base. The labels go to a staging table
     chunk by chunk, and replace ``ml_customer_labels`` only once every chunk passed the label checks.
     """
@@ -165,30 +166,41 @@ def score(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:
 
     staged = f"{LABELS_TABLE}_scoring"
     suite = ml_labels_suite()
-    reports = []
     with connect(settings) as wh:
-        scorer = ChunkScorer(bundle, as_of, snapshot_exists=_has_engagement_snapshot(wh, build, as_of))
+        snapshot_exists = _has_engagement_snapshot(wh, build, as_of)
+        chunks = customer_chunks(wh, build, settings.score_chunk_customers)
         _create_table(wh, build, staged, LABEL_COLUMNS)
-        for customer_range in customer_chunks(wh, build, settings.score_chunk_customers):
+    scorer = ChunkScorer(bundle, as_of, snapshot_exists=snapshot_exists)
+    reports = []
+    for number, customer_range in enumerate(chunks, start=1):
+        # A connection per read and per write: DuckDB's buffer pool (every purchase block a range
+        # scan touched) is freed before the chunk's frames grow, and the file is not held while
+        # the models score.
+        with connect(settings) as wh:
             transactions, customers, engagement = read_ml_inputs(wh, build, customer_range, snapshot_date=as_of)
-            labels = scorer.score(transactions, customers, engagement)
-            labels["model_version"] = bundle.model_version
-            reports.append(validate_dataframe(labels, suite, suite_name="ml.customer_labels",
-                                              batch_name=as_of.isoformat()))
+        labels = scorer.score(transactions, customers, engagement)
+        labels["model_version"] = bundle.model_version
+        batch = as_of.isoformat() if len(chunks) == 1 else f"{as_of.isoformat()} customers {number} of {len(chunks)}"
+        reports.append(validate_dataframe(labels, suite, suite_name="ml.customer_labels", batch_name=batch))
+        with connect(settings) as wh:
             _append_frame(wh, build, staged, labels, LABEL_COLUMNS)
-            del transactions, customers, engagement, labels
-            _return_free_memory()
-        result = scorer.result()
-        report = combine_reports(reports, sample_note=(
-            f"validated in {len(reports)} chunk(s) of customers, {result.metrics['n_customers']} rows in all; "
-            "each customer is in one chunk, so customer_id is checked unique over all of them"))
-        profiles = _profile_table(result.cluster_profiles)
-        profiles["model_version"] = result.model_version
+        del transactions, customers, engagement, labels
+        _return_free_memory()
+    result = scorer.result()
+    # one chunk: its own report (with the GX result for Data Docs); more: their sum, each chunk's
+    # GX result on its own Data Docs page
+    report = reports[0] if len(reports) == 1 else dataclasses.replace(combine_reports(reports, sample_note=(
+        f"validated in {len(reports)} chunks of customers, {result.metrics['n_customers']} rows in all; "
+        "each customer is in one chunk, so customer_id is checked unique over all of them")),
+        batch_name=as_of.isoformat())
+    profiles = _profile_table(result.cluster_profiles)
+    profiles["model_version"] = result.model_version
+    with connect(settings) as wh:
         if choice.bundle is None and bundle.has_models:
             Registry(wh).register(bundle, status=APPROVED, reason=choice.reason, run_id=run_id,
                                   dag_id="customer_segmentation")
         _record_quality(wh, run_id, as_of, report.to_rows(run_id))
-        _data_docs(settings, "ml_labels", [report], run_id, as_of)
+        _data_docs(settings, "ml_labels", reports, run_id, as_of)
         if not report.success:
             wh.execute(f"drop table if exists {quote_ident(build)}.{quote_ident(staged)}")
         report.raise_if_blocking_failed()

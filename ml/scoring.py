@@ -137,8 +137,9 @@ def score_with(
 
 
 class ChunkScorer:
-    """Scores customers chunk by chunk with one bundle (DESIGN §7), with the same labels, cluster
-    profiles, drift and metrics as :func:`score_with` on all of them at once.
+    """Scores customers chunk by chunk with one bundle (a customer base too large to hold at once),
+    with the same labels, cluster profiles, drift and metrics as :func:`score_with` on all of them
+    (the metrics add ``scored_in_chunks`` when there was more than one).
 
     Chunks must partition the customers: each holds every transaction, the ``customers`` row and the
     engagement snapshot of each of its customers, and no customer is in two chunks. ``score`` returns

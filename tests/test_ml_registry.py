@@ -8,6 +8,7 @@ normally build them are tested elsewhere), so this runs in seconds per step.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -190,6 +191,36 @@ def test_retrain_approves_a_comparable_model_and_rejects_a_broken_one(duck: dict
 def test_retrain_refuses_a_stale_build(duck: dict) -> None:
     with pytest.raises(RuntimeError, match="run the nightly"):
         models.retrain(duck["settings"], NEXT_WEEK + dt.timedelta(days=7), "retrain-stale")
+
+
+def test_labels_that_fail_their_checks_replace_nothing_and_scoring_in_chunks_changes_no_label(
+        duck: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    from expectations import suites
+    from expectations.report import QualityGateError
+
+    whole = duck["settings"]  # ~1,500 customers: one chunk
+    pipeline.score(whole, NEXT_WEEK, "nightly-whole")
+    before = labels(whole)
+    chunked = dataclasses.replace(whole, score_chunk_customers=500)
+    real = suites.ml_labels_suite()
+    # a check no label can pass: the gate must fail after every chunk was scored and staged
+    failing = suites.Suite(real.name, (*real.checks, suites.between("churn_probability", 2, 3)))
+    monkeypatch.setattr(suites, "ml_labels_suite", lambda: failing)
+    with pytest.raises(QualityGateError):
+        pipeline.score(chunked, NEXT_WEEK, "nightly-fails")
+    pd.testing.assert_frame_equal(labels(whole), before)
+    with connect(whole) as wh:
+        assert not wh.table_exists(whole.build_schema, "ml_customer_labels_scoring")
+        failed = wh.fetchall("select expectation, column_name from ops.quality_results "
+                             "where run_id = 'nightly-fails' and not success")
+    assert failed == [("expect_column_values_to_be_between", "churn_probability")]  # recorded, then raised
+    monkeypatch.undo()
+    result = pipeline.score(chunked, NEXT_WEEK, "nightly-chunked")
+    pd.testing.assert_frame_equal(labels(whole), before)  # three chunks, the labels of one pass
+    assert result["customers"] == len(before)
+    with connect(whole) as wh:
+        metrics = json.loads(wh.fetchall("select metrics from ml.scoring_runs where run_id = 'nightly-chunked'")[0][0])
+    assert metrics["scored_in_chunks"] == 3
 
 
 @pytest.mark.postgres

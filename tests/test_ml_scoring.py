@@ -230,6 +230,21 @@ def test_engagement_at_the_cutoff_feeds_the_churn_model_and_is_required_to_score
     assert fit_models(data.transactions, data.customers, AS_OF, engagement=other).model_version != bundle.model_version
     labels = score_with(bundle, data.transactions, data.customers, AS_OF, snapshots).labels
     assert labels["churn_probability"].notna().sum() > 0
+    # in chunks: a chunk may hold no snapshot row though tonight's snapshot exists (an unengaged buyer)
+    unengaged = next(c for c in labels.loc[labels["churn_probability"].notna(), "customer_id"]
+                     if c not in set(snapshots["customer_id"]))
+    parts = []
+    scorer = ChunkScorer(bundle, AS_OF, snapshot_exists=True)
+    for chunk in ({unengaged}, set(data.customers["customer_id"]) - {unengaged}):
+        def of_chunk(frame: pd.DataFrame, chunk=chunk) -> pd.DataFrame:
+            return frame[frame["customer_id"].isin(chunk)]
+        parts.append(scorer.score(of_chunk(data.transactions), of_chunk(data.customers), of_chunk(snapshots)))
+    by_id = ["customer_id"]
+    pdt.assert_frame_equal(pd.concat(parts).sort_values(by_id, ignore_index=True),
+                           labels.sort_values(by_id, ignore_index=True))
+    with pytest.raises(ValueError, match="uses engagement snapshots"):  # without knowing that it exists
+        ChunkScorer(bundle, AS_OF).score(*(of_chunk(f, {unengaged}) for f in (data.transactions, data.customers,
+                                                                              snapshots)))
     # scoring without today's snapshot would make everyone look unengaged: refused, and said why
     with pytest.raises(ValueError, match="uses engagement snapshots, but there is none as of 2024-06-30"):
         score_with(bundle, data.transactions, data.customers, AS_OF, snapshots[snapshots["snapshot_date"] < "2024-06"])

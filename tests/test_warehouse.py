@@ -60,3 +60,43 @@ def test_query_arrow_of_no_rows_keeps_the_columns(wh) -> None:
     table = wh.query_arrow("select customer_id, amount from scratch.purchases where items < 0")
     assert table.num_rows == 0
     assert table.column_names == ["customer_id", "amount"]
+
+
+def test_customer_chunks_split_the_ml_inputs_into_disjoint_ranges_that_miss_nobody(wh) -> None:
+    # The ranges are ordered by the warehouse itself: on PostgreSQL a non-C collation (here ICU
+    # English, where 'B' < 'a' is false and punctuation is ignored at first) orders these ids
+    # differently from a byte-wise sort, and every purchase must still fall in exactly one range.
+    from custseg.models import customer_chunks, read_ml_inputs
+    from ml.features import SNAPSHOT_FEATURES
+
+    ids = ["a", "B", "a_b", "aa", "A-1", "_x", "b", "Z", "z9", "Ab"]
+    orphans = ["0-orphan", "zz-orphan"]  # buyers without a customers row: below and above every id
+    collate = ' collate "en-x-icu"' if wh.kind == "postgres" else ""
+    wh.execute("create schema if not exists chunked")
+    wh.execute(f"create table chunked.fct_customer_features (customer_id text{collate}, email_open_rate "
+               "double precision, email_click_rate double precision, web_sessions_90d integer)")
+    wh.execute(f"create table chunked.fct_purchases (customer_id text{collate}, purchase_date date, net_amount "
+               "numeric(18, 2), discount_amount numeric(18, 2), sales_channel text, category text, is_refund boolean)")
+    wh.execute(f"create table chunked.fct_customer_engagement_snapshots (customer_id text{collate}, snapshot_date "
+               "date, " + ", ".join(f"{c} integer" for c in SNAPSHOT_FEATURES) + ")")
+    day = dt.date(2026, 3, 1)
+    for n, cid in enumerate(ids):
+        wh.execute("insert into chunked.fct_customer_features values (%s, 0.5, 0.1, %s)", (cid, n))
+        wh.execute("insert into chunked.fct_customer_engagement_snapshots values (%s, %s, "
+                   + ", ".join(["1"] * len(SNAPSHOT_FEATURES)) + ")", (cid, day))
+    for n, cid in enumerate([*ids, *ids[:4], *orphans]):
+        wh.execute("insert into chunked.fct_purchases values (%s, %s, %s, 0, 'online', 'books', false)",
+                   (cid, day, 10 + n))
+
+    chunks = customer_chunks(wh, "chunked", 3)
+    assert len(chunks) == 4 and chunks[0][0] is None and chunks[-1][1] is None
+    reads = [read_ml_inputs(wh, "chunked", chunk, snapshot_date=day) for chunk in chunks]
+    purchases = sorted(cid for tx, _, _ in reads for cid in tx["customer_id"])
+    assert purchases == sorted([*ids, *ids[:4], *orphans])
+    assert sorted(cid for _, customers, _ in reads for cid in customers["customer_id"]) == sorted(ids)
+    assert sorted(cid for _, _, engagement in reads for cid in engagement["customer_id"]) == sorted(ids)
+    assert [len(customers) for _, customers, _ in reads] == [3, 3, 3, 1]
+    # and a chunk's rows are its customers' rows, all of them
+    for tx, customers, engagement in reads:
+        assert set(engagement["customer_id"]) == set(customers["customer_id"])
+        assert set(tx["customer_id"]) - set(orphans) == set(customers["customer_id"])
