@@ -74,12 +74,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import math
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from custseg.config import Settings
+from custseg.ingest import FUTURE_TOLERANCE
 from custseg.warehouse import Warehouse, connect
 
 log = logging.getLogger(__name__)
@@ -162,7 +164,13 @@ def records_sql(country_code: str, since: bool = False) -> str:
         visible = f"greatest(r._partition_date, cast(r.{ts} as date))"
         where = f"r._partition_date <= %s and cast(r.{ts} as date) <= %s"
         if since:
-            where += f" and not (r._partition_date <= %s and cast(r.{ts} as date) <= %s)"
+            # A record invisible as of `since` landed after it, or is dated after it; ingestion
+            # quarantines events dated more than FUTURE_TOLERANCE after their landing day, so such a
+            # record landed at most SINCE_LOOKBACK_DAYS before `since`. The redundant lower bound
+            # lets PostgreSQL read a few partitions through the `_partition_date` index instead of
+            # every landed row each night.
+            where += (f" and r._partition_date >= %s"
+                      f" and not (r._partition_date <= %s and cast(r.{ts} as date) <= %s)")
         parts.append(
             f"select {cols[0]} as crm_id, {cols[1]} as email, {cols[2]} as phone, {cols[3]} as loyalty_card, "
             f"{visible} as seen_date from raw.{table} as r cross join raw.pii_salt as salt where {where}"
@@ -170,8 +178,16 @@ def records_sql(country_code: str, since: bool = False) -> str:
     return "\nunion all\n".join(parts)
 
 
+#: Days before `since` that a record invisible as of `since` can have landed (see records_sql): its
+#: event is at most FUTURE_TOLERANCE after the end of its landing day.
+SINCE_LOOKBACK_DAYS = math.ceil((FUTURE_TOLERANCE + dt.timedelta(days=1)) / dt.timedelta(days=1))
+
+
 def _records_params(as_of: dt.date, since: dt.date | None = None) -> tuple[dt.date, ...]:
-    per_source = (as_of, as_of) if since is None else (as_of, as_of, since, since)
+    if since is None:
+        per_source: tuple[dt.date, ...] = (as_of, as_of)
+    else:
+        per_source = (as_of, as_of, since - dt.timedelta(days=SINCE_LOOKBACK_DAYS), since, since)
     return per_source * len(RECORD_SOURCES)
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from custseg.config import PROJECT_ROOT, load_settings
 from custseg.identity import norm_phone, resolve_identities
+from custseg.ingest import FUTURE_TOLERANCE
 from custseg.pipeline import prepare_warehouse
 from custseg.warehouse import connect
 
@@ -92,6 +93,13 @@ def _load(wh) -> None:
         wh.execute("insert into raw.web_sessions (session_id, crm_customer_id, user_email, started_at, "
                    "_partition_date, _source_file, _source_line, _run_id) values (%s, %s, %s, %s, %s, 'f', 1, 'r')",
                    (sid, ref, email, _ts(d), day(d)))
+    # landed on day 4 but dated day 6 at midnight, the latest ingestion lets through (FUTURE_TOLERANCE
+    # after the end of the landing day): visible only as of day 6, so the night extending day 5 to
+    # day 6 must find it in a partition older than the one it extends from
+    wh.execute("insert into raw.web_sessions (session_id, crm_customer_id, user_email, started_at, "
+               "_partition_date, _source_file, _source_line, _run_id) values (%s, %s, %s, %s, %s, 'f', 1, 'r')",
+               ("WS-3", "CRM-12", "early.bird@example.com",
+                dt.datetime.combine(day(4), dt.time()) + dt.timedelta(days=1) + FUTURE_TOLERANCE, day(4)))
     for d, rid, card in POS:
         wh.execute("insert into raw.pos_sales (receipt_id, store_id, loyalty_card, sold_at, currency, amount, "
                    "_partition_date, _source_file, _source_line, _run_id) "
@@ -198,6 +206,7 @@ def test_extending_night_by_night_equals_rebuilding(settings) -> None:
     assert modes[1] == modes[7] == "rebuilt"
     assert all(modes[n] == f"extended from {day(n - 1)}" for n in (2, 3, 4, 5, 6, 8))
     m = {(t, v): c for t, v, c, _ in _rows(settings)}
+    assert m[_email_key(settings, "early.bird@example.com")] == m[("crm_id", "CRM-12")]  # the WS-3 link
     assert _phone_key(settings, "+447700900006") not in m  # a household phone links nothing
     assert m[_email_key(settings, "john.smtih@example.com")] != crm_id("CRM-6")
 
