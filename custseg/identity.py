@@ -371,13 +371,12 @@ def resolve_identities(settings: Settings, as_of: dt.date) -> dict[str, int]:
     return summary
 
 
-def _counts(wh: Warehouse, households: int) -> dict[str, int]:
+def _counts(wh: Warehouse) -> dict[str, int]:
     keys, customers, merged = wh.fetchall(
         f"select sum(case when key_type <> '{ALIAS}' then 1 else 0 end), "
         f"count(distinct case when key_type <> '{ALIAS}' then customer_id end), "
         f"sum(case when key_type = '{ALIAS}' then 1 else 0 end) from raw.identity_map")[0]
-    return {"keys": int(keys or 0), "customers": int(customers or 0), "merged_ids": int(merged or 0),
-            "household_phones": int(households)}
+    return {"keys": int(keys or 0), "customers": int(customers or 0), "merged_ids": int(merged or 0)}
 
 
 def _rebuild(wh: Warehouse, settings: Settings, as_of: dt.date) -> dict[str, int]:
@@ -464,8 +463,13 @@ def _extend(wh: Warehouse, settings: Settings, since: dt.date, as_of: dt.date) -
     CRM id) while the map already uses it as a link; the rebuild then drops it from the start, so
     this returns None and the caller rebuilds.
     """
+    # Household phones among tonight's phones only: tonight's keys and links are all that is tested
+    # against the list, and a phone of the map that becomes a household phone tonight is one of them
+    # (it takes tonight's second CRM id; a household phone is never in the map after a night). The
+    # whole list groups every phone ever seen with a CRM id, for each of the three queries below.
     households_sql = (
-        "select phone from (select phone, crm_id from raw.identity_phone_crm union "
+        "select phone from (select phone, crm_id from raw.identity_phone_crm "
+        "where phone in (select phone from records where phone is not null) union "
         "select phone, crm_id from records where phone is not null and crm_id is not null) as pairs "
         "group by phone having count(distinct crm_id) > 1"
     )
@@ -574,12 +578,12 @@ def _extend(wh: Warehouse, settings: Settings, since: dt.date, as_of: dt.date) -
                 "raw.identity_phone_crm as p where p.phone = r.phone and p.crm_id = r.crm_id) "
                 "group by r.phone, r.crm_id")
             _record_state(wh, settings, as_of, rebuilt=False)
-        summary = _counts(wh, households)
+        summary = _counts(wh)
     finally:
         for table in ("identity_records", "identity_new_keys", *EXTEND_WORK):
             wh.execute(f"drop table if exists {table}")
-    return {**summary, "new_keys": len(new_keys), "new_merges": len(set(renamed) - new_ids),
-            "mode": f"extended from {since}"}
+    return {**summary, "household_phones_tonight": int(households), "new_keys": len(new_keys),
+            "new_merges": len(set(renamed) - new_ids), "mode": f"extended from {since}"}
 
 
 def score_against_truth(key_map: pd.DataFrame, identities_parquet: str, salt: str,
