@@ -14,6 +14,7 @@ import gc
 import logging
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow as pa
@@ -23,6 +24,11 @@ from custseg.dbt import release_dbt_duckdb, run_dbt
 from custseg.ingest import FUTURE_TOLERANCE, LoadResult, ingest_source, record_load
 from custseg.sources import load_sources
 from custseg.warehouse import Warehouse, connect, quote_ident
+
+if TYPE_CHECKING:
+    from expectations.report import ValidationReport
+    from ml.bundle import ModelBundle
+    from ml.scoring import ScoringResult
 
 log = logging.getLogger(__name__)
 
@@ -130,20 +136,9 @@ def score(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:
     task's memory is bounded by a chunk, not by the customer base. The labels go to a staging table
     chunk by chunk, and replace ``ml_customer_labels`` only once every chunk passed the label checks.
     """
-    from custseg.models import (
-        APPROVED,
-        Registry,
-        bootstrap_model,
-        choose_model,
-        customer_chunks,
-        read_ml_inputs,
-        record_scoring,
-    )
+    from custseg.models import APPROVED, Registry, bootstrap_model, choose_model, read_ml_inputs, record_scoring
     from expectations.report import combine_reports
-    from expectations.runner import validate_dataframe
-    from expectations.suites import ml_labels_suite
     from ml.features import prepare_transactions
-    from ml.scoring import ChunkScorer
 
     release_dbt_duckdb()  # this task's frames must not come on top of dbt's DuckDB buffer pool
     _return_free_memory()  # nor on what earlier tasks of this process freed but the allocator kept
@@ -165,28 +160,7 @@ def score(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:
         _return_free_memory()
 
     staged = f"{LABELS_TABLE}_scoring"
-    suite = ml_labels_suite()
-    with connect(settings) as wh:
-        snapshot_exists = _has_engagement_snapshot(wh, build, as_of)
-        chunks = customer_chunks(wh, build, settings.score_chunk_customers)
-        _create_table(wh, build, staged, LABEL_COLUMNS)
-    scorer = ChunkScorer(bundle, as_of, snapshot_exists=snapshot_exists)
-    reports = []
-    for number, customer_range in enumerate(chunks, start=1):
-        # A connection per read and per write: DuckDB's buffer pool (every purchase block a range
-        # scan touched) is freed before the chunk's frames grow, and the file is not held while
-        # the models score.
-        with connect(settings) as wh:
-            transactions, customers, engagement = read_ml_inputs(wh, build, customer_range, snapshot_date=as_of)
-        labels = scorer.score(transactions, customers, engagement)
-        labels["model_version"] = bundle.model_version
-        batch = as_of.isoformat() if len(chunks) == 1 else f"{as_of.isoformat()} customers {number} of {len(chunks)}"
-        reports.append(validate_dataframe(labels, suite, suite_name="ml.customer_labels", batch_name=batch))
-        with connect(settings) as wh:
-            _append_frame(wh, build, staged, labels, LABEL_COLUMNS)
-        del transactions, customers, engagement, labels
-        _return_free_memory()
-    result = scorer.result()
+    result, reports = _score_in_chunks(settings, bundle, as_of, staged)
     # one chunk: its own report (with the GX result for Data Docs); more: their sum, each chunk's
     # GX result on its own Data Docs page
     report = reports[0] if len(reports) == 1 else dataclasses.replace(combine_reports(reports, sample_note=(
@@ -211,6 +185,39 @@ def score(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:
         drifted = record_scoring(wh, run_id, as_of, result)
     return {"model_version": result.model_version, "model_trained_as_of": bundle.trained_as_of.isoformat(),
             "customers": result.metrics["n_customers"], "drifted_features": drifted}
+
+
+def _score_in_chunks(settings: Settings, bundle: ModelBundle, as_of: dt.date, staged: str
+                     ) -> tuple[ScoringResult, list[ValidationReport]]:
+    """Score every customer chunk by chunk into the build table ``staged`` (made anew), validating
+    each chunk's labels; the scoring result over all chunks and each chunk's validation report."""
+    from custseg.models import customer_chunks, read_ml_inputs
+    from expectations.runner import validate_dataframe
+    from expectations.suites import ml_labels_suite
+    from ml.scoring import ChunkScorer
+
+    build, suite = settings.build_schema, ml_labels_suite()
+    with connect(settings) as wh:
+        snapshot_exists = _has_engagement_snapshot(wh, build, as_of)
+        chunks = customer_chunks(wh, build, settings.score_chunk_customers)
+        _create_table(wh, build, staged, LABEL_COLUMNS)
+    scorer = ChunkScorer(bundle, as_of, snapshot_exists=snapshot_exists)
+    reports = []
+    for number, customer_range in enumerate(chunks, start=1):
+        # A connection per read and per write: DuckDB's buffer pool (every purchase block a range
+        # scan touched) is freed before the chunk's frames grow, and the file is not held while
+        # the models score.
+        with connect(settings) as wh:
+            transactions, customers, engagement = read_ml_inputs(wh, build, customer_range, snapshot_date=as_of)
+        labels = scorer.score(transactions, customers, engagement)
+        labels["model_version"] = bundle.model_version
+        batch = as_of.isoformat() if len(chunks) == 1 else f"{as_of.isoformat()} customers {number} of {len(chunks)}"
+        reports.append(validate_dataframe(labels, suite, suite_name="ml.customer_labels", batch_name=batch))
+        with connect(settings) as wh:
+            _append_frame(wh, build, staged, labels, LABEL_COLUMNS)
+        del transactions, customers, engagement, labels
+        _return_free_memory()
+    return scorer.result(), reports
 
 
 def _has_engagement_snapshot(wh: Warehouse, build_schema: str, as_of: dt.date) -> bool:
