@@ -180,9 +180,7 @@ def churn_inputs(
                        index=summary["customer_id"].astype(str).to_numpy())
         features = features.assign(**{BGNBD_FEATURE: p0.reindex(features.index).fillna(0.5).to_numpy()})
     if any(name in used for name in SNAPSHOT_FEATURES):
-        today = engagement_at(engagement, as_of, features.index) if as_of is not None else None
-        if today is None and snapshot_exists:
-            today = pd.DataFrame(SNAPSHOT_FEATURES, index=pd.Index(features.index.astype(str), name="customer_id"))
+        today = engagement_at(engagement, as_of, features.index, snapshot_exists) if as_of is not None else None
         if today is None:
             # defaults would make every customer look unengaged, i.e. about to churn: refuse instead
             raise ValueError(f"model {bundle.model_version} uses engagement snapshots, but there is none as of "

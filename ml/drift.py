@@ -51,12 +51,12 @@ def reference_profile(
         if values.size == 0:
             continue
         inner = np.unique(np.quantile(values, np.linspace(0, 1, n_bins + 1)[1:-1]))
-        out[col] = {"edges": [float(e) for e in inner], "shares": _shares(values, inner).tolist()}
+        out[col] = {"edges": [float(e) for e in inner], "shares": _shares(_counts(values, inner)).tolist()}
     return out
 
 
-def _shares(values: np.ndarray, inner_edges: np.ndarray) -> np.ndarray:
-    counts = _counts(values, inner_edges)
+def _shares(counts: np.ndarray) -> np.ndarray:
+    """Each bin's share of the customers counted (no customer: all zero)."""
     return counts / max(counts.sum(), 1.0)
 
 
@@ -95,7 +95,7 @@ def psi_from_counts(reference: dict[str, dict[str, list[float]]], counts: dict[s
             continue
         today = counts[col]
         expected = np.maximum(np.asarray(ref["shares"], dtype=float), PSI_EPSILON)
-        actual = np.maximum(today / max(today.sum(), 1.0), PSI_EPSILON)
+        actual = np.maximum(_shares(today), PSI_EPSILON)
         value = float(np.sum((actual - expected) * np.log(actual / expected))) if today.sum() else float("nan")
         rows.append({"feature": col, "psi": value, "bins": len(expected), "status": psi_status(value)})
     return pd.DataFrame(rows, columns=["feature", "psi", "bins", "status"])

@@ -305,18 +305,24 @@ def select_columns(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 
 
 def engagement_at(
-    snapshots: pd.DataFrame | None, snapshot_date: dt.date | pd.Timestamp | str, customer_ids: Sequence[str]
+    snapshots: pd.DataFrame | None,
+    snapshot_date: dt.date | pd.Timestamp | str,
+    customer_ids: Sequence[str],
+    snapshot_exists: bool = False,
 ) -> pd.DataFrame | None:
     """The engagement snapshot of ``snapshot_date`` for ``customer_ids`` (absent customers get the
     :data:`SNAPSHOT_FEATURES` defaults), or None when ``snapshots`` has no rows for that date.
 
     ``snapshots`` has ``customer_id``, ``snapshot_date`` and the :data:`SNAPSHOT_FEATURES` columns.
+    ``snapshot_exists``: the snapshot of that date exists though ``snapshots`` may hold none of its
+    rows (a chunk of unengaged customers): every customer is then absent, not the snapshot.
     """
-    if snapshots is None or not len(snapshots):
-        return None
     day = _as_timestamp(snapshot_date)
-    rows = snapshots[pd.to_datetime(snapshots["snapshot_date"]).dt.normalize() == day]
-    if not len(rows):
+    if snapshots is not None and len(snapshots):
+        rows = snapshots[pd.to_datetime(snapshots["snapshot_date"]).dt.normalize() == day]
+    else:
+        rows = pd.DataFrame(columns=["customer_id", *SNAPSHOT_FEATURES])
+    if not len(rows) and not snapshot_exists:
         return None
     values = rows.set_index(rows["customer_id"].astype(str))[list(SNAPSHOT_FEATURES)].astype(float)
     index = pd.Index(pd.Series(customer_ids, dtype=str).to_numpy(), name="customer_id")

@@ -69,12 +69,17 @@
     {%- call statement('incremental_state_table') -%}
         {{ incremental_state_ddl() }}
     {%- endcall -%}
-    {%- set columns = adapter.get_columns_in_relation(state) | map(attribute='name') | map('lower') | list -%}
-    {%- if 'verified_as_of' not in columns -%}
+    {%- if not _state_has_verified_column(state) -%}
         {%- call statement('incremental_state_verified_column') -%}
             alter table {{ state }} add column verified_as_of date
         {%- endcall -%}
     {%- endif -%}
+{%- endmacro %}
+
+{#- Whether the state table has verified_as_of (one made before that column has not). -#}
+{% macro _state_has_verified_column(state) -%}
+    {%- set columns = adapter.get_columns_in_relation(state) | map(attribute='name') | map('lower') | list -%}
+    {{ return('verified_as_of' in columns) }}
 {%- endmacro %}
 
 {% macro incremental_state_relation() -%}
@@ -264,15 +269,12 @@
     test: no state table yet (or one from before the column) means nothing was verified. -#}
 {% macro verified_build_date(identifier) -%}
     {%- set state = incremental_state_relation() -%}
-    {%- if not execute or adapter.get_relation(state.database, state.schema, state.identifier) is none -%}
-        {{ return(none) }}
-    {%- endif -%}
-    {%- set columns = adapter.get_columns_in_relation(state) | map(attribute='name') | map('lower') | list -%}
-    {%- if 'verified_as_of' not in columns -%}
+    {%- if not execute or adapter.get_relation(state.database, state.schema, state.identifier) is none
+            or not _state_has_verified_column(state) -%}
         {{ return(none) }}
     {%- endif -%}
     {%- set rows = run_query(
-        "select cast(verified_as_of as " ~ dbt.type_string() ~ ") from " ~ incremental_state_relation()
+        "select cast(verified_as_of as " ~ dbt.type_string() ~ ") from " ~ state
         ~ " where model_name = '" ~ identifier ~ "' and verified_as_of is not null"
     ).rows -%}
     {{ return(rows[0][0] if rows | length == 1 else none) }}
