@@ -37,10 +37,6 @@ def connection_url(conn_id: str) -> str:
     return parse_postgres_url(value).url
 
 
-def _quoted_table(table: str) -> str:
-    return ".".join('"' + part + '"' for part in table.split("."))
-
-
 def extract_pending(src: SourceConfig, logical_date: dt.date, loaded: set[dt.date], extract_dir: Path
                     ) -> list[tuple[dt.date, Path]]:
     """Copy the partitions this run loads to CSV files, over one connection.
@@ -50,11 +46,14 @@ def extract_pending(src: SourceConfig, logical_date: dt.date, loaded: set[dt.dat
     order, so a quarantined row's line number means the same on every extract.
     """
     import psycopg
+    from psycopg import sql
 
     assert src.table and src.connection
-    table = _quoted_table(src.table)
+    # identifiers are allow-listed when sources.yml is read and quoted by psycopg here; dates are bound
+    table = sql.Identifier(*src.table.split("."))
     # in UTC: the session's time zone is set below
-    row_date = f'cast("{src.partition_column}" as date)' if src.layout == "daily" else None
+    row_date = (sql.SQL("cast({} as date)").format(sql.Identifier(src.partition_column))
+                if src.layout == "daily" and src.partition_column else None)
     files = []
     try:
         with psycopg.connect(connection_url(src.connection), connect_timeout=30) as con:
@@ -64,16 +63,17 @@ def extract_pending(src: SourceConfig, logical_date: dt.date, loaded: set[dt.dat
             days = [logical_date]
             if row_date:
                 available = {row[0] for row in con.execute(
-                    f"select distinct {row_date} from {table} where {row_date} <= %s", (logical_date,))}
+                    sql.SQL("select distinct {d} from {t} where {d} <= %s").format(d=row_date, t=table),
+                    (logical_date,))}
                 days = sorted((available - loaded) | {logical_date})
             for day in days:
-                where = f" where {row_date} = date '{day.isoformat()}'" if row_date else ""
                 path = src.file_for(extract_dir, day.isoformat())
                 path.parent.mkdir(parents=True, exist_ok=True)
                 partial = path.with_suffix(".partial")
-                query = f"select * from {table} as t{where} order by cast(t as text)"
-                with partial.open("wb") as out, con.cursor().copy(
-                        f"copy ({query}) to stdout with (format csv, header true)") as copy:
+                where = sql.SQL(" where {} = %s").format(row_date) if row_date else sql.SQL("")
+                query = sql.SQL("copy (select * from {t} as t{w} order by cast(t as text)) "
+                                "to stdout with (format csv, header true)").format(t=table, w=where)
+                with partial.open("wb") as out, con.cursor().copy(query, (day,) if row_date else None) as copy:
                     for block in copy:
                         out.write(block)
                 partial.replace(path)  # a half-written extract is never taken for a whole one

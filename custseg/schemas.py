@@ -50,6 +50,13 @@ class Channel:
     table: str
     key: str
     columns: tuple[Column, ...]
+    #: Columns that identify the customer; when ``customer_required``, a row with all of them empty
+    #: cannot be attributed to anyone and is quarantined at load instead of vanishing downstream.
+    customer_columns: tuple[str, ...] = ()
+    customer_required: bool = False
+    #: The column that orders several versions of one key (a CRM record updated twice in one file);
+    #: rows of one key and version that differ are a conflict and are quarantined.
+    version_column: str | None = None
 
     def column(self, name: str) -> Column:
         for col in self.columns:
@@ -79,6 +86,8 @@ CHANNELS: dict[str, Channel] = {
                 Column("order_status", "text"),
                 Column("device", "text"),
             ),
+            customer_columns=("customer_ref", "customer_email", "customer_phone"),
+            customer_required=True,
         ),
         Channel(
             "store_sales",
@@ -95,6 +104,8 @@ CHANNELS: dict[str, Channel] = {
                 Column("category", "text"),
                 Column("is_return", "boolean"),
             ),
+            # a till sale without a loyalty card is anonymous: loaded, and counted as such downstream
+            customer_columns=("loyalty_card",),
         ),
         Channel(
             "web_events",
@@ -109,6 +120,7 @@ CHANNELS: dict[str, Channel] = {
                 Column("page_views", "integer", min_value=0),
                 Column("added_to_cart", "boolean"),
             ),
+            customer_columns=("crm_customer_id", "user_email"),
         ),
         Channel(
             "crm",
@@ -131,6 +143,7 @@ CHANNELS: dict[str, Channel] = {
                 Column("loyalty_card", "text"),
                 Column("updated_at", "timestamp", required=True, not_future=True),
             ),
+            version_column="updated_at",
         ),
         Channel(
             "marketing",
@@ -158,6 +171,7 @@ CHANNELS: dict[str, Channel] = {
                 Column("ticket_status", "text"),
                 Column("nps_score", "integer", min_value=0),
             ),
+            customer_columns=("customer_email", "customer_phone"),
         ),
     )
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,42 @@ LAYOUTS = ("daily", "snapshot")
 PARSERS = ("iso", "epoch_ms", "local", "date")
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 _COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Field separators a landing file may use (an allow-list: the value reaches the CSV reader).
+DELIMITERS = {",": ",", ";": ";", "|": "|", "\t": "\t", "\\t": "\t", "tab": "\t"}
+#: Encodings a landing file may be in, by Python's canonical codec name. All are ASCII-compatible, so a
+#: file can be split into lines before decoding and one bad line quarantined without losing the rest.
+#: Windows-1252 is what Excel writes as "ANSI"/"Latin-1" in Western Europe; anything else: re-export as UTF-8.
+ENCODINGS = ("utf-8", "utf-8-sig", "iso8859-1", "iso8859-15", "cp1252", "cp1250", "ascii")
+#: A strptime format: directives, letters, digits, spaces and date punctuation only, and short.
+_DATE_FORMAT = re.compile(r"^(?:%[aAbBdHIjmMpSyYzZfT%]|[A-Za-z0-9 ./:,_T+-]){1,40}$")
+
+
+def normalise_encoding(name: object) -> str:
+    """The canonical name of an allowed encoding; ValueError naming the allowed ones otherwise."""
+    try:
+        canonical = codecs.lookup(str(name)).name
+    except LookupError:
+        canonical = ""
+    if canonical not in ENCODINGS:
+        raise ValueError(f"unsupported encoding {str(name)[:40]!r}; use one of utf-8, latin-1, cp1252 "
+                         "(Excel's Western 'ANSI'), iso-8859-15, cp1250, or re-export the file as UTF-8")
+    return canonical
+
+
+def normalise_delimiter(value: object) -> str:
+    """The one-character field separator for ``value``; ValueError naming the allowed ones otherwise."""
+    if str(value) not in DELIMITERS:
+        raise ValueError(f"unsupported delimiter {str(value)[:20]!r}; use one of ',', ';', '|' or '\\t'")
+    return DELIMITERS[str(value)]
+
+
+def check_date_format(value: object) -> str:
+    """A strptime format made of directives and date punctuation only; ValueError otherwise."""
+    text = str(value)
+    if not _DATE_FORMAT.match(text):
+        raise ValueError(f"unsupported date format {text[:40]!r}: use strptime directives (%Y, %m, %d, %H, %M, "
+                         "%S, ...) separated by spaces or . / : , - T")
+    return text
 
 
 class SourceConfigError(ValueError):
@@ -40,6 +77,8 @@ class SourceConfig:
     columns: tuple[ColumnMapping, ...]
     delimiter: str = ","
     consumed: tuple[str, ...] = field(default_factory=tuple)
+    #: Python's canonical name of the file's text encoding (one of ENCODINGS).
+    encoding: str = "utf-8"
     #: daily: one partition per date ({date} in the path, or the partition column of a table);
     #: snapshot: the whole file or table as it is now, loaded as the logical date's partition.
     layout: str = "daily"
@@ -131,14 +170,29 @@ def _parse_source(path: Path, name: str, spec: object) -> SourceConfig:
     for col in channel.columns:
         if col.required and col.name not in mapped:
             raise _err(path, name, f"columns.{col.name}", "required column has no mapping")
+    if channel.customer_required and not mapped & set(channel.customer_columns):
+        raise _err(path, name, "columns", f"map at least one of {', '.join(channel.customer_columns)}: a "
+                   f"{channel.name} row must name its customer")
+    try:
+        delimiter = normalise_delimiter(spec.get("delimiter", ","))
+    except ValueError as exc:
+        raise _err(path, name, "delimiter", str(exc)) from exc
+    try:
+        encoding = normalise_encoding(spec.get("encoding", "utf-8"))
+    except ValueError as exc:
+        raise _err(path, name, "encoding", str(exc)) from exc
+    consumed = spec.get("consumed", ())
+    if not isinstance(consumed, list | tuple) or not all(isinstance(c, str) for c in consumed):
+        raise _err(path, name, "consumed", "must be a list of column names")
     return SourceConfig(
         name=name,
         channel=channel,
         format=fmt,
         path=loc,
         columns=tuple(mappings),
-        delimiter=str(spec.get("delimiter", ",")),
-        consumed=tuple(spec.get("consumed", ())),
+        delimiter=delimiter,
+        consumed=tuple(consumed),
+        encoding=encoding,
         layout=layout,
         **table_keys,
     )
@@ -156,6 +210,11 @@ def _parse_mapping(path: Path, source: str, canonical: str, value: object) -> Co
             raise _err(path, source, f"columns.{canonical}.parse", f"unknown parser {parse!r}")
         if parse in ("local", "date") and not arg:
             raise _err(path, source, f"columns.{canonical}.parse", f"'{parse}' needs an argument: {parse}:...")
+        if parse == "date":
+            try:
+                check_date_format(arg)
+            except ValueError as exc:
+                raise _err(path, source, f"columns.{canonical}.parse", str(exc)) from exc
     decimal = str(value.get("decimal", "."))
     if decimal not in (".", ","):
         raise _err(path, source, f"columns.{canonical}.decimal", "must be '.' or ','")

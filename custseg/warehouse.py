@@ -40,6 +40,11 @@ OPS_DDL = (
         error text,
         recorded_at timestamp not null
     )""",
+    # Warehouses created before these counts: add them (idempotent on both engines). Exact duplicates
+    # of an earlier row of the same partition are loaded (staging keeps one) and counted here; rows of
+    # an order export dated after the run's date are not read that night, and counted here.
+    "alter table ops.load_audit add column if not exists rows_duplicate bigint",
+    "alter table ops.load_audit add column if not exists rows_after_as_of bigint",
     """create table if not exists raw.quarantine (
         source text not null,
         source_file text not null,
