@@ -116,7 +116,15 @@ def load_sources(path: Path) -> dict[str, SourceConfig]:
     raw_sources = doc.get("sources")
     if not isinstance(raw_sources, dict) or not raw_sources:
         raise SourceConfigError(f"{path}: key 'sources' must map source names to their settings")
-    return {name: _parse_source(path, name, spec) for name, spec in raw_sources.items()}
+    sources = {name: _parse_source(path, name, spec) for name, spec in raw_sources.items()}
+    by_channel: dict[str, list[str]] = {}
+    for name, src in sources.items():
+        by_channel.setdefault(src.channel.name, []).append(name)
+    for channel, names in by_channel.items():
+        if len(names) > 1:  # both would load into, and replace each other's partitions of, one raw table
+            raise SourceConfigError(f"{path}: sources {', '.join(repr(n) for n in names)} share channel {channel!r}; "
+                                    "declare one source per channel (combine the exports into one file per day)")
+    return sources
 
 
 def _parse_source(path: Path, name: str, spec: object) -> SourceConfig:

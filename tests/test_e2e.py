@@ -113,6 +113,29 @@ def test_every_input_row_is_loaded_or_quarantined(e2e_duckdb_env, demo_data) -> 
     assert quarantine.loc["shop_orders", "n"] == demo_data.invalid_rows["shop_orders"]
 
 
+def test_every_row_read_is_accounted_for_up_to_the_purchases(e2e_duckdb_env, demo_data) -> None:
+    """Per source: rows read = quarantined + not yet visible + merged + excluded + published, each
+    counted on its own by the night's audit (ops.source_reconciliation), and nothing unaccounted."""
+    with connect(load_settings(e2e_duckdb_env)) as wh:
+        rec = wh.query_df("select * from ops.source_reconciliation").set_index("source")
+        duplicates = dict(wh.fetchall("select source, sum(rows_duplicate) from ops.load_audit "
+                                      "where status = 'success' group by source"))
+        cancelled = wh.fetchall("select count(*) from analytics_build.stg_shop__orders where is_cancelled")[0][0]
+    assert sorted(rec.index) == sorted(demo_data.rows)
+    assert (rec["rows_unaccounted"] == 0).all(), rec
+    for source, rows in demo_data.rows.items():
+        r = rec.loc[source]
+        assert r.rows_read == rows, source
+        assert r.rows_read == (r.rows_quarantined + r.rows_not_yet_visible + r.rows_superseded + r.rows_excluded
+                               + r.rows_published), source
+        # the generator's exact copies are loaded, counted as duplicates, and merged by staging
+        assert duplicates[source] == demo_data.duplicate_rows[source], source
+        assert r.rows_superseded >= demo_data.duplicate_rows[source], source
+    assert rec.loc["shop_orders", "rows_quarantined"] == demo_data.invalid_rows["shop_orders"]
+    assert rec.loc["shop_orders", "excluded"].startswith(f"cancelled: {cancelled};")
+    assert rec.loc["pos_sales", "rows_excluded"] > 0, "the demo data has anonymous till sales"
+
+
 def test_rerun_of_the_same_date_gives_identical_tables(e2e_duckdb_env, airflow_home) -> None:
     before = published_checksums(e2e_duckdb_env)
     run_nightly(e2e_duckdb_env, airflow_home)

@@ -3,7 +3,7 @@
     rate is a cross rate: base rate of the currency / base rate of the reporting currency, over the
     intersection of the two ranges. Staging joins it as the `fx` CTE on currency and transaction date. -#}
 {% macro fx_rate_ranges() -%}
-    {%- set reporting_currency = var('reporting_currency') | upper -%}
+    {%- set reporting_currency = checked_reporting_currency() -%}
     with ranges as (
         select
             currency,
@@ -30,4 +30,14 @@
     inner join reporting
         on ranges.valid_from < reporting.valid_to
         and reporting.valid_from < ranges.valid_to
+{%- endmacro %}
+
+{#- The var `reporting_currency`, upper-cased, once it is known to be a three-letter code: it comes from
+    the environment or a DAG param and is rendered into SQL, so anything else stops the build. -#}
+{% macro checked_reporting_currency() -%}
+    {%- set value = var('reporting_currency') | string | upper -%}
+    {%- if not modules.re.fullmatch('[A-Z]{3}', value) -%}
+        {{ exceptions.raise_compiler_error("reporting_currency must be a three-letter ISO code, got: " ~ value[:20]) }}
+    {%- endif -%}
+    {{ return(value) }}
 {%- endmacro %}

@@ -9,12 +9,12 @@ fx_rates as (
 reporting as (
     select min(valid_from) as first_valid_from
     from fx_rates
-    where currency = '{{ var("reporting_currency") | upper }}'
+    where currency = '{{ checked_reporting_currency() }}'
 ),
 
 final as (
     select
-        '{{ var("reporting_currency") | upper }}' as reporting_currency,
+        '{{ checked_reporting_currency() }}' as reporting_currency,
         reporting.first_valid_from,
         min(fx_rates.valid_from) as earliest_rate_needed
     from fx_rates

@@ -1,0 +1,193 @@
+"""Every landed row, accounted for: from the rows read to the rows the published tables are built on.
+
+Per source, as of the run's date, each count below is measured on its own (none is the remainder of
+the others), and the run's audit fails before publish when they do not add up:
+
+    rows_read      = rows_quarantined + rows_loaded                       (ops.load_audit vs raw)
+    rows_loaded    = rows_not_yet_visible + rows_superseded + rows_staged  (raw vs the staging model)
+    rows_staged    = rows_excluded + rows_published                       (purchases: staging vs fct_purchases)
+
+* ``rows_not_yet_visible``: landed on or before the date but dated after it (a late-evening local time
+  on the next UTC day); they count from the next date on.
+* ``rows_superseded``: the documented merges. Several rows of one key (an exact duplicate in one file,
+  or a later re-export of an order, a CRM record or a ticket) are one record: staging keeps the
+  latest landed version.
+* ``rows_excluded``: documented rules that keep a staged row out of the purchases, by reason:
+  a cancelled web order, a till sale without a loyalty card (anonymous), an order whose only contact
+  details do not normalise to an e-mail or phone (nothing to attribute it to).
+* ``rows_published``: purchases in ``fct_purchases`` (what every published purchase figure is built
+  from); for the other sources, the records staging keeps.
+
+The counts go to ``ops.source_reconciliation`` (one row per run and source) for BI and ``custseg status``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+
+from custseg.config import Settings
+from custseg.schemas import CHANNELS
+from custseg.warehouse import Warehouse, quote_ident
+
+log = logging.getLogger(__name__)
+
+RECONCILIATION_DDL = """create table if not exists ops.source_reconciliation (
+    run_id text not null,
+    as_of_date date not null,
+    source text not null,
+    rows_read bigint not null,
+    rows_quarantined bigint not null,
+    rows_loaded bigint not null,
+    rows_not_yet_visible bigint not null,
+    rows_superseded bigint not null,
+    rows_staged bigint not null,
+    rows_excluded bigint not null,
+    excluded text,
+    rows_published bigint not null,
+    rows_unaccounted bigint not null,
+    recorded_at timestamp not null
+)"""
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceFlow:
+    """How one raw table reaches the tables analytics is built from (all names are ours, not users')."""
+
+    raw_table: str
+    staging_model: str
+    #: the event time that decides visibility as of a date (None: landing date only)
+    event_at: str | None
+    #: purchases only: the fct_purchases id prefix, and the staged rows excluded by documented rules
+    purchase_prefix: str | None = None
+    exclusions: tuple[tuple[str, str], ...] = ()
+
+
+FLOWS: dict[str, SourceFlow] = {
+    "online_orders": SourceFlow(
+        "shop_orders", "stg_shop__orders", "ordered_at", "shop:",
+        (("cancelled", "is_cancelled"),
+         ("no e-mail, phone or CRM id to attribute it to",
+          "not is_cancelled and crm_customer_id is null and email_hash is null and phone_hash is null")),
+    ),
+    "store_sales": SourceFlow("pos_sales", "stg_pos__sales", "sold_at", "pos:",
+                              (("anonymous (no loyalty card)", "loyalty_card_key is null"),)),
+    "web_events": SourceFlow("web_sessions", "stg_web__sessions", "started_at"),
+    "crm": SourceFlow("crm_customers", "stg_crm__customers", None),
+    "marketing": SourceFlow("email_events", "stg_marketing__email_events", "event_at"),
+    "support": SourceFlow("support_tickets", "stg_support__tickets", None),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Reconciliation:
+    source: str
+    rows_read: int
+    rows_quarantined: int
+    rows_loaded: int
+    rows_not_yet_visible: int
+    rows_superseded: int
+    rows_staged: int
+    rows_excluded: int
+    excluded: str
+    rows_published: int
+
+    @property
+    def rows_unaccounted(self) -> int:
+        return (abs(self.rows_read - self.rows_quarantined - self.rows_loaded)
+                + abs(self.rows_loaded - self.rows_not_yet_visible - self.rows_superseded - self.rows_staged)
+                + abs(self.rows_staged - self.rows_excluded - self.rows_published))
+
+    def problem(self) -> str | None:
+        """One line saying where rows went missing, or None when everything adds up."""
+        if not self.rows_unaccounted:
+            return None
+        parts = []
+        if self.rows_read != self.rows_quarantined + self.rows_loaded:
+            parts.append(f"read {self.rows_read} but raw holds {self.rows_loaded} and quarantine "
+                         f"{self.rows_quarantined} (a partition changed outside ingestion?)")
+        landed = self.rows_not_yet_visible + self.rows_superseded + self.rows_staged
+        if self.rows_loaded != landed:
+            parts.append(f"{self.rows_loaded - landed} loaded rows missing from staging (no fx rate for their "
+                         "currency and date?)")
+        if self.rows_staged != self.rows_excluded + self.rows_published:
+            parts.append(f"{self.rows_staged - self.rows_excluded - self.rows_published} staged rows neither "
+                         "published nor excluded by a documented rule (identity resolution?)")
+        return f"{self.source}: {self.rows_unaccounted} rows unaccounted for: " + "; ".join(parts)
+
+
+class ReconciliationError(RuntimeError):
+    """Rows went missing between landing and the published tables; nothing is published."""
+
+
+def _one(wh: Warehouse, sql: str, params: tuple = ()) -> tuple:
+    return tuple(int(v or 0) for v in wh.fetchall(sql, params)[0])
+
+
+def reconcile_source(wh: Warehouse, settings: Settings, source: str, channel_name: str,
+                     as_of: dt.date) -> Reconciliation:
+    """The counts of one source as of ``as_of`` (see the module's docstring)."""
+    flow = FLOWS[channel_name]
+    key = quote_ident(CHANNELS[channel_name].key)
+    build = quote_ident(settings.build_schema)
+    day_after = dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time())
+    # the latest successful load of each partition is what raw holds now (a rerun reloads its date)
+    (read,) = _one(wh, """
+        select sum(rows_read)
+        from (
+            select rows_read,
+                   row_number() over (partition by partition_date order by recorded_at desc) as load_rank
+            from ops.load_audit
+            where source = %s and status = 'success' and partition_date <= %s
+        ) as loads
+        where load_rank = 1""", (source, as_of))
+    (quarantined,) = _one(wh, "select count(*) from raw.quarantine where source = %s and partition_date <= %s",
+                          (source, as_of))
+    later = f"{quote_ident(flow.event_at)} >= %s" if flow.event_at else "false"
+    loaded, not_yet_visible, visible_keys = _one(wh, f"""
+        select count(*),
+               count(*) filter (where {later}),
+               count(distinct case when not ({later}) then trim({key}) end)
+        from raw.{quote_ident(flow.raw_table)}
+        where _partition_date <= %s""", (day_after, day_after, as_of) if flow.event_at else (as_of,))
+    (staged,) = _one(wh, f"select count(*) from {build}.{quote_ident(flow.staging_model)}")
+    superseded = loaded - not_yet_visible - visible_keys
+    excluded, reasons, published = 0, [], staged
+    if flow.purchase_prefix:
+        for reason, condition in flow.exclusions:
+            (n,) = _one(wh, f"select count(*) from {build}.{quote_ident(flow.staging_model)} where {condition}")
+            excluded += n
+            reasons.append(f"{reason}: {n}")
+        (published,) = _one(wh, f"select count(*) from {build}.fct_purchases where purchase_id like %s",
+                            (flow.purchase_prefix + "%",))
+    return Reconciliation(source, read, quarantined, loaded, not_yet_visible, superseded, staged, excluded,
+                          "; ".join(reasons), published)
+
+
+def reconcile(wh: Warehouse, settings: Settings, sources: dict[str, str], as_of: dt.date,
+              run_id: str) -> list[Reconciliation]:
+    """Reconcile every source (name -> channel) as of ``as_of``, record it, and raise if rows are missing."""
+    results = [reconcile_source(wh, settings, name, channel, as_of) for name, channel in sources.items()]
+    recorded_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)  # when it was written, not a computed value
+    with wh.transaction():
+        wh.execute(RECONCILIATION_DDL)
+        wh.execute("delete from ops.source_reconciliation where run_id = %s", (run_id,))
+        for r in results:
+            wh.execute(
+                "insert into ops.source_reconciliation (run_id, as_of_date, source, rows_read, rows_quarantined, "
+                "rows_loaded, rows_not_yet_visible, rows_superseded, rows_staged, rows_excluded, excluded, "
+                "rows_published, rows_unaccounted, recorded_at) "
+                "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (run_id, as_of, r.source, r.rows_read, r.rows_quarantined, r.rows_loaded, r.rows_not_yet_visible,
+                 r.rows_superseded, r.rows_staged, r.rows_excluded, r.excluded or None, r.rows_published,
+                 r.rows_unaccounted, recorded_at),
+            )
+    problems = [p for r in results if (p := r.problem())]
+    if problems:
+        raise ReconciliationError("; ".join(problems))
+    for r in results:
+        log.info("%s: read %d = quarantined %d + not yet visible %d + merged %d + excluded %d (%s) + published %d",
+                 r.source, r.rows_read, r.rows_quarantined, r.rows_not_yet_visible, r.rows_superseded,
+                 r.rows_excluded, r.excluded or "-", r.rows_published)
+    return results
