@@ -1,6 +1,11 @@
--- RFM quintile scores, 5 = best. Ties get the same score: a score is 1 + floor(5 * percent_rank),
--- so equal inputs always share a score and the result does not depend on row order. The 1e-9
--- keeps exact boundaries (e.g. 0.6 * 5) from flooring differently on different engines.
+-- RFM scores, 5 = best, as quantiles over distinct values (docs/overview.md "RFM").
+-- Heavy ties (half of a customer base may have bought once; many share a last purchase day) make
+-- customer quantiles meaningless: a two-order customer would sit above half the base and score 3.
+-- Instead each dimension is scored on its *distinct values*: the values are clipped to their
+-- 5th-95th percentiles among buyers (vars rfm_clip_lower/upper_percentile; no clipping when they
+-- coincide), so a few extreme customers do not stretch the scale, and the distinct clipped values,
+-- ranked from worst to best, are cut into five equal steps. Equal inputs always share a score, a
+-- better value never scores lower, and the result does not depend on row order.
 -- Recency ranks descending (fewer days since the last purchase is better).
 with
 
@@ -12,16 +17,49 @@ segment_map as (
     select * from {{ ref('rfm_segment_map') }}
 ),
 
+bounds as (
+    select
+        {{ rfm_percentile('recency_days', var('rfm_clip_lower_percentile')) }} as recency_low,
+        {{ rfm_percentile('recency_days', var('rfm_clip_upper_percentile')) }} as recency_high,
+        {{ rfm_percentile('purchase_days', var('rfm_clip_lower_percentile')) }} as frequency_low,
+        {{ rfm_percentile('purchase_days', var('rfm_clip_upper_percentile')) }} as frequency_high,
+        {{ rfm_percentile('net_revenue', var('rfm_clip_lower_percentile')) }} as monetary_low,
+        {{ rfm_percentile('net_revenue', var('rfm_clip_upper_percentile')) }} as monetary_high
+    from purchase_stats
+),
+
+clipped as (
+    select
+        purchase_stats.customer_id,
+        purchase_stats.recency_days,
+        purchase_stats.purchase_days as frequency,
+        purchase_stats.net_revenue as monetary,
+        {{ rfm_clipped('purchase_stats.recency_days', 'bounds.recency_low', 'bounds.recency_high') }}
+            as recency_clipped,
+        {{ rfm_clipped('purchase_stats.purchase_days', 'bounds.frequency_low', 'bounds.frequency_high') }}
+            as frequency_clipped,
+        {{ rfm_clipped('purchase_stats.net_revenue', 'bounds.monetary_low', 'bounds.monetary_high') }}
+            as monetary_clipped
+    from purchase_stats
+    cross join bounds
+),
+
 ranked as (
     select
-        customer_id,
-        recency_days,
-        purchase_days as frequency,
-        net_revenue as monetary,
-        percent_rank() over (order by recency_days desc) as recency_rank,
-        percent_rank() over (order by purchase_days) as frequency_rank,
-        percent_rank() over (order by net_revenue) as monetary_rank
-    from purchase_stats
+        *,
+        dense_rank() over (order by recency_clipped desc) as recency_level,
+        dense_rank() over (order by frequency_clipped) as frequency_level,
+        dense_rank() over (order by monetary_clipped) as monetary_level
+    from clipped
+),
+
+leveled as (
+    select
+        *,
+        max(recency_level) over () as recency_levels,
+        max(frequency_level) over () as frequency_levels,
+        max(monetary_level) over () as monetary_levels
+    from ranked
 ),
 
 scored as (
@@ -30,10 +68,10 @@ scored as (
         recency_days,
         frequency,
         monetary,
-        least(5, 1 + cast(floor(recency_rank * 5 + 1e-9) as integer)) as r_score,
-        least(5, 1 + cast(floor(frequency_rank * 5 + 1e-9) as integer)) as f_score,
-        least(5, 1 + cast(floor(monetary_rank * 5 + 1e-9) as integer)) as m_score
-    from ranked
+        {{ rfm_score('recency_level', 'recency_levels') }} as r_score,
+        {{ rfm_score('frequency_level', 'frequency_levels') }} as f_score,
+        {{ rfm_score('monetary_level', 'monetary_levels') }} as m_score
+    from leveled
 ),
 
 final as (
