@@ -49,7 +49,11 @@ MAX_LINE_BYTES = 64 * 1024 * 1024
 
 
 class IngestError(RuntimeError):
-    """A landing file cannot be read at all; the message names the file and the problem."""
+    """A landing file cannot be read at all; the message names the file and the problem, on one line
+    (a column name or a reader's message may hold line breaks: they are shown as spaces)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
 
 
 @dataclass(frozen=True)
@@ -460,7 +464,7 @@ def _prepare_input(src: SourceConfig, day: dt.date, path: Path) -> _FileInput:
     file_cols = _file_columns(src, path)
     missing = sorted(c for c in src.mapped_source_columns if c not in file_cols)
     if src.file_format != "jsonl" and missing:
-        raise IngestError(f"{src.name}: {path} lacks required column(s) {', '.join(missing)}"
+        raise IngestError(f"{src.name}: {path} lacks required column(s) {', '.join(map(repr, missing))}"
                           + _delimiter_hint(src, file_cols))
     item = _FileInput(day, path, tuple(file_cols), upstream_rejects=_upstream_rejects(src, path))
     # DuckDB's readers take UTF-8 only: a file in another encoding is decoded in Python

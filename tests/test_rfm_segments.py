@@ -17,7 +17,6 @@ map, not a copy of them.
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import duckdb
 import numpy as np
