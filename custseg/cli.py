@@ -6,12 +6,13 @@ import argparse
 import datetime as dt
 import importlib
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from custseg.config import PROJECT_ROOT
+from custseg.config import PROJECT_ROOT, Settings
 
 DEMO_CUSTOMERS = 2_000
 DEMO_DAYS = 365
@@ -101,17 +102,23 @@ def byo_options(args: argparse.Namespace) -> dict:
     """Export options from the flags over the optional --orders-config YAML (same keys, see custseg.byo)."""
     import yaml
 
-    from custseg.byo import BYO_FIELDS
+    from custseg.byo import BYO_FIELDS, ByoError
 
     cfg: dict = {}
     if args.orders_config:
-        cfg = yaml.safe_load(Path(args.orders_config).read_text(encoding="utf-8")) or {}
+        try:
+            cfg = yaml.safe_load(Path(args.orders_config).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ByoError(f"--orders-config {args.orders_config}: cannot be read as YAML "
+                           f"({type(exc).__name__}); see README 'Bring your own orders'") from exc
+        if not isinstance(cfg, dict):
+            raise ByoError(f"--orders-config {args.orders_config}: must be a mapping of option -> value")
     columns = dict(cfg.get("columns") or {})
     for field in BYO_FIELDS:
         if flag_value := getattr(args, f"byo_{field}"):
             columns[field] = flag_value
     options = {**cfg, "columns": columns}
-    for key in ("delimiter", "names", "date_format", "currency"):
+    for key in ("delimiter", "names", "date_format", "currency", "encoding"):
         if value := getattr(args, key):
             options[key] = value
     # CUSTSEG_REPORTING_CURRENCY, when set, beats the export's own currency
@@ -120,39 +127,53 @@ def byo_options(args: argparse.Namespace) -> dict:
     return {k: v for k, v in options.items() if v not in (None, "", {}, [])}
 
 
+def cli_run_id() -> str:
+    """This invocation's id: names its own split folder, so no two runs ever share staged input."""
+    return f"cli-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{os.getpid()}"
+
+
+def _split_orders(args: argparse.Namespace, settings: Settings, options: dict, until: dt.date) -> dict:
+    """Split the export into this invocation's own folder (the caller holds the run lock)."""
+    from custseg import byo
+
+    path = Path(args.orders).resolve()
+    work_dir = byo.work_dir_for(settings, cli_run_id(), Path(args.work_dir).resolve() if args.work_dir else None)
+    # split once for the whole range up front: every DAG run of the range reuses it (custseg.byo.ensure_split)
+    info = byo.ensure_split(path, until, work_dir, options)
+    print(f"orders from {args.orders}: {info['rows']:,} rows up to {until} in {info['days']} daily partitions, "
+          f"{info['rejected']:,} records rejected (quarantined with their reasons), {info['after_as_of']:,} rows "
+          f"after {until} not loaded (counted); split in {work_dir}; columns used: "
+          + ", ".join(f"{k}={byo.one_line(v, 40)}" for k, v in info["columns"].items() if v))
+    return {"orders": str(path), "orders_options": options, "orders_work_dir": str(work_dir)}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if args.warehouse:
         os.environ["CUSTSEG_WAREHOUSE"] = args.warehouse
-    conf: dict = {}
-    if args.orders:
-        from custseg import byo
-        from custseg.config import load_settings
-
-        until = _dates(args)[-1]
-        path = Path(args.orders).resolve()
-        work_dir = byo.work_dir_for(load_settings(), Path(args.work_dir).resolve() if args.work_dir else None)
-        options = byo_options(args)
-        try:
-            # split once for the whole range up front: fails fast on an unusable file, and every
-            # DAG run of the range reuses the split (custseg.byo.ensure_split)
-            info = byo.ensure_split(path, until, work_dir, byo.normalise_options(options))
-        except byo.ByoError as exc:
-            raise SystemExit(str(exc)) from exc
-        print(f"orders from {args.orders}: {info['rows']:,} rows up to {until} in {info['days']} daily partitions "
-              f"({info['after_as_of']:,} rows after {until} ignored); columns used: "
-              + ", ".join(f"{k}={v}" for k, v in info["columns"].items() if v))
-        conf = {"orders": str(path), "orders_options": options, "orders_work_dir": str(work_dir)}
+    from custseg import byo
     from custseg.config import load_settings
-    from custseg.ops import run_lock
+    from custseg.ops import WarehouseBusyError, run_lock
 
-    # a second `custseg run` on the same warehouse is refused at once instead of interleaving
-    with run_lock(load_settings()):
-        for day in _dates(args):
-            t0 = time.perf_counter()
-            state = run_dag(day, conf)
-            print(f"customer_segmentation as of {day}: {state} ({time.perf_counter() - t0:.0f}s)")
-            if state != "success":
-                return 1
+    dates = _dates(args)
+    settings = load_settings()
+    options: dict | None = None
+    try:
+        if args.orders:
+            # options and the file are checked before anything is locked or written
+            options = byo.normalise_options(byo_options(args))
+            byo.check_export(Path(args.orders).resolve(), options)
+        # a second `custseg run` on the same warehouse is refused at once, before it writes
+        # anything (its export's split included), instead of interleaving with the first
+        with run_lock(settings):
+            conf = _split_orders(args, settings, options, dates[-1]) if options is not None else {}
+            for day in dates:
+                t0 = time.perf_counter()
+                state = run_dag(day, conf)
+                print(f"customer_segmentation as of {day}: {state} ({time.perf_counter() - t0:.0f}s)")
+                if state != "success":
+                    return 1
+    except (byo.ByoError, WarehouseBusyError) as exc:
+        raise SystemExit(str(exc)) from exc
     return 0
 
 
@@ -163,12 +184,33 @@ def cmd_query(args: argparse.Namespace) -> int:
     from custseg.warehouse import connect
 
     settings = load_settings()
-    sql = args.sql or f"select * from {args.table} limit {args.limit}"
+    # --table is a name, never SQL: checked and quoted; the positional SQL is the user's own query,
+    # run on a read-only connection
+    sql = args.sql or f"select * from {_table_name(args.table)} limit {_row_limit(args.limit)}"
     with connect(settings, read_only=True) as wh:
         frame = wh.query_df(sql)
     with pd.option_context("display.max_columns", 50, "display.width", 200):
         print(frame.to_string(index=False))
     return 0
+
+
+def _table_name(table: str) -> str:
+    """``schema.table`` (or ``table``) as quoted identifiers; anything else is a usage error."""
+    from custseg.errors import UsageError
+    from custseg.warehouse import quote_ident
+
+    parts = table.split(".")
+    if not 1 <= len(parts) <= 2 or not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", p) for p in parts):
+        raise UsageError(f"--table {table!r}: give a table name such as analytics.customer_segments")
+    return ".".join(quote_ident(p) for p in parts)
+
+
+def _row_limit(limit: int) -> int:
+    from custseg.errors import UsageError
+
+    if limit < 0:
+        raise UsageError(f"--limit {limit}: give 0 or more rows")
+    return limit
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
@@ -187,6 +229,24 @@ def cmd_status(args: argparse.Namespace) -> int:
     from custseg.ops import status_report
 
     print(status_report(load_settings(), runs=args.runs, failures=args.failures))
+    return 0
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    """Recompute every published date from raw with the current key and code (custseg.rebuild)."""
+    from custseg.config import load_settings
+    from custseg.rebuild import RebuildError, rebuild
+
+    if args.warehouse:
+        os.environ["CUSTSEG_WAREHOUSE"] = args.warehouse
+    try:
+        summary = rebuild(load_settings(), keep_models=args.keep_models)
+    except RebuildError as exc:
+        raise SystemExit(str(exc)) from exc
+    first, last = summary.dates[0], summary.dates[-1]
+    models = "models kept" if args.keep_models else f"{summary.models_retired} model(s) retired, refitted"
+    print(f"rebuilt {len(summary.dates)} date(s) {first}..{last} from raw with the current hash key "
+          f"in {summary.seconds:.0f}s ({models})")
     return 0
 
 
@@ -242,7 +302,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="custseg", description=__doc__)
+    from custseg.errors import OneLineParser
+
+    # one-line usage errors, for this parser and (add_subparsers' default) every sub-command's
+    parser = OneLineParser(prog="custseg", description=__doc__)
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error (also accepted after the command)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser("generate", help="write deterministic demo landing files for six channels")
@@ -259,7 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
     when.add_argument("--from", dest="date_from")
     r.add_argument("--to", dest="date_to")
     r.add_argument("--warehouse", choices=["duckdb", "postgres"])
-    byo = r.add_argument_group("bring your own orders (README: 'Bring your own orders')")
+    byo = r.add_argument_group(
+        "bring your own orders (README: 'Bring your own orders')",
+        "The options are checked first; then the run lock is taken, and the export is split by order date "
+        "into a folder of this run's own (<data>/byo/<run id>). A malformed record (wrong number of fields, "
+        "bad encoding, NUL byte, missing customer, an order id on two different records) is quarantined with "
+        "its line and reason, and the rest loads; rows after the as-of date are counted, not loaded.")
     byo.add_argument("--orders", metavar="PATH",
                      help="run the pipeline on this order export instead of the landing files")
     byo.add_argument("--orders-config", metavar="YAML", help="column mapping and format options for --orders")
@@ -268,11 +338,17 @@ def build_parser() -> argparse.ArgumentParser:
     for field, (flag, candidates) in BYO_FIELDS.items():
         byo.add_argument(flag, dest=f"byo_{field}", metavar="COLUMN",
                          help=f"column holding the {field} (default: first of {', '.join(candidates)})")
-    byo.add_argument("--delimiter", help="field separator: ',' (default), ';', '\\t' or 'whitespace'")
-    byo.add_argument("--names", help="comma-separated column names when the file has no header")
-    byo.add_argument("--date-format", help="strptime format of the order date (default: ISO 8601 or YYYYMMDD)")
-    byo.add_argument("--currency", help="ISO currency of the amounts when there is no currency column (default EUR)")
-    byo.add_argument("--work-dir", help="where the daily split and its sources file go (default: <data>/byo)")
+    byo.add_argument("--delimiter", help="field separator: ',' (default), ';', '\\t', '|' or 'whitespace'")
+    byo.add_argument("--names", help="comma-separated column names when the file has no header line "
+                                     "(without it, the first line is the header)")
+    byo.add_argument("--date-format", help="strptime format of the order date, e.g. %%d.%%m.%%Y "
+                                           "(default: ISO 8601 or YYYYMMDD)")
+    byo.add_argument("--currency", help="currency of the amounts when there is no currency column: "
+                                        "EUR (default), GBP or USD")
+    byo.add_argument("--encoding", help="the file's text encoding: utf-8 (default, a BOM is fine), "
+                                        "latin-1, cp1252 (Excel's 'ANSI'), ...")
+    byo.add_argument("--work-dir", help="where the daily split and its sources file go "
+                                        "(default: <data>/byo/<run id>, a new folder per run)")
     r.set_defaults(func=cmd_run)
 
     q = sub.add_parser("query", help="query a warehouse table")
@@ -290,6 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--failures", type=int, default=20)
     st.set_defaults(func=cmd_status)
 
+    rb = sub.add_parser("rebuild", help="recompute every published date from raw with the current key and code "
+                                         "(after rotating CUSTSEG_HASH_KEY or an upgrade; CHANGELOG.md)")
+    rb.add_argument("--warehouse", choices=["duckdb", "postgres"])
+    rb.add_argument("--keep-models", action="store_true",
+                    help="score with the registry's approved models instead of retiring them and fitting anew")
+    rb.set_defaults(func=cmd_rebuild)
+
     demo = sub.add_parser("demo", help="generate demo data, run the DAG on DuckDB, print a summary")
     demo.add_argument("--customers", type=int, default=DEMO_CUSTOMERS)
     demo.add_argument("--seed", type=int, default=42)
@@ -298,11 +381,105 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. A user error prints one line, ``custseg <command>: error: <problem and fix>``,
+    on stderr and exits non-zero (custseg.errors maps the exception types); ``--debug`` re-raises it
+    with its traceback. A DAG run that failed gets one line naming its failed task and the reason."""
+    from custseg.errors import UsageError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # anywhere on the line: `custseg run ... --debug` too
     airflow_env_defaults()
-    args = build_parser().parse_args(argv)
-    if args.command == "run" and args.date_from and not args.date_to:
-        raise SystemExit("--from needs --to")
-    return args.func(args)
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    started = dt.datetime.now(dt.UTC).replace(tzinfo=None)  # operational: which failures are this command's
+    try:
+        if args.command == "run" and args.date_from and not args.date_to:
+            raise UsageError("--from needs --to")
+        if args.command in DAG_COMMANDS:
+            _check_configuration()
+        code = args.func(args)
+    except (Exception, KeyboardInterrupt) as exc:
+        if debug:
+            raise
+        return _error_exit(args.command, exc)
+    except SystemExit as exc:  # a command's own `raise SystemExit("message")`: already a message
+        if debug or not isinstance(exc.code, str):
+            raise
+        print(f"custseg {args.command}: error: {_exit_message(exc.code)}", file=sys.stderr)
+        return 1
+    if code and args.command in DAG_COMMANDS:
+        _report_failed_run(args.command, started)
+    return code
+
+
+#: commands that run the customer_segmentation DAG
+DAG_COMMANDS = ("run", "demo", "rebuild")
+
+
+def _check_configuration() -> None:
+    """Read the settings, the sources file and the gates' settings before the DAG is loaded: the
+    DAG file reads the first two when it is parsed, the tasks the others, and a mistake would
+    surface as a DAG import error with Airflow's traceback or as a failed task."""
+    from custseg.config import ConfigError, load_settings
+    from custseg.models import FitMinimum
+    from custseg.sources import load_sources
+    from expectations.config import QualityConfig
+
+    load_sources(load_settings().sources_file)
+    FitMinimum.from_env()
+    try:
+        QualityConfig.from_env()
+    except ValueError as exc:  # expectations/ does not know custseg's ConfigError
+        raise ConfigError(str(exc)) from exc
+
+
+def _exit_message(text: str) -> str:
+    """A ``SystemExit`` message on one line; of one that carries a traceback (a DAG import error),
+    the exception at its end."""
+    text = text.replace("\\n", "\n")
+    if "Traceback (most recent call last)" in text:
+        last = [kept for line in text.splitlines() if (kept := line.strip().strip("'\"{} "))][-1]
+        return f"{text.split(':', 1)[0]}: {last} (rerun with --debug for the traceback)"
+    return " ".join(text.split())
+
+
+def _error_exit(command: str, exc: BaseException) -> int:
+    """Print the one-line message for ``exc`` on stderr; the exit code (2 for usage, 130 interrupted)."""
+    from custseg.errors import UsageError, describe
+
+    print(f"custseg {command}: error: {describe(exc, command, _duckdb_path())}", file=sys.stderr)
+    return 2 if isinstance(exc, UsageError) else 130 if isinstance(exc, KeyboardInterrupt) else 1
+
+
+def _duckdb_path() -> Path | None:
+    """The configured DuckDB file (it names the folder in a message), None if settings do not load."""
+    from custseg.config import load_settings
+
+    try:
+        settings = load_settings()
+    except Exception:  # the error being reported may be the settings' own
+        return None
+    return settings.duckdb_path if settings.warehouse == "duckdb" else None
+
+
+def _report_failed_run(command: str, since: dt.datetime) -> None:
+    """One line for a DAG run of this command that failed: its first failed task and the reason,
+    from ops.run_audit (the task log above it has the traceback)."""
+    from custseg.config import load_settings
+    from custseg.ops import latest_failure
+    from custseg.warehouse import connect
+
+    try:
+        with connect(load_settings()) as wh:
+            failure = latest_failure(wh, since) if wh.table_exists("ops", "run_audit") else None
+    except Exception as exc:  # the failure report must not hide the failure
+        failure, problem = None, f"{type(exc).__name__}: {exc}".splitlines()[0]
+    else:
+        problem = "no failed task recorded in ops.run_audit"
+    if failure is None:
+        print(f"custseg {command}: error: the DAG run did not succeed ({problem}); see custseg status",
+              file=sys.stderr)
+        return
+    print(f"custseg {command}: error: {failure.describe()}; {failure.fix()}", file=sys.stderr)
 
 
 if __name__ == "__main__":

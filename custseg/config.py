@@ -17,7 +17,10 @@ from urllib.parse import quote, unquote, urlsplit
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 DEFAULT_SOURCES_FILE = PROJECT_ROOT / "config" / "sources.yml"
-DEV_PII_SALT = "custseg-dev-salt-not-for-production"
+#: The hash key of the demo and CI (README "Configuration"); production must set its own.
+DEV_HASH_KEY = "custseg-dev-hash-key-not-for-production"
+#: Deprecated name of the same value, kept for code written before the key was renamed.
+DEV_PII_SALT = DEV_HASH_KEY
 
 WarehouseKind = Literal["duckdb", "postgres"]
 
@@ -95,7 +98,8 @@ class Settings:
     sources_file: Path = DEFAULT_SOURCES_FILE
     build_schema: str = "analytics_build"
     publish_schema: str = "analytics"
-    pii_salt: str = DEV_PII_SALT
+    #: the key of every keyed hash (customer ids, contact hashes, published references; custseg/identity.py)
+    hash_key: str = DEV_HASH_KEY
     docs_dir: Path = PROJECT_ROOT / "data" / "docs"
     reporting_currency: str = "EUR"
     phone_country_code: str = "44"
@@ -103,6 +107,11 @@ class Settings:
     #: customers read and scored at a time by the nightly score task (its memory is bounded by a chunk)
     score_chunk_customers: int = 250_000
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def pii_salt(self) -> str:
+        """Deprecated name of :attr:`hash_key`."""
+        return self.hash_key
 
     @property
     def dbt_target(self) -> str:
@@ -114,7 +123,6 @@ class Settings:
             "CUSTSEG_WAREHOUSE": self.warehouse,
             "CUSTSEG_DUCKDB_PATH": str(self.duckdb_path),
             "CUSTSEG_BUILD_SCHEMA": self.build_schema,
-            "CUSTSEG_PII_SALT": self.pii_salt,
             "CUSTSEG_REPORTING_CURRENCY": self.reporting_currency,
             "CUSTSEG_PHONE_COUNTRY_CODE": self.phone_country_code,
             "CUSTSEG_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
@@ -135,6 +143,21 @@ class Settings:
         os.environ.update(self.dbt_env())
 
 
+def _hash_key(env: dict[str, str], production: bool) -> str:
+    """CUSTSEG_HASH_KEY, or its deprecated alias CUSTSEG_PII_SALT (deployments that set the salt keep
+    their ids' key); required in production, DEV_HASH_KEY otherwise."""
+    key, alias = env.get("CUSTSEG_HASH_KEY", ""), env.get("CUSTSEG_PII_SALT", "")
+    if key and alias and key != alias:
+        raise ConfigError("CUSTSEG_HASH_KEY and its deprecated alias CUSTSEG_PII_SALT differ; "
+                          "set only CUSTSEG_HASH_KEY")
+    key = key or alias
+    if production and (not key or key == DEV_HASH_KEY):
+        # the development key is published in the README: ids hashed with it can be looked up by anyone
+        raise ConfigError("CUSTSEG_HASH_KEY must be set (to a secret, not the development key) "
+                          "when CUSTSEG_ENV=production")
+    return key or DEV_HASH_KEY
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Build settings from environment variables; see the README's Configuration table."""
     env = dict(os.environ if env is None else env)
@@ -151,11 +174,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             )
         postgres = parse_postgres_url(url)
     production = env.get("CUSTSEG_ENV", "development").lower() == "production"
-    salt = env.get("CUSTSEG_PII_SALT", "")
-    if not salt:
-        if production:
-            raise ConfigError("CUSTSEG_PII_SALT must be set when CUSTSEG_ENV=production")
-        salt = DEV_PII_SALT
+    hash_key = _hash_key(env, production)
     currency = env.get("CUSTSEG_REPORTING_CURRENCY", "EUR").strip().upper()
     if not re.fullmatch(r"[A-Z]{3}", currency):
         raise ConfigError(f"CUSTSEG_REPORTING_CURRENCY must be an ISO 4217 code such as EUR, got {currency!r}")
@@ -179,7 +198,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         sources_file=Path(env.get("CUSTSEG_SOURCES_FILE", DEFAULT_SOURCES_FILE)),
         build_schema=env.get("CUSTSEG_BUILD_SCHEMA", "analytics_build"),
         publish_schema=env.get("CUSTSEG_PUBLISH_SCHEMA", "analytics"),
-        pii_salt=salt,
+        hash_key=hash_key,
         docs_dir=Path(env.get("CUSTSEG_DOCS_DIR", data_dir / "docs")),
         reporting_currency=currency,
         phone_country_code=country_code,

@@ -6,10 +6,10 @@ carries some of four identifiers, normalised exactly as dbt staging normalises t
 
 | key type       | normalisation                                            | stored as            |
 |----------------|----------------------------------------------------------|----------------------|
-| `crm_id`       | trimmed                                                  | as is (not PII)      |
-| `email`        | trimmed, lower case, must contain `@` after the 1st char | salted md5 hash      |
-| `phone`        | E.164 by the phone rules below                           | salted md5 hash      |
-| `loyalty_card` | letters and digits only, upper case                      | as is (not PII)      |
+| `crm_id`       | trimmed                                                  | as is (raw only)     |
+| `email`        | trimmed, lower case, must contain `@` after the 1st char | keyed hash `email`   |
+| `phone`        | E.164 by the phone rules below                           | keyed hash `phone`   |
+| `loyalty_card` | letters and digits only, upper case                      | as is (raw only)     |
 
 Phone rules, first match wins. `digits` is the value with every non-digit removed; `cc` is the
 national calling code, `Settings.phone_country_code` (`CUSTSEG_PHONE_COUNTRY_CODE`, default `44`),
@@ -26,6 +26,16 @@ which dbt reads as the var `phone_country_code`:
 
 Email and phone never leave the warehouse in clear: the extraction query hashes them there.
 
+**Keyed hashes** (one spec for every id and reference custseg mints; README "Identity resolution"):
+`keyed_hash(key, namespace, reference)` is the lower-case hex of
+`sha256(key || chr(31) || namespace || chr(31) || reference)` over UTF-8, computed identically by
+DuckDB (`sha256(varchar)`), PostgreSQL (`encode(sha256(convert_to(x, 'UTF8')), 'hex')`), this module's
+`keyed_hash_sql` and the dbt macro `keyed_hash` (`dbt_project/macros/pii.sql`), and by `keyed_hash`
+in Python. The key is `Settings.hash_key` (`CUSTSEG_HASH_KEY`); the SQL reads it from `raw.pii_salt`,
+where `custseg.pipeline.prepare_warehouse` stores it, so it never appears in SQL text, logs or docs.
+The namespaces are the fixed set in `NAMESPACES`: without the key nobody can hash a known address
+or CRM id and look the person up, and one reference hashes differently in each namespace.
+
 **Matching** is deterministic and transitive: two keys on one record are linked, and linked keys
 form a customer (connected components: A~B and B~C means A~C). Only exact normalised keys match;
 there is no fuzzy matching (a typo in an email is a different email, and links only through
@@ -35,9 +45,10 @@ CRM customers, links nothing (it would merge a family into one customer). One em
 records does link them: an email is a login, so two CRM records with it are one person who
 registered twice.
 
-**The id.** Each key has a natural id: `md5('crm:' || crm_id)` for a CRM id (the id the CRM
-customer has always had), `md5('guest:' || email_hash)` for an email (the guest-buyer id),
-`md5('phone:' || phone_hash)`, `md5('card:' || card)`. A customer's id is the natural id of its
+**The id.** Each key has a natural id, its keyed hash in the key type's `customer:` namespace
+(`CUSTOMER_NAMESPACE`): `customer:crm` over the CRM id (the id the CRM customer has always had),
+`customer:email` over the email hash (the guest-buyer id), `customer:phone` over the phone hash,
+`customer:card` over the normalised card. A customer's id is the natural id of its
 best key: a CRM id if it has one, then the key seen first, then the key type (crm_id, email,
 phone, loyalty_card), then the lowest key (CRM-0000004 before CRM-0000005). A key is "seen" on the
 date its record became visible (the later of its landing date and its event date), so the id is a
@@ -61,7 +72,7 @@ and replays their links over the map's existing customers, which gives exactly t
 (tested night by night against a rebuild, and at 1M customers: 3 s instead of 37 s). It rebuilds
 from every record instead when that would not be exact: a rerun or backfill (date not after the
 map's), a landing partition on or before the map's date (re)loaded since (`ops.load_audit`), a new
-salt, phone country code or rule version, or a phone already used as a link becoming a household
+hash key, phone country code or rule version, or a phone already used as a link becoming a household
 phone (the rebuild then drops it from the first day). `raw.identity_phone_crm` keeps which CRM ids
 each phone was seen with, for that household rule. The state also records the date of the last
 rebuild (`rebuilt_as_of`): a rebuild may reassign or drop any key, an extension only adds keys and
@@ -88,7 +99,61 @@ log = logging.getLogger(__name__)
 
 KEY_TYPES = ("crm_id", "email", "phone", "loyalty_card")
 ALIAS = "customer_id"
-NATURAL_PREFIX = {"crm_id": "crm:", "email": "guest:", "phone": "phone:", "loyalty_card": "card:"}
+
+# -- keyed hashes: the one spec (module docstring, README "Identity resolution") --------------------
+#: chr(31), the ASCII unit separator: no key, namespace or normalised reference contains it, so
+#: (key, namespace, reference) -> hashed text is one-to-one
+HASH_SEPARATOR = "\x1f"
+#: Every namespace custseg hashes in, and what it hashes (a fixed set: the SQL helpers refuse others).
+NAMESPACES: dict[str, str] = {
+    "email": "normalised email -> email_hash (staging, raw.identity_map, customer_identity)",
+    "phone": "E.164 phone -> phone_hash (staging, raw.identity_map, customer_identity)",
+    "customer:crm": "trimmed CRM id -> customer_id of a CRM customer",
+    "customer:email": "email_hash -> customer_id of a guest buyer",
+    "customer:phone": "phone_hash -> customer_id of a customer known by a phone only",
+    "customer:card": "normalised loyalty card -> customer_id of a customer known by a card only",
+    "ref:crm": "trimmed CRM id -> customer_identity.source_customer_ref (source crm)",
+    "ref:card": "normalised loyalty card -> customer_identity.source_customer_ref (source loyalty_card)",
+}
+#: The namespace of the natural id each key type mints.
+CUSTOMER_NAMESPACE = {"crm_id": "customer:crm", "email": "customer:email", "phone": "customer:phone",
+                      "loyalty_card": "customer:card"}
+#: The key as SQL: read from the table prepare_warehouse writes, never rendered into the SQL text.
+HASH_KEY_SQL = "(select pii_salt from raw.pii_salt)"
+
+
+def keyed_hash(key: str, namespace: str, reference: str) -> str:
+    """The reference value of the spec, in Python (tests, ground-truth scoring, tools holding the key)."""
+    if namespace not in NAMESPACES:
+        raise ValueError(f"unknown hash namespace {namespace!r}; one of {', '.join(NAMESPACES)}")
+    return hashlib.sha256(HASH_SEPARATOR.join((key, namespace, reference)).encode("utf-8")).hexdigest()
+
+
+def sha256_hex_sql(kind: str, expr: str) -> str:
+    """Lower-case hex sha256 of a text expression's UTF-8 bytes, on DuckDB or PostgreSQL."""
+    if kind == "postgres":
+        return f"encode(sha256(convert_to({expr}, 'UTF8')), 'hex')"
+    return f"sha256({expr})"
+
+
+def namespace_sql(namespace: str) -> str:
+    """A namespace as a SQL literal, from the fixed set only."""
+    if namespace not in NAMESPACES:
+        raise ValueError(f"unknown hash namespace {namespace!r}; one of {', '.join(NAMESPACES)}")
+    return sql_string(namespace)
+
+
+def customer_namespace_sql(key_type: str) -> str:
+    """SQL: the `customer:` namespace of the key type in the column `key_type` (CUSTOMER_NAMESPACE)."""
+    return f"case {key_type} " + " ".join(
+        f"when {sql_string(k)} then {namespace_sql(ns)}" for k, ns in CUSTOMER_NAMESPACE.items()) + " end"
+
+
+def keyed_hash_sql(kind: str, expr: str, namespace: str, key: str = HASH_KEY_SQL) -> str:
+    """SQL for keyed_hash of a text expression (null stays null); `namespace` is SQL (namespace_sql,
+    customer_namespace_sql). The same text as the dbt macro keyed_hash in dbt_project/macros/pii.sql."""
+    hashed = sha256_hex_sql(kind, f"{key} || chr(31) || {namespace} || chr(31) || {expr}")
+    return f"case when {expr} is null then null else {hashed} end"
 
 MAP_DDL = """create table if not exists raw.identity_map (
     key_type text not null,
@@ -131,8 +196,9 @@ def norm_crm(expr: str) -> str:
     return f"nullif(trim({expr}), '')"
 
 
-def salted(expr: str) -> str:
-    return f"case when {expr} is null then null else md5(salt.pii_salt || {expr}) end"
+def natural_id_sql(kind: str, key_type: str = "key_type", key_value: str = "key_value") -> str:
+    """SQL: the natural id of the key in the columns `key_type` and `key_value` (module docstring)."""
+    return keyed_hash_sql(kind, key_value, customer_namespace_sql(key_type))
 
 
 #: (raw table, crm id, email, phone, card, event timestamp) per source; None = the source lacks it.
@@ -145,20 +211,21 @@ RECORD_SOURCES: tuple[tuple[str, str | None, str | None, str | None, str | None,
 )
 
 
-def records_sql(country_code: str, since: bool = False) -> str:
+def records_sql(country_code: str, since: bool = False, kind: str = "duckdb") -> str:
     """Every record's normalised keys and the date it became visible, for records visible as of %s.
 
     A record is visible as of D when it landed on or before D and its event is dated on or before D
     (`seen_date`, the later of the two, is then <= D). With `since`, records already visible as of
     a second %s are left out (what became visible in between). `country_code` is the calling code
-    given to national phone numbers (`Settings.phone_country_code`).
+    given to national phone numbers (`Settings.phone_country_code`); `kind` the warehouse's engine.
     """
     parts = []
     for table, crm, email, phone, card, ts in RECORD_SOURCES:
         cols = [
             norm_crm(crm) if crm else "cast(null as text)",
-            salted(norm_email(email)) if email else "cast(null as text)",
-            salted(norm_phone(phone, country_code)) if phone else "cast(null as text)",
+            keyed_hash_sql(kind, norm_email(email), namespace_sql("email")) if email else "cast(null as text)",
+            keyed_hash_sql(kind, norm_phone(phone, country_code), namespace_sql("phone"))
+            if phone else "cast(null as text)",
             norm_card(card) if card else "cast(null as text)",
         ]
         visible = f"greatest(r._partition_date, cast(r.{ts} as date))"
@@ -173,7 +240,7 @@ def records_sql(country_code: str, since: bool = False) -> str:
                       f" and not (r._partition_date <= %s and cast(r.{ts} as date) <= %s)")
         parts.append(
             f"select {cols[0]} as crm_id, {cols[1]} as email, {cols[2]} as phone, {cols[3]} as loyalty_card, "
-            f"{visible} as seen_date from raw.{table} as r cross join raw.pii_salt as salt where {where}"
+            f"{visible} as seen_date from raw.{table} as r where {where}"
         )
     return "\nunion all\n".join(parts)
 
@@ -197,13 +264,12 @@ HOUSEHOLD_SQL = (
 )
 
 
-def _keys_sql(records: str = "identity_records", households: str = HOUSEHOLD_SQL) -> str:
+def _keys_sql(kind: str, records: str = "identity_records", households: str = HOUSEHOLD_SQL) -> str:
     """Distinct keys with their first-seen date and natural id; household phones excluded."""
     unions = " union all ".join(
         f"select '{k}' as key_type, {k} as key_value, seen_date from records where {k} is not null" for k in KEY_TYPES
     )
-    natural = "md5(case key_type " + " ".join(
-        f"when '{k}' then '{NATURAL_PREFIX[k]}'" for k in KEY_TYPES) + " end || key_value)"
+    natural = natural_id_sql(kind)
     return f"""
 with records as (select * from {records}),
 household_phones as ({households}),
@@ -238,11 +304,11 @@ WORK = ("raw._identity_keys", "raw._identity_roots", "raw._identity_aliases", "r
 EXTEND_WORK = ("raw._identity_touched", "raw._identity_renamed")
 DUCKDB_MEMORY_LIMIT = "1GB"
 #: Bumped when the resolution rules change, so the next run rebuilds the map instead of extending it.
-RULES_VERSION = "1"
+RULES_VERSION = "2"  # 2: keyed sha256 ids and hashes instead of md5
 
 STATE_DDL = (
     # what raw.identity_map and raw.identity_phone_crm hold: the map as of as_of_date, built from the
-    # loads recorded up to loads_seen_at, with the salt and rules of `fingerprint`
+    # loads recorded up to loads_seen_at, with the hash key and rules of `fingerprint`
     "create table if not exists raw.identity_state (as_of_date date not null, loads_seen_at timestamp, "
     "fingerprint text not null, rebuilt_as_of date)",
     # warehouses made before rebuilt_as_of existed
@@ -301,14 +367,14 @@ def _as_date(value: object) -> dt.date:
 
 
 def _fingerprint(settings: Settings) -> str:
-    """What the map depends on besides the data: salt (hashes), phone rule, resolution rules."""
-    return hashlib.sha256(f"{settings.pii_salt}|{settings.phone_country_code}|{RULES_VERSION}".encode()).hexdigest()
+    """What the map depends on besides the data: hash key, phone rule, resolution rules."""
+    return hashlib.sha256(f"{settings.hash_key}|{settings.phone_country_code}|{RULES_VERSION}".encode()).hexdigest()
 
 
 def _extendable_from(wh: Warehouse, settings: Settings, as_of: dt.date) -> dt.date | None:
     """The state's date when tonight's map can be computed by extending it, else None (rebuild).
 
-    Extending is exact when the state is older than `as_of`, was made with the same salt and rules,
+    Extending is exact when the state is older than `as_of`, was made with the same hash key and rules,
     and no landing partition it had read was (re)loaded since (a late file for an old day or a
     reloaded partition would change what was visible back then).
     """
@@ -353,7 +419,7 @@ def resolve_identities(settings: Settings, as_of: dt.date) -> dict[str, int]:
 
     A night after the map's date extends it with what became visible since (`_extend`), which gives
     exactly what a rebuild from all records would; a rerun, a backfill, a reloaded old partition, a
-    new salt or a new household phone already in the map rebuild it from every record (`_rebuild`).
+    new hash key or a new household phone already in the map rebuild it from every record (`_rebuild`).
     The heavy lifting (normalising, hashing, grouping keys and links) stays in the warehouse; only
     integer key numbers and dates come to Python for the union-find, so memory stays small.
     """
@@ -385,7 +451,7 @@ def _rebuild(wh: Warehouse, settings: Settings, as_of: dt.date) -> dict[str, int
     for table in WORK:
         wh.execute(f"drop table if exists {table}")
     wh.execute("drop table if exists identity_records")
-    wh.execute(f"create temp table identity_records as {records_sql(settings.phone_country_code)}",
+    wh.execute(f"create temp table identity_records as {records_sql(settings.phone_country_code, kind=wh.kind)}",
                _records_params(as_of))
     try:
         households = wh.fetchall(
@@ -396,7 +462,7 @@ def _rebuild(wh: Warehouse, settings: Settings, as_of: dt.date) -> dict[str, int
         wh.execute(
             f"create table raw._identity_keys as select k.*, row_number() over (order by "
             f"case when key_type = 'crm_id' then 0 else 1 end, first_seen_date, {prio}, key_value) - 1 as key_rank "
-            f"from ({_keys_sql()}) as k")
+            f"from ({_keys_sql(wh.kind)}) as k")
         keys = wh.query_df("select first_seen_date from raw._identity_keys order by key_rank")
         edges = wh.query_df(
             f"select ka.key_rank as a, kb.key_rank as b, e.seen_date from ({_edges_sql()}) as e "
@@ -475,8 +541,8 @@ def _extend(wh: Warehouse, settings: Settings, since: dt.date, as_of: dt.date) -
     )
     for table in ("identity_records", "identity_new_keys", *EXTEND_WORK):
         wh.execute(f"drop table if exists {table}")
-    wh.execute(f"create temp table identity_records as {records_sql(settings.phone_country_code, since=True)}",
-               _records_params(as_of, since))
+    records = records_sql(settings.phone_country_code, since=True, kind=wh.kind)
+    wh.execute(f"create temp table identity_records as {records}", _records_params(as_of, since))
     _analyze(wh, "identity_records")
     try:
         households, in_map = wh.fetchall(
@@ -487,8 +553,9 @@ def _extend(wh: Warehouse, settings: Settings, since: dt.date, as_of: dt.date) -
         if in_map:
             log.info("identity map: %d phone(s) in the map became household phones; rebuilding", in_map)
             return None
+        new_keys_sql = _keys_sql(wh.kind, households=households_sql)
         wh.execute(
-            f"create temp table identity_new_keys as select k.* from ({_keys_sql(households=households_sql)}) as k "
+            f"create temp table identity_new_keys as select k.* from ({new_keys_sql}) as k "
             "where not exists (select 1 from raw.identity_map as m "
             "where m.key_type = k.key_type and m.key_value = k.key_value)")
         _analyze(wh, "identity_new_keys")
@@ -512,8 +579,7 @@ def _extend(wh: Warehouse, settings: Settings, since: dt.date, as_of: dt.date) -
             best[row.natural_id] = (_key_order(row.key_type, row.key_value, _as_date(row.first_seen_date)),
                                     _as_date(row.first_seen_date))
         existing = [c for c in touched if c not in best]
-        natural = "md5(case m.key_type " + " ".join(
-            f"when '{k}' then '{NATURAL_PREFIX[k]}'" for k in KEY_TYPES) + " end || m.key_value)"
+        natural = natural_id_sql(wh.kind, "m.key_type", "m.key_value")
         wh.execute("create table raw._identity_touched (customer_id text not null)")
         wh.write_arrow("raw", "_identity_touched", pa.table({"customer_id": pa.array(existing, type=pa.string())}))
         _analyze(wh, "raw._identity_touched")
@@ -586,7 +652,7 @@ def _extend(wh: Warehouse, settings: Settings, since: dt.date, as_of: dt.date) -
             "new_merges": len(set(renamed) - new_ids), "mode": f"extended from {since}"}
 
 
-def score_against_truth(key_map: pd.DataFrame, identities_parquet: str, salt: str,
+def score_against_truth(key_map: pd.DataFrame, identities_parquet: str, hash_key: str,
                         country_code: str = "44") -> dict[str, float]:
     """Pairwise precision and recall of the map against the generator's ground truth.
 
@@ -599,7 +665,9 @@ def score_against_truth(key_map: pd.DataFrame, identities_parquet: str, salt: st
     import duckdb
 
     con = duckdb.connect()
-    con.execute("create table salt as select ? as pii_salt", [salt])
+    # the key where HASH_KEY_SQL reads it, as in the warehouse
+    con.execute("create schema raw")
+    con.execute("create table raw.pii_salt as select ? as pii_salt", [hash_key])
     con.register("key_map", key_map[key_map["key_type"] != ALIAS][["key_type", "key_value", "customer_id"]])
     k = "t.source_key"
     typed = f"""
@@ -609,13 +677,15 @@ def score_against_truth(key_map: pd.DataFrame, identities_parquet: str, salt: st
             {k} as source_key
         from read_parquet(?) as t
     """
-    value = (f"case key_type when 'crm_id' then {norm_crm(k)} when 'email' then {salted(norm_email(k))} "
-             f"when 'phone' then {salted(norm_phone(k, country_code))} else {norm_card(k)} end")
+    email = keyed_hash_sql("duckdb", norm_email(k), namespace_sql("email"))
+    phone = keyed_hash_sql("duckdb", norm_phone(k, country_code), namespace_sql("phone"))
+    value = (f"case key_type when 'crm_id' then {norm_crm(k)} when 'email' then {email} "
+             f"when 'phone' then {phone} else {norm_card(k)} end")
     frame = con.execute(f"""
         with typed as ({typed}),
         truth as (
             select distinct t.person_id, t.key_type, {value} as key_value
-            from typed as t cross join salt
+            from typed as t
         )
         select truth.person_id, truth.key_type, truth.key_value,
             coalesce(m.customer_id, 'unmapped:' || truth.key_type || truth.key_value) as customer_id

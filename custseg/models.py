@@ -3,7 +3,8 @@
 * **Registry** (`ml.model_runs`): one row per fit with its version, training date and window,
   training-data hash, parameters (including the CLV parameters r, alpha, a, b, p, q, v), metrics,
   library versions, artifact path and sha256, the DAG that fitted it, and its status:
-  ``approved`` or ``rejected``, with the reason.
+  ``approved`` or ``rejected``, with the reason; a weekly fit refused below the minimum
+  (:class:`FitMinimum`) is a ``not_fitted`` row with the reason and no artifact.
 * **Artifacts**: the fitted bundle (``joblib``) plus ``params.json`` and ``metrics.json`` under
   ``$CUSTSEG_MODEL_DIR/<model_version>/`` (default ``$CUSTSEG_DATA_DIR/models``, i.e.
   ``data/models``). A copy of the bundle also goes to ``ml.model_artifacts``, so a worker that
@@ -12,7 +13,9 @@
   them from a directory and warehouse you control.
 * **Nightly** (``score_nightly``): scores with the latest approved model trained on or before
   the run's date, or fits and approves one when there is none yet (first run on an empty
-  warehouse), writes PSI drift to ``ml.feature_drift`` and a row to ``ml.scoring_runs``.
+  warehouse), writes PSI drift to ``ml.feature_drift`` and a row to ``ml.scoring_runs``. Below
+  the minimum (:class:`FitMinimum`) nothing is fitted: the labels are null and
+  ``ml.scoring_runs.metrics`` has ``not_fitted`` with the reason.
 * **Weekly** (``retrain``): fits a candidate and approves it only if ``ml.approval.decide``
   says it is not worse than the current approved model; otherwise records why.
 
@@ -46,6 +49,8 @@ log = logging.getLogger(__name__)
 
 APPROVED = "approved"
 REJECTED = "rejected"
+#: a fit refused below the minimum (FitMinimum): recorded, never loaded
+NOT_FITTED = "not_fitted"
 ARTIFACT_NAME = "bundle.joblib"
 
 
@@ -227,6 +232,29 @@ class Registry:
                  status, reason)
         return path
 
+    def record_not_fitted(self, bundle: ModelBundle, *, reason: str, run_id: str, dag_id: str) -> None:
+        """A fit refused below the minimum: a registry row with status ``not_fitted``, the reason and
+        the counts, and no artifact (nothing is loaded or approved from it)."""
+        row = {
+            "model_version": bundle.model_version,
+            "as_of_date": bundle.trained_as_of,
+            "run_id": run_id,
+            "metrics": json.dumps(bundle.metrics, sort_keys=True),
+            "recorded_at": _utc_now(),
+            "dag_id": dag_id,
+            "status": NOT_FITTED,
+            "decision_reason": reason,
+            "training_window_start": bundle.training_window_start,
+            "training_window_end": bundle.training_window_end,
+            "training_data_hash": bundle.training_data_hash,
+            "library_versions": json.dumps(bundle.library_versions, sort_keys=True),
+        }
+        with self.wh.transaction():
+            self.wh.execute("delete from ml.model_runs where model_version = %s and run_id = %s",
+                            (bundle.model_version, run_id))
+            self.wh.execute(f"insert into ml.model_runs ({', '.join(row)}) values ({', '.join(['%s'] * len(row))})",
+                            tuple(row.values()))
+
     def latest_approved(self, as_of: dt.date) -> RegistryEntry | None:
         """The approved model with the latest training date on or before ``as_of`` (never a future one)."""
         rows = self.wh.fetchall(
@@ -309,13 +337,58 @@ def choose_model(wh: Warehouse, registry: Registry, as_of: dt.date) -> ModelChoi
     return ModelChoice(None, reason, previous_centroids(wh, as_of))
 
 
+@dataclass(frozen=True)
+class FitMinimum:
+    """The least data a model is fitted from, nightly (first model) and weekly (retrain).
+
+    ``CUSTSEG_MIN_BUYERS`` (default 200) customers with a purchase as of the date, of whom
+    ``CUSTSEG_MIN_REPEAT_BUYERS`` (default 50) bought on two days or more: the churn model and
+    BG/NBD learn from repeat purchases, and the clusters from a few hundred customers. Below it
+    the night publishes its rule-based segments with null cluster, churn and CLV labels and the
+    reason in ``ml.scoring_runs``; the first night above it fits.
+    """
+
+    buyers: int = 200
+    repeat_buyers: int = 50
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> FitMinimum:
+        env = dict(os.environ if env is None else env)
+        default = cls()
+        return cls(_count_setting(env, "CUSTSEG_MIN_BUYERS", default.buyers),
+                   _count_setting(env, "CUSTSEG_MIN_REPEAT_BUYERS", default.repeat_buyers))
+
+
+def _count_setting(env: dict[str, str], name: str, default: int) -> int:
+    from custseg.config import ConfigError
+
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit():
+        raise ConfigError(f"{name} must be a whole number of customers (0 or more), got {raw!r}")
+    return int(raw)
+
+
+MINIMUM_HINT = "CUSTSEG_MIN_BUYERS / CUSTSEG_MIN_REPEAT_BUYERS set the minimum"
+
+
 def bootstrap_model(choice: ModelChoice, transactions: pd.DataFrame, customers: pd.DataFrame, as_of: dt.date,
-                    engagement: pd.DataFrame | None = None) -> ModelBundle:
-    """Fit the first model of a warehouse (no warehouse access: pure ML on the frames)."""
+                    engagement: pd.DataFrame | None = None, minimum: FitMinimum | None = None) -> ModelBundle:
+    """Fit the first model of a warehouse (no warehouse access: pure ML on the frames).
+
+    Below ``minimum`` (default :meth:`FitMinimum.from_env`) the bundle has no models and
+    ``metrics['not_fitted']`` says why; the caller neither registers nor approves it."""
     from ml.bundle import fit_models
 
-    return fit_models(transactions, customers, as_of, random_state=0,
-                      previous_centroids=choice.previous_centroids, engagement=engagement)
+    minimum = minimum or FitMinimum.from_env()
+    bundle = fit_models(transactions, customers, as_of, random_state=0,
+                        previous_centroids=choice.previous_centroids, engagement=engagement,
+                        min_buyers=minimum.buyers, min_repeat_buyers=minimum.repeat_buyers)
+    if not bundle.has_models:
+        log.warning("no model fitted as of %s: %s (%s); the labels stay null until a night with enough "
+                    "buyers", as_of, bundle.metrics.get("not_fitted"), MINIMUM_HINT)
+    return bundle
 
 
 def record_scoring(wh: Warehouse, run_id: str, as_of: dt.date, result: Any) -> list[str]:
@@ -345,6 +418,9 @@ def record_scoring(wh: Warehouse, run_id: str, as_of: dt.date, result: Any) -> l
                               if f in drifted))
     metrics = {k: result.metrics.get(k) for k in ("n_customers", "n_buyers", "n_prospects", "cluster_sizes",
                                                   "buyers_not_in_customers", "drift_max_psi", "scored_in_chunks")}
+    if not bundle.has_models:  # why tonight's cluster, churn and CLV labels are null
+        metrics["not_fitted"] = bundle.metrics.get("not_fitted")
+        metrics["n_train_repeat_buyers"] = bundle.metrics.get("n_train_repeat_buyers")
     with wh.transaction():
         wh.execute("delete from ml.feature_drift where run_id = %s and as_of_date = %s", (run_id, as_of))
         wh.execute("delete from ml.scoring_runs where run_id = %s and as_of_date = %s", (run_id, as_of))
@@ -388,16 +464,21 @@ def retrain(settings: Settings, as_of: dt.date, run_id: str, dag_id: str = "retr
                 log.warning("current model %s cannot be loaded (%s): comparing with its registered metrics only",
                             entry.model_version, exc)
         previous = current.centroids if current is not None and current.has_models else None
+        minimum = FitMinimum.from_env()
         candidate = fit_models(transactions, customers, as_of, random_state=0, previous_centroids=previous,
-                               engagement=engagement)
+                               engagement=engagement, min_buyers=minimum.buyers,
+                               min_repeat_buyers=minimum.repeat_buyers)
         summary: dict[str, Any] = {
             "as_of": as_of.isoformat(),
             "candidate": candidate.model_version,
             "current": entry.model_version if entry else None,
         }
         if not candidate.has_models:
-            summary.update(decision="not registered", reason="no buyer to fit on")
-            log.warning("retrain as of %s: %s", as_of, summary["reason"])
+            # refused, not failed: the data will not change on a retry; the current model stays
+            reason = f"{candidate.metrics.get('not_fitted')} ({MINIMUM_HINT})"
+            registry.record_not_fitted(candidate, reason=reason, run_id=run_id, dag_id=dag_id)
+            summary.update(decision=NOT_FITTED, reason=reason)
+            log.warning("retrain as of %s: %s", as_of, reason)
             return summary
         if entry is not None and candidate.model_version == entry.model_version:
             summary.update(decision="unchanged", reason="the candidate is the current model (same data and settings)")
@@ -417,11 +498,19 @@ def retrain(settings: Settings, as_of: dt.date, run_id: str, dag_id: str = "retr
 
 
 # -- evaluation against the generator's truth ------------------------------------------------
-def ground_truth_labels(truth_dir: Path) -> pd.DataFrame:
-    """customer_id (custseg's md5('crm:' || crm_customer_id)) → behaviour_type, for CRM customers."""
+def ground_truth_labels(truth_dir: Path, hash_key: str | None = None) -> pd.DataFrame:
+    """customer_id (the keyed hash of the CRM id, namespace customer:crm) → behaviour_type, for CRM customers.
+
+    `hash_key` is the key the warehouse was built with; by default the configured one (CUSTSEG_HASH_KEY).
+    """
+    from custseg.config import load_settings
+    from custseg.identity import keyed_hash
+
+    key = load_settings().hash_key if hash_key is None else hash_key
     truth = pd.read_parquet(Path(truth_dir) / "customers.parquet", columns=["crm_customer_id", "behaviour_type"])
     truth = truth[truth["crm_customer_id"].notna()]
-    ids = [hashlib.md5(f"crm:{c}".encode(), usedforsecurity=False).hexdigest() for c in truth["crm_customer_id"]]
+    # the CRM id as staging normalises it (trimmed) before hashing
+    ids = [keyed_hash(key, "customer:crm", str(c).strip()) for c in truth["crm_customer_id"]]
     return pd.DataFrame({"customer_id": ids, "behaviour_type": truth["behaviour_type"].astype(str).to_numpy()})
 
 

@@ -22,6 +22,7 @@ and never masks the task's own outcome.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import fnmatch
 import gc
@@ -438,6 +439,12 @@ def status_report(settings: Settings, runs: int = 5, failures: int = 20) -> str:
     with connect(settings, read_only=True) as wh:
         out.append(f"warehouse: {settings.warehouse}"
                    + (f" ({settings.duckdb_path})" if settings.warehouse == "duckdb" else ""))
+        failure = latest_failure(wh) if wh.table_exists("ops", "run_audit") else None
+        if failure is not None:
+            out.append(f"latest failed run: {failure.describe()}")
+            out.append(f"  {failure.fix()}")
+        else:
+            out.append("latest failed run: none recorded")
         out.append("")
         out.append(f"last {runs} runs (ops.run_audit):")
         if wh.table_exists("ops", "run_audit"):
@@ -503,6 +510,56 @@ def status_report(settings: Settings, runs: int = 5, failures: int = 20) -> str:
         else:
             out.append("  (ops.quality_results does not exist yet)")
     return "\n".join(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFailure:
+    """The task whose failure stopped a DAG run (its first failed task), from ``ops.run_audit``."""
+
+    run_id: str
+    dag_id: str
+    task_id: str
+    logical_date: dt.date | None
+    error: str
+
+    @property
+    def reason(self) -> str:
+        """The error's first line; a quality gate's message needs no exception name before it."""
+        first = next((line.strip() for line in self.error.splitlines() if line.strip()), "no error recorded")
+        return first.removeprefix("QualityGateError: ")
+
+    def describe(self) -> str:
+        when = f" as of {self.logical_date}" if self.logical_date else ""
+        return f"{self.dag_id}{when} failed in task {self.task_id}: {self.reason} (run {self.run_id})"
+
+    def fix(self) -> str:
+        if self.dag_id != "customer_segmentation":
+            return "fix the cause and rerun the DAG"
+        if self.task_id == "docs":  # the one task after publish
+            return "the analytics tables were published, only the docs failed: fix the cause, then `custseg docs`"
+        return ("the published analytics tables were not changed by it; fix the cause and rerun the date"
+                + (f" (custseg run --as-of {self.logical_date})" if self.logical_date else ""))
+
+
+def latest_failure(wh: Warehouse, since: dt.datetime | None = None) -> RunFailure | None:
+    """The latest run with a failed task (recorded at or after ``since``, UTC, when given), and its
+    first failed task: the cause; the tasks after it did not run."""
+    where, params = ("and recorded_at >= %s", (since,)) if since is not None else ("", ())
+    latest = wh.fetchall(
+        f"select run_id from ops.run_audit where status = 'failed' {where} order by recorded_at desc limit 1",
+        params,
+    )
+    if not latest:
+        return None
+    run_id = latest[0][0]
+    dag_id, task_id, logical, error = wh.fetchall(
+        "select dag_id, task_id, logical_date, error from ops.run_audit where run_id = %s and status = 'failed' "
+        f"{where} order by ended_at, recorded_at limit 1",
+        (run_id, *params),
+    )[0]
+    if isinstance(logical, dt.datetime):
+        logical = logical.date()
+    return RunFailure(str(run_id), str(dag_id), str(task_id), logical, str(error or ""))
 
 
 # -- what both DAGs share -------------------------------------------------------------------------

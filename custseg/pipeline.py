@@ -22,7 +22,7 @@ import pyarrow as pa
 from custseg.config import DBT_PROJECT_DIR, PUBLISHED_TABLES, Settings
 from custseg.dbt import release_dbt_duckdb, run_dbt
 from custseg.ingest import FUTURE_TOLERANCE, LoadResult, ingest_source, record_load
-from custseg.sources import load_sources
+from custseg.sources import SourceConfig, load_sources
 from custseg.warehouse import Warehouse, connect, quote_ident
 
 if TYPE_CHECKING:
@@ -39,25 +39,43 @@ def _utc_now() -> dt.datetime:
 
 
 def prepare_warehouse(settings: Settings) -> None:
-    """Create schemas and pipeline tables, and store the PII salt where staging can join it."""
+    """Create schemas and pipeline tables, and store the hash key where the SQL can join it.
+
+    The key (CUSTSEG_HASH_KEY) goes into `raw.pii_salt` (its historical name), bound as a parameter:
+    dbt and custseg/identity.py read it from there, so it is never rendered into SQL text, logs or docs.
+    """
     with connect(settings) as wh:
         wh.bootstrap()
         with wh.transaction():
             wh.execute("create table if not exists raw.pii_salt (pii_salt text not null)")
             wh.execute("delete from raw.pii_salt")
-            wh.execute("insert into raw.pii_salt (pii_salt) values (%s)", (settings.pii_salt,))
+            wh.execute("insert into raw.pii_salt (pii_salt) values (%s)", (settings.hash_key,))
+
+
+#: ops.load_audit status of a source that a rebuild did not read from landing (see ingest)
+FROM_RAW = "from_raw"
 
 
 def source_names(settings: Settings) -> list[str]:
     return list(load_sources(settings.sources_file))
 
 
-def ingest(settings: Settings, source: str, logical_date: dt.date, run_id: str) -> dict[str, int | str]:
+def ingest(settings: Settings, source: str, logical_date: dt.date, run_id: str,
+           from_raw: bool = False) -> dict[str, int | str]:
     """Load one source's pending partitions; a source this run does not declare is skipped and audited.
 
     The DAG has one task per configured source; a bring-your-own-orders run (custseg.byo) declares
     only its order export, so the other channels load nothing that night and say so in ops.load_audit.
+    With `from_raw` (the DAG param of the same name, set by `custseg rebuild`), nothing is read from
+    the landing files (they may be gone): `raw` already holds every row, and the load is audited as
+    `from_raw` with zero counts.
     """
+    if from_raw:
+        reason = "rebuild from raw: landing files not read (custseg rebuild)"
+        with connect(settings) as wh:
+            record_load(wh, run_id, logical_date, source, logical_date, None, 0, 0, 0, (), FROM_RAW, reason)
+        log.info("%s: %s", source, reason)
+        return {"partitions": 0, "rows_read": 0, "rows_loaded": 0, "rows_quarantined": 0, "skipped": reason}
     if source not in load_sources(settings.sources_file):
         reason = f"source not declared in {settings.sources_file} for this run (bring-your-own-orders run)"
         with connect(settings) as wh:
@@ -101,26 +119,110 @@ def validate_raw(settings: Settings, logical_date: dt.date, run_id: str) -> dict
     """GX checks on the rows this run loaded, per source. A blocking failure stops the run.
 
     PostgreSQL: validated in the database through GX's SQL datasource; DuckDB: as DataFrames (chunked
-    above ``CUSTSEG_GX_CHUNK_ROWS``). Each source's row count is compared with its previous partition.
+    above ``CUSTSEG_GX_CHUNK_ROWS``). Each source's row count is compared with its previous partition,
+    and the share of the rows this run read that went to ``raw.quarantine`` with
+    ``CUSTSEG_MAX_QUARANTINE_SHARE`` (blocking: a wrong mapping must not publish a near-empty night).
+    A date on which no customer has a purchase in ``raw`` fails too (:func:`visible_purchases_report`).
     Every outcome goes to ``ops.quality_results`` and the Data Docs before any gate raises.
     """
     from expectations.config import QualityConfig
-    from expectations.gates import raw_batch_reports
-    from expectations.report import raise_if_any_blocking
+    from expectations.gates import quarantine_share_reports, raw_batch_reports
 
     config = QualityConfig.from_env()
     sources = load_sources(settings.sources_file)
     reports = []
     with connect(settings) as wh:
+        # what went in (quarantined share per source) and what is there (purchases as of the date)
+        gates = [*quarantine_share_reports(wh, list(sources), run_id, logical_date, config),
+                 visible_purchases_report(wh, sources, logical_date)]
         for name, src in sources.items():
             # same tolerance as ingestion: local evening times can fall on the next UTC day
             reports += raw_batch_reports(wh, settings, name, src.channel.table, logical_date,
                                          event_time_grace=FUTURE_TOLERANCE, config=config)
+        rows = sum(r.row_count or 0 for r in reports if not r.suite_name.endswith(".row_count"))
+        reports += gates
         _record_quality(wh, run_id, logical_date, [row for r in reports for row in r.to_rows(run_id)])
     _data_docs(settings, "raw", reports, run_id, logical_date)
-    raise_if_any_blocking(reports)
-    rows = sum(r.row_count or 0 for r in reports if not r.suite_name.endswith(".row_count"))
+    _raise_raw_gates(reports, gates)
     return {"suites": {r.suite_name: r.success for r in reports}, "rows_in": rows, "rows_out": rows}
+
+
+#: Channels whose rows are purchases (dbt's fct_purchases unions them), for the empty-night gate.
+PURCHASE_CHANNELS = ("online_orders", "store_sales")
+
+
+def visible_purchases_report(wh: Warehouse, sources: dict[str, SourceConfig], as_of: dt.date) -> ValidationReport:
+    """Blocking: as of ``as_of`` some customer has a purchase in ``raw`` (a row of a purchase source
+    in a partition up to the date, with a customer reference).
+
+    An empty or header-only export, an ``--as-of`` before all data, or orders without any customer
+    would otherwise publish an empty night over yesterday's. It counts what is visible as of the
+    date (the whole history in ``raw``), not what this run loaded: a quiet night after a normal
+    history, or a rebuild that loads nothing new, passes. Checked on ``raw`` in this task (no
+    retries, before identity resolution and dbt), so such a night fails in seconds."""
+    from expectations.report import ExpectationOutcome, ValidationReport, skipped_report
+    from expectations.suites import BLOCKING
+
+    batch = as_of.isoformat()
+    purchase_sources = {name: src for name, src in sources.items() if src.channel.name in PURCHASE_CHANNELS}
+    if not purchase_sources:
+        return skipped_report(VISIBLE_PURCHASES_SUITE, batch, "expect_visible_purchases",
+                              "no purchase source is declared", BLOCKING)
+    tables = {f"raw.{src.channel.table}": _customer_reference(src) for src in purchase_sources.values()}
+    # one row is enough, and a night that passes reads no more than that (raw grows with the history)
+    success = any(wh.fetchall(f"select 1 from {_raw(t)} where _partition_date <= %s and ({known}) limit 1", (as_of,))
+                  for t, known in tables.items())
+    rows = with_customer = 0
+    observed = f"purchases with a customer are visible up to {as_of} in {', '.join(tables)}"
+    if not success:  # the counts and the next data, for the message
+        later: list[dt.date] = []
+        for table, known in tables.items():
+            n, attributed = wh.fetchall(f"select count(*), sum(case when {known} then 1 else 0 end) from {_raw(table)} "
+                                        "where _partition_date <= %s", (as_of,))[0]
+            rows, with_customer = rows + int(n or 0), with_customer + int(attributed or 0)
+            nxt = wh.fetchall(f"select min(_partition_date) from {_raw(table)} where _partition_date > %s",
+                              (as_of,))[0][0]
+            later += [nxt] if nxt is not None else []
+        observed = (f"as of {as_of} no purchase is visible ({rows:,} purchase rows loaded up to this date in "
+                    f"{', '.join(tables)}, {with_customer:,} of them with a customer"
+                    + (f"; the first later partition is dated {min(later)}" if later else "")
+                    + "): is --as-of before the export's first order date, or is the export empty (header "
+                    "only) or without customer references?")
+    outcome = ExpectationOutcome("expect_visible_purchases", None, BLOCKING, success, observed, [],
+                                 element_count=None if success else rows,
+                                 unexpected_count=None if success else rows - with_customer)
+    return ValidationReport(VISIBLE_PURCHASES_SUITE, batch, success, [outcome], row_count=None if success else rows,
+                            sample_note="purchase rows in raw partitions up to the run's date (all loads)")
+
+
+def _customer_reference(src: SourceConfig) -> str:
+    """SQL: the row has a customer reference, a non-blank value of one of the channel's customer
+    columns (from the catalogue, quoted)."""
+    return " or ".join(f"nullif(trim(cast({quote_ident(c)} as text)), '') is not null"
+                       for c in src.channel.customer_columns) or "false"
+
+
+def _raw(table: str) -> str:
+    schema, name = table.split(".", 1)
+    return f"{quote_ident(schema)}.{quote_ident(name)}"
+
+
+VISIBLE_PURCHASES_SUITE = "raw.visible_purchases"
+
+
+def _raise_raw_gates(reports: list[ValidationReport], gates: list[ValidationReport]) -> None:
+    """Raise on any blocking failure; a quarantine-share or empty-night failure leads the message,
+    on its own first line, because it is the likely cause of the rest (a wrong mapping empties the
+    batch) and the first line is what ``custseg run`` and ``custseg status`` show."""
+    from expectations.report import QualityGateError, raise_if_any_blocking
+
+    causes = [r.results[0].observed_value for r in gates if not r.success]
+    try:
+        raise_if_any_blocking(reports)
+    except QualityGateError as exc:
+        if not causes:
+            raise
+        raise QualityGateError("; ".join(causes) + "\n\n" + str(exc), exc.report) from None
 
 
 def score(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:
@@ -128,7 +230,9 @@ def score(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:
 
     The model is the registry's latest approved one trained on or before ``as_of`` (the weekly
     ``retrain_models`` DAG approves new ones); on the first run, with no approved model yet, one is
-    fitted on this date's data and approved (custseg/models.py). Feature drift against the model's
+    fitted on this date's data and approved (custseg/models.py), unless the date has fewer buyers
+    than ``FitMinimum`` (then the labels are null and ``ml.scoring_runs`` says why; the next night
+    with enough buyers fits). Feature drift against the model's
     training data goes to ``ml.feature_drift`` (a warning above the PSI threshold), and the model
     that scored the date to ``ml.scoring_runs``.
 
@@ -183,8 +287,12 @@ def score(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:
             wh.execute(f"alter table {quote_ident(build)}.{quote_ident(staged)} rename to {quote_ident(LABELS_TABLE)}")
         _replace_table(wh, build, "ml_cluster_profiles", profiles)
         drifted = record_scoring(wh, run_id, as_of, result)
-    return {"model_version": result.model_version, "model_trained_as_of": bundle.trained_as_of.isoformat(),
-            "customers": result.metrics["n_customers"], "drifted_features": drifted}
+    summary: dict[str, object] = {"model_version": result.model_version,
+                                  "model_trained_as_of": bundle.trained_as_of.isoformat(),
+                                  "customers": result.metrics["n_customers"], "drifted_features": drifted}
+    if not bundle.has_models:  # too few buyers: the labels are null tonight, and this is why
+        summary["models_not_fitted"] = bundle.metrics.get("not_fitted")
+    return summary
 
 
 def _score_in_chunks(settings: Settings, bundle: ModelBundle, as_of: dt.date, staged: str
@@ -308,6 +416,7 @@ def audit(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:
     DataFrame, chunked when large), and each segment's share is compared with the previous published date
     (skipped, with a recorded note, on the first run).
     """
+    from custseg.reconcile import ReconciliationError, reconcile
     from expectations.config import QualityConfig
     from expectations.gates import published_reports
     from expectations.report import raise_if_any_blocking
@@ -321,9 +430,18 @@ def audit(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:
             f"select count(*) from {quote_ident(settings.build_schema)}.customer_segments where as_of_date <> %s",
             (as_of,),
         )[0][0]
+        # every landed row is published, quarantined, or in a documented, counted merge or exclusion
+        channels = {name: src.channel.name for name, src in load_sources(settings.sources_file).items()}
+        try:
+            reconcile(wh, settings, channels, as_of, run_id)
+            unaccounted = None
+        except ReconciliationError as exc:
+            unaccounted = exc
     raise_if_any_blocking(reports)
     if stale:
         raise RuntimeError(f"audit: {stale} rows of the build's customer_segments are not as of {as_of}")
+    if unaccounted:
+        raise unaccounted
     rows = reports[0].row_count
     return {"suites": {r.suite_name: r.success for r in reports}, "rows_in": rows, "rows_out": rows}
 

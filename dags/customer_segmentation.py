@@ -8,7 +8,8 @@ Nightly cross-channel customer segmentation, computed **as of the run's logical 
    orders"), it splits the export into daily landing files that this run reads instead.
 2. **ingest**: one task per source in `config/sources.yml`; loads the landing partition(s) for the
    logical date into `raw`, quarantines bad rows, audits counts in `ops.load_audit`. In an `orders`
-   run only the export is declared, and the other sources record a skipped load.
+   run only the export is declared, and the other sources record a skipped load. With the param
+   `from_raw` (`custseg rebuild`) no source reads landing files: `raw` already holds every row.
 3. **validate_raw**: Great Expectations suites on the loaded batch; a blocking failure stops the run.
    **resolve_identities** then links CRM ids, emails, phones and loyalty cards across channels into
    stable customer ids (custseg/identity.py) and writes `raw.identity_map` for dbt.
@@ -110,24 +111,32 @@ with DAG(
                         description="Path of one order export to run on instead of the landing files "
                                     "(absolute, or relative to the data directory)"),
         "orders_options": Param({}, type="object",
-                                description="columns, delimiter, names, date_format, currency, reporting_currency "
-                                            "(the same as the custseg run flags)"),
+                                description="columns, delimiter, names, date_format, currency, reporting_currency, "
+                                            "encoding (the same as the custseg run flags; checked against "
+                                            "allow-lists before the run starts work)"),
         "orders_work_dir": Param(None, type=["null", "string"],
-                                 description="Where the export's daily split goes (default <data>/byo)"),
+                                 description="Where the export's daily split goes (default <data>/byo/<run id>)"),
+        # custseg rebuild (custseg/rebuild.py): recompute a date from what raw already holds
+        "from_raw": Param(False, type="boolean",
+                          description="Read no landing files: raw already holds every row (custseg rebuild); "
+                                      "each source records a from_raw load in ops.load_audit"),
     },
 ) as dag:
 
     @task
-    def prepare(ds: str | None = None, params: dict | None = None) -> dict | None:
-        pipeline.prepare_warehouse(settings)
+    def prepare(ds: str | None = None, run_id: str | None = None, params: dict | None = None) -> dict | None:
         try:
-            return byo.split_for_run(settings, params or {}, dt.date.fromisoformat(ds))
+            # the export's options are checked before the run touches the warehouse or the disk
+            byo.check_params(params)
+            pipeline.prepare_warehouse(settings)
+            # split into this run's own folder (<data>/byo/<run id>, or orders_work_dir)
+            return byo.split_for_run(settings, params or {}, dt.date.fromisoformat(ds), run_id)
         except byo.ByoError as exc:  # an unusable export does not fix itself on retry
             raise AirflowFailException(str(exc)) from exc
 
     @task(retries=0)  # bad data does not fix itself on retry
     def validate_raw(ds: str | None = None, run_id: str | None = None, params: dict | None = None) -> dict:
-        return pipeline.validate_raw(byo.run_settings(settings, params), dt.date.fromisoformat(ds), run_id)
+        return pipeline.validate_raw(byo.run_settings(settings, params, run_id), dt.date.fromisoformat(ds), run_id)
 
     @task
     def resolve_identities(ds: str | None = None) -> dict[str, int]:
@@ -155,7 +164,9 @@ with DAG(
             @task(task_id=source)
             def ingest_source(source: str = source, ds: str | None = None, run_id: str | None = None,
                               params: dict | None = None) -> dict:
-                return pipeline.ingest(byo.run_settings(settings, params), source, dt.date.fromisoformat(ds), run_id)
+                return pipeline.ingest(byo.run_settings(settings, params, run_id), source, dt.date.fromisoformat(ds),
+                                       run_id,
+                                       from_raw=bool((params or {}).get("from_raw")))
 
             ingest_source()
 

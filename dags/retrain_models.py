@@ -12,6 +12,9 @@ trains on the data of Saturday's nightly `customer_segmentation` run, which must
    fallback is never approved over a real fit), and registers it in `ml.model_runs` as
    `approved` or `rejected` with the reason. Artifacts go to `CUSTSEG_MODEL_DIR` and to
    `ml.model_artifacts`. A rejected candidate leaves the current model in place.
+   Below the minimum (`CUSTSEG_MIN_BUYERS`, default 200 buyers, of whom `CUSTSEG_MIN_REPEAT_BUYERS`,
+   default 50, bought on two days or more) nothing is fitted: the task records a `not_fitted` row
+   with the reason in `ml.model_runs`, returns it, and the current model stays.
 
 The nightly run scores with the latest approved model trained on or before its date.
 Business logic lives in `custseg/models.py` and `ml/`; this file only wires it.

@@ -8,6 +8,7 @@
 | ``CUSTSEG_SEGMENT_SHARE_TOLERANCE`` | ``0.02`` | ... or by 2 percentage points, whichever is larger |
 | ``CUSTSEG_SEGMENT_SHARE_SEVERITY`` | ``blocking`` | a collapsed segment blocks publication |
 | ``CUSTSEG_GX_CHUNK_ROWS`` | ``1000000`` | DuckDB batches above this are validated in chunks of this many rows |
+| ``CUSTSEG_MAX_QUARANTINE_SHARE`` | ``0.05`` | a source quarantining more than 5 % of the rows a run read fails it |
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ class QualityConfig:
     segment_share_tolerance: float = 0.02
     segment_share_severity: Severity = BLOCKING
     chunk_rows: int = 1_000_000
+    #: Blocking when at least one row was quarantined and the share is above this: no minimum
+    #: night size, so a 1-of-3 night fails too (a wrong mapping shows on small nights first).
+    max_quarantine_share: float = 0.05
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> QualityConfig:
@@ -37,9 +41,18 @@ class QualityConfig:
             raw = env.get(name, "").strip()
             if not raw:
                 return value
-            parsed = float(raw)
+            try:
+                parsed = float(raw)
+            except ValueError:
+                raise ValueError(f"{name} must be a number, got {raw!r}") from None
             if parsed < 0:
                 raise ValueError(f"{name} must not be negative, got {raw!r}")
+            return parsed
+
+        def share(name: str, value: float) -> float:
+            parsed = number(name, value)
+            if parsed > 1:
+                raise ValueError(f"{name} is a share between 0 and 1 (0.05 = 5 %), got {parsed!r}")
             return parsed
 
         def severity(name: str, value: Severity) -> Severity:
@@ -55,4 +68,5 @@ class QualityConfig:
             segment_share_tolerance=number("CUSTSEG_SEGMENT_SHARE_TOLERANCE", default.segment_share_tolerance),
             segment_share_severity=severity("CUSTSEG_SEGMENT_SHARE_SEVERITY", default.segment_share_severity),
             chunk_rows=max(1, int(number("CUSTSEG_GX_CHUNK_ROWS", default.chunk_rows))),
+            max_quarantine_share=share("CUSTSEG_MAX_QUARANTINE_SHARE", default.max_quarantine_share),
         )

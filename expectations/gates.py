@@ -228,3 +228,62 @@ def published_reports(
     )  # fmt: skip
     reports.append(report)
     return reports
+
+
+QUARANTINE_SHARE_EXPECTATION = "expect_quarantined_share_to_be_at_most"
+
+
+def quarantine_share_report(source: str, rows_read: int, rows_quarantined: int, max_share: float, *,
+                            batch_name: str, run_id: str) -> ValidationReport:
+    """One source's quarantined share of the rows this run read, against ``max_share`` (blocking).
+
+    It fails when at least one row was quarantined and the share is above ``max_share``; there is
+    no minimum night size, so one bad row of three fails too: the first night of a new export is
+    often small, and a wrong column mapping or date format shows there first. The observed value
+    is the one-line message the run fails with."""
+    from expectations.report import ExpectationOutcome
+    from expectations.suites import BLOCKING
+
+    share = rows_quarantined / rows_read if rows_read else 0.0
+    success = rows_quarantined == 0 or share <= max_share
+    summary = f"{source}: {rows_quarantined:,} of {rows_read:,} rows quarantined ({share:.1%}"
+    if success:
+        observed = f"{summary} <= {_percent(max_share)})"
+    else:
+        query = (f"select reason, count(*) from raw.quarantine where run_id = '{run_id}' and source = '{source}' "
+                 "group by 1 order by 2 desc")
+        observed = (f"{summary} > {_percent(max_share)}): see raw.quarantine (custseg query \"{query}\"); wrong column "
+                    "mapping, date format or delimiter? Fix the file or its mapping and rerun the date "
+                    "(CUSTSEG_MAX_QUARANTINE_SHARE sets the limit)")
+    outcome = ExpectationOutcome(QUARANTINE_SHARE_EXPECTATION, None, BLOCKING, success, observed, [],
+                                 kwargs={"max_share": max_share}, element_count=rows_read,
+                                 unexpected_count=rows_quarantined)
+    return ValidationReport(f"raw.{source}.quarantine_share", batch_name, success, [outcome],
+                            sample_note="rows read and quarantined by this run's loads (ops.load_audit)",
+                            row_count=rows_read)
+
+
+def _percent(share: float) -> str:
+    """0.05 -> '5%', 0.025 -> '2.5%'."""
+    return f"{share * 100:g}%"
+
+
+def quarantine_share_reports(wh: Warehouse, sources: list[str], run_id: str, logical_date: dt.date,
+                             config: QualityConfig) -> list[ValidationReport]:
+    """:func:`quarantine_share_report` for every source, from this run's rows of ``ops.load_audit``.
+
+    Skipped loads (a source a bring-your-own-orders run does not declare) read nothing and count
+    for nothing. A partition loaded twice in one run (an ingest retry reloads the logical date)
+    counts once, with its latest load."""
+    rows = wh.fetchall(
+        "select source, sum(rows_read), sum(rows_quarantined) from ("
+        "select source, rows_read, rows_quarantined, row_number() over ("
+        "partition by source, partition_date order by recorded_at desc) as attempt "
+        "from ops.load_audit where run_id = %s and status <> 'skipped') as loads "
+        "where attempt = 1 group by source",
+        (run_id,),
+    )
+    counts = {str(source): (int(read or 0), int(bad or 0)) for source, read, bad in rows}
+    return [quarantine_share_report(source, *counts.get(source, (0, 0)), config.max_quarantine_share,
+                                    batch_name=logical_date.isoformat(), run_id=run_id)
+            for source in sources]

@@ -1,5 +1,6 @@
 """Identity resolution on real warehouses (DuckDB, and PostgreSQL with the same SQL): the tricky
-cases with the grouping each one must give, spelled out, and the stability of ids over time."""
+cases with the grouping each one must give, spelled out, and the stability of ids over time; and the
+keyed hash spec, whose digest DuckDB, PostgreSQL, the dbt macro and Python must agree on."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import jinja2
 import pytest
 
 from custseg.config import PROJECT_ROOT, load_settings
-from custseg.identity import norm_phone, resolve_identities
+from custseg.identity import keyed_hash_sql, namespace_sql, norm_phone, resolve_identities
 from custseg.ingest import FUTURE_TOLERANCE
 from custseg.pipeline import prepare_warehouse
 from custseg.warehouse import connect
@@ -26,13 +27,21 @@ def day(n: int) -> dt.date:
     return D1 + dt.timedelta(days=n - 1)
 
 
+#: the documented development key (README "Configuration"): the tests' warehouses are hashed with it
+DEV_KEY = "custseg-dev-hash-key-not-for-production"
+
+
+def spec_hash(namespace: str, reference: str, key: str = DEV_KEY) -> str:
+    """The README's spec, written out independently of custseg: sha256(key 0x1F namespace 0x1F reference)."""
+    return hashlib.sha256(f"{key}\x1f{namespace}\x1f{reference}".encode()).hexdigest()
+
+
 def crm_id(ref: str) -> str:
-    return hashlib.md5(f"crm:{ref}".encode()).hexdigest()
+    return spec_hash("customer:crm", ref)
 
 
 def guest_id(settings, email: str) -> str:
-    email_hash = hashlib.md5((settings.pii_salt + email.strip().lower()).encode()).hexdigest()
-    return hashlib.md5(f"guest:{email_hash}".encode()).hexdigest()
+    return spec_hash("customer:email", spec_hash("email", email.strip().lower(), settings.hash_key), settings.hash_key)
 
 
 # Each record lands on the day given (partition date), with its event on the same day.
@@ -112,6 +121,7 @@ def settings(request, tmp_path: Path) -> Iterator:
     if request.param == "postgres":
         env.update(CUSTSEG_WAREHOUSE="postgres", CUSTSEG_POSTGRES_URL=request.getfixturevalue("pg_database"))
     s = load_settings(env)
+    assert s.hash_key == DEV_KEY
     prepare_warehouse(s)
     with connect(s) as wh:
         _load(wh)
@@ -128,11 +138,11 @@ def _map(settings, as_of: dt.date) -> dict[tuple[str, str], str]:
 
 
 def _email_key(settings, email: str) -> tuple[str, str]:
-    return ("email", hashlib.md5((settings.pii_salt + email.strip().lower()).encode()).hexdigest())
+    return ("email", spec_hash("email", email.strip().lower(), settings.hash_key))
 
 
 def _phone_key(settings, e164: str) -> tuple[str, str]:
-    return ("phone", hashlib.md5((settings.pii_salt + e164).encode()).hexdigest())
+    return ("phone", spec_hash("phone", e164, settings.hash_key))
 
 
 def test_tricky_cases_group_as_specified(settings) -> None:
@@ -157,7 +167,7 @@ def test_tricky_cases_group_as_specified(settings) -> None:
     assert m[("crm_id", "CRM-7")] == crm_id("CRM-7")
     # loyalty card formats normalise to one key
     assert m[("loyalty_card", "LC00123456")] == crm_id("CRM-8")
-    assert m[("loyalty_card", "LC99990000")] == hashlib.md5(b"card:LC99990000").hexdigest()
+    assert m[("loyalty_card", "LC99990000")] == spec_hash("customer:card", "LC99990000")
     # guest who registered later: the CRM id wins the merge; the guest id is kept as an alias
     assert email("gina@example.com") == crm_id("CRM-9")
     assert m[("customer_id", guest_id(settings, "gina@example.com"))] == crm_id("CRM-9")
@@ -332,3 +342,53 @@ def test_resolution_uses_the_configured_country_code(settings) -> None:
     assert phone("+497700900010") == crm_id("CRM-1")
     assert phone("+447700900010") != crm_id("CRM-1")
     assert m[_email_key(de, "ann.work@example.com")] != crm_id("CRM-1")
+
+
+# -- the keyed hash: Python, DuckDB, PostgreSQL and the dbt macro give one digest ----------------------
+class _Adapter:
+    """dbt's adapter.dispatch for plain jinja2: the macro of the warehouse's engine, else default__."""
+
+    def __init__(self, kind: str, env: jinja2.Environment):
+        self.kind, self.env = kind, env
+
+    def dispatch(self, name: str):
+        module = self.env.from_string(PII_MACROS.read_text()).module
+        return getattr(module, f"{self.kind}__{name}", None) or getattr(module, f"default__{name}")
+
+
+def render_hash_macro(call: str, kind: str) -> str:
+    env = jinja2.Environment()
+    env.globals.update(adapter=_Adapter(kind, env), var=lambda name: "44")
+    return env.from_string(PII_MACROS.read_text() + "{{ " + call + " }}").render().strip()
+
+
+HASH_CASES = [  # namespace, reference
+    ("ref:crm", "CRM-0000001"),
+    ("customer:crm", "C-1"),
+    ("email", "zoë.ångström@exämple.com"),
+    ("phone", "+447700900010"),
+    ("ref:card", "LC00123456"),
+    ("customer:email", "日本語のお客様"),
+    ("ref:crm", "O'Brien; drop table x --"),
+]
+
+
+def test_keyed_hash_is_one_digest_in_python_sql_and_the_dbt_macro(settings) -> None:
+    """Each reference, hashed by custseg's SQL helper (key read from raw.pii_salt), by the dbt macro
+    (key from the `salt` CTE) and by custseg's Python helper, equals the spec computed here."""
+    from custseg.identity import keyed_hash
+
+    with connect(settings) as wh:
+        for namespace, reference in HASH_CASES:
+            python_sql = keyed_hash_sql(wh.kind, "t.v", namespace_sql(namespace))
+            macro_sql = render_hash_macro(f"keyed_hash('{namespace}', 't.v')", wh.kind)
+            assert DEV_KEY not in python_sql + macro_sql  # the key is read, never rendered
+            got = wh.fetchall(f"select {python_sql}, {macro_sql} from (select cast(%s as text) as v) as t "
+                              "cross join raw.pii_salt as salt", (reference,))[0]
+            expected = spec_hash(namespace, reference)
+            assert tuple(got) == (expected, expected), (wh.kind, namespace, reference)
+            assert keyed_hash(DEV_KEY, namespace, reference) == expected
+        nulls = wh.fetchall(f"select {keyed_hash_sql(wh.kind, 'cast(null as text)', namespace_sql('email'))}")
+        assert nulls == [(None,)]
+    with pytest.raises(ValueError, match="unknown hash namespace"):
+        namespace_sql("crm")

@@ -1,8 +1,37 @@
-{#- Salted hash of an already-normalised identifier. The salt is read from the warehouse table
-    raw.pii_salt (written by the pipeline from CUSTSEG_PII_SALT) rather than rendered into SQL,
-    so it never appears in compiled SQL, logs or the docs site. Callers cross join the `salt` CTE. -#}
-{% macro salted_hash(expr) -%}
-    case when {{ expr }} is null then null else md5(salt.pii_salt || {{ expr }}) end
+{#- Keyed hash of an already-normalised identifier: the lower-case hex of
+    sha256(key || chr(31) || namespace || chr(31) || value) over UTF-8, the one spec of custseg's ids,
+    contact hashes and published references (custseg/identity.py: keyed_hash_sql and keyed_hash give
+    the same digest; README "Identity resolution"). The key is read from the warehouse table
+    raw.pii_salt (written by the pipeline from CUSTSEG_HASH_KEY) rather than rendered into SQL, so it
+    never appears in compiled SQL, logs or the docs site. Callers cross join the `salt` CTE
+    (`select pii_salt from source('pipeline', 'pii_salt')`). The namespace is one of a fixed set. -#}
+{% macro keyed_hash(namespace, expr) -%}
+    {%- set namespaces = ['email', 'phone', 'customer:crm', 'customer:email', 'customer:phone', 'customer:card',
+                          'ref:crm', 'ref:card'] -%}
+    {%- if namespace not in namespaces -%}
+        {{ exceptions.raise_compiler_error("keyed_hash: unknown namespace '" ~ namespace ~ "'") }}
+    {%- endif -%}
+    case
+        when {{ expr }} is null then null
+        else {{ sha256_hex("salt.pii_salt || chr(31) || '" ~ namespace ~ "' || chr(31) || " ~ expr) }}
+    end
+{%- endmacro %}
+
+{#- Lower-case hex sha256 of a text expression's UTF-8 bytes (DuckDB's sha256 takes text). -#}
+{% macro sha256_hex(expr) -%}
+    {{ adapter.dispatch('sha256_hex')(expr) }}
+{%- endmacro %}
+
+{% macro duckdb__sha256_hex(expr) -%}
+    sha256({{ expr }})
+{%- endmacro %}
+
+{% macro default__sha256_hex(expr) -%}
+    sha256({{ expr }})
+{%- endmacro %}
+
+{% macro postgres__sha256_hex(expr) -%}
+    encode(sha256(convert_to({{ expr }}, 'UTF8')), 'hex')
 {%- endmacro %}
 
 {#- Lower-cased, trimmed email; null when empty or without an @. -#}

@@ -20,18 +20,11 @@ crm_resolved as (
     -- described by the surviving record (the one whose own id became the customer_id)
     select
         crm_customers.*,
-        coalesce(customer_keys.customer_id, {{ dbt.hash("'crm:' || crm_customers.crm_customer_id") }})
-            as customer_id,
+        coalesce(customer_keys.customer_id, crm_customers.natural_customer_id) as customer_id,
         row_number() over (
-            partition by coalesce(
-                customer_keys.customer_id, {{ dbt.hash("'crm:' || crm_customers.crm_customer_id") }}
-            )
+            partition by coalesce(customer_keys.customer_id, crm_customers.natural_customer_id)
             order by
-                case
-                    when customer_keys.customer_id = {{ dbt.hash("'crm:' || crm_customers.crm_customer_id") }}
-                        then 0
-                    else 1
-                end,
+                case when customer_keys.customer_id = crm_customers.natural_customer_id then 0 else 1 end,
                 crm_customers.crm_customer_id
         ) as record_rank
     from crm_customers

@@ -1,4 +1,4 @@
--- Marketing e-mail events with the customer they belong to (by the salted email hash), for every
+-- Marketing e-mail events with the customer they belong to (by the keyed email hash), for every
 -- engagement model. Events for addresses that match no customer are left out.
 -- A table: both engagement models read it, and its tests then scan it instead of re-running the join.
 -- Incremental (macros/incremental_landing.sql): a night attributes the events that became visible

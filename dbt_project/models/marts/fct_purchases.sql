@@ -56,7 +56,7 @@ online_attributed as (
             by_crm.customer_id,
             by_email.customer_id,
             by_phone.customer_id,
-            case when shop_orders.email_hash is not null then {{ dbt.hash("'guest:' || shop_orders.email_hash") }} end
+            shop_orders.guest_customer_id
         ) as customer_id,
         shop_orders.ordered_at as purchased_at,
         shop_orders.ordered_date as purchase_date,

@@ -1,7 +1,9 @@
--- Published identity lookup: which source-side references belong to each customer_id, so CRM and
--- marketing tools can join the segment labels back to their own records. Emails and phones appear
--- only as salted hashes (a tool that holds the salt can hash its own values and join).
+-- Published identity lookup: which source-side references belong to each customer_id. Every
+-- reference is a keyed hash, whatever the value looks like (an export's customer column may hold
+-- e-mail addresses): a tool that holds the key can hash its own values and join, nobody else can.
 -- A retired customer_id (merged into another) is listed under source 'merged_customer_id'.
+-- Tasks that act on real customers map back to the CRM's references through raw.identity_map
+-- (the pipeline's own access), never through this table.
 with
 
 identity_map as (
@@ -18,7 +20,7 @@ final as (
             when 'loyalty_card' then 'loyalty_card'
             when 'customer_id' then 'merged_customer_id'
         end as source,
-        key_value as source_customer_ref,
+        source_customer_ref,
         first_seen_date,
         as_of_date
     from identity_map

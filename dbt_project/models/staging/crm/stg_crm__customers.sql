@@ -26,8 +26,10 @@ salt as (
 landed as (
     select
         trim(source.crm_customer_id) as crm_customer_id,
-        {{ salted_hash(normalise_email('source.email')) }} as email_hash,
-        {{ salted_hash(normalise_phone('source.phone')) }} as phone_hash,
+        -- the customer_id this record mints (its customer's id when it is the customer's best key)
+        {{ keyed_hash('customer:crm', 'trim(source.crm_customer_id)') }} as natural_customer_id,
+        {{ keyed_hash('email', normalise_email('source.email')) }} as email_hash,
+        {{ keyed_hash('phone', normalise_phone('source.phone')) }} as phone_hash,
         {{ normalise_card('source.loyalty_card') }} as loyalty_card_key,
         nullif(trim(source.region), '') as region,
         upper(nullif(trim(source.country), '')) as country,
@@ -65,6 +67,7 @@ latest_version as (
 final as (
     select
         crm_customer_id,
+        natural_customer_id,
         email_hash,
         phone_hash,
         loyalty_card_key,

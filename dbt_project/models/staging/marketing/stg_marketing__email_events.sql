@@ -27,7 +27,7 @@ landed as (
     select
         trim(source.event_id) as event_id,
         trim(source.campaign_id) as campaign_id,
-        {{ salted_hash(normalise_email('source.email')) }} as email_hash,
+        {{ keyed_hash('email', normalise_email('source.email')) }} as email_hash,
         lower(trim(source.event_type)) as event_type,
         source.event_at,
         cast(source.event_at as date) as event_date,

@@ -13,17 +13,31 @@ source as (
     ]) }}
 ),
 
+salt as (
+    select pii_salt from {{ source('pipeline', 'pii_salt') }}
+),
+
 final as (
     select
         key_type,
         key_value,
         customer_id,
+        -- what analytics.customer_identity publishes: a keyed hash, always, whatever the value looks
+        -- like. The CRM id and the card are plain here (raw is the pipeline's own), so they are hashed
+        -- in their ref: namespace; the others already are keyed hashes (an email or phone hash, or a
+        -- retired customer_id)
+        case source.key_type
+            when 'crm_id' then {{ keyed_hash('ref:crm', 'source.key_value') }}
+            when 'loyalty_card' then {{ keyed_hash('ref:card', 'source.key_value') }}
+            else source.key_value
+        end as source_customer_ref,
         first_seen_date,
         -- the raw column says which run last (re)assigned the row; the map as a whole is resolved
         -- as of the run's date just before dbt runs (raw.identity_state says so)
         as_of_date as assigned_date,
         {{ as_of_date() }} as as_of_date
     from source
+    cross join salt
 )
 
 select * from final

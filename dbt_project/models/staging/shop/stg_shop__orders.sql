@@ -51,8 +51,10 @@ landed as (
     select
         normalised.order_id,
         normalised.crm_customer_id,
-        {{ salted_hash('normalised.email_normalised') }} as email_hash,
-        {{ salted_hash('normalised.phone_normalised') }} as phone_hash,
+        {{ keyed_hash('email', 'normalised.email_normalised') }} as email_hash,
+        {{ keyed_hash('phone', 'normalised.phone_normalised') }} as phone_hash,
+        -- the customer_id of a guest buyer known by this email alone (identity resolution's natural id)
+        {{ keyed_hash('customer:email', keyed_hash('email', 'normalised.email_normalised')) }} as guest_customer_id,
         normalised.ordered_at,
         normalised.ordered_date,
         normalised.currency as original_currency,
@@ -96,6 +98,7 @@ final as (
         crm_customer_id,
         email_hash,
         phone_hash,
+        guest_customer_id,
         ordered_at,
         ordered_date,
         original_currency,

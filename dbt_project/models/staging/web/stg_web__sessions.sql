@@ -31,7 +31,7 @@ landed as (
         source._partition_date as landed_date,
         source._source_line as source_line,
         nullif(trim(source.crm_customer_id), '') as crm_customer_id,
-        {{ salted_hash(normalise_email('source.user_email')) }} as email_hash,
+        {{ keyed_hash('email', normalise_email('source.user_email')) }} as email_hash,
         case when lower(trim(source.platform)) = 'app' then 'app' else 'web' end as platform,
         coalesce(source.page_views, 0) as page_views,
         coalesce(source.added_to_cart, false) as has_added_to_cart
