@@ -296,21 +296,24 @@ class Registry:
         return bundle
 
 
-def previous_centroids(wh: Warehouse, as_of: dt.date) -> pd.DataFrame | None:
-    """Centroids of the latest approved (or pre-registry) model trained before ``as_of``."""
+def previous_clusters(wh: Warehouse, as_of: dt.date) -> tuple[pd.DataFrame | None, dict[int, str] | None]:
+    """Centroids and cluster names of the latest approved (or pre-registry) model trained before
+    ``as_of``: a refit keeps its cluster ids (centroids) and, where a cluster stayed alike, its name."""
     rows = wh.fetchall(
         "select params from ml.model_runs where as_of_date < %s and params is not null "
         "and (status is null or status = %s) order by as_of_date desc, recorded_at desc limit 1",
         (as_of, APPROVED),
     )
     if not rows:
-        return None
-    centroids = json.loads(rows[0][0]).get("centroids") or {}
+        return None, None
+    params = json.loads(rows[0][0])
+    centroids = params.get("centroids") or {}
     if not centroids:
-        return None
+        return None, None
     frame = pd.DataFrame.from_dict(centroids, orient="index")
     frame.index = frame.index.astype(int)
-    return frame.sort_index()
+    names = {int(k): str(v) for k, v in (params.get("cluster_names") or {}).items()} or None
+    return frame.sort_index(), names
 
 
 # -- nightly ---------------------------------------------------------------------------------
@@ -321,6 +324,7 @@ class ModelChoice:
     bundle: ModelBundle | None
     reason: str
     previous_centroids: pd.DataFrame | None = None
+    previous_names: dict[int, str] | None = None
 
 
 def choose_model(wh: Warehouse, registry: Registry, as_of: dt.date) -> ModelChoice:
@@ -334,7 +338,7 @@ def choose_model(wh: Warehouse, registry: Registry, as_of: dt.date) -> ModelChoi
         except Exception as exc:  # unloadable model: keep the nightly run alive, say why
             log.warning("approved model %s cannot be loaded (%s); fitting a new one", entry.model_version, exc)
             reason = f"bootstrap: approved model {entry.model_version} could not be loaded: {exc}"
-    return ModelChoice(None, reason, previous_centroids(wh, as_of))
+    return ModelChoice(None, reason, *previous_clusters(wh, as_of))
 
 
 @dataclass(frozen=True)
@@ -383,8 +387,8 @@ def bootstrap_model(choice: ModelChoice, transactions: pd.DataFrame, customers: 
 
     minimum = minimum or FitMinimum.from_env()
     bundle = fit_models(transactions, customers, as_of, random_state=0,
-                        previous_centroids=choice.previous_centroids, engagement=engagement,
-                        min_buyers=minimum.buyers, min_repeat_buyers=minimum.repeat_buyers)
+                        previous_centroids=choice.previous_centroids, previous_names=choice.previous_names,
+                        engagement=engagement, min_buyers=minimum.buyers, min_repeat_buyers=minimum.repeat_buyers)
     if not bundle.has_models:
         log.warning("no model fitted as of %s: %s (%s); the labels stay null until a night with enough "
                     "buyers", as_of, bundle.metrics.get("not_fitted"), MINIMUM_HINT)
@@ -463,9 +467,11 @@ def retrain(settings: Settings, as_of: dt.date, run_id: str, dag_id: str = "retr
             except Exception as exc:
                 log.warning("current model %s cannot be loaded (%s): comparing with its registered metrics only",
                             entry.model_version, exc)
-        previous = current.centroids if current is not None and current.has_models else None
+        fitted = current is not None and current.has_models
+        previous = current.centroids if fitted else None
         minimum = FitMinimum.from_env()
         candidate = fit_models(transactions, customers, as_of, random_state=0, previous_centroids=previous,
+                               previous_names=current.cluster_names if fitted else None,
                                engagement=engagement, min_buyers=minimum.buyers,
                                min_repeat_buyers=minimum.repeat_buyers)
         summary: dict[str, Any] = {

@@ -20,6 +20,7 @@ import json
 import math
 import platform
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -40,7 +41,7 @@ from ml.features import (
     prepare_transactions,
 )
 
-ML_SCHEMA_VERSION = "v1"
+ML_SCHEMA_VERSION = "v2"
 """Prefix of ``model_version``; bump it when a code change alters outputs for identical inputs."""
 
 DEFAULT_DISCOUNT_RATE_ANNUAL = 0.10
@@ -190,6 +191,25 @@ def churn_inputs(
     return features
 
 
+def repeat_buyers(features: pd.DataFrame) -> int:
+    """Buyers with purchases on two days or more (BG/NBD's repeat buyers: ``frequency`` >= 2 days)."""
+    return int((features["frequency"] >= 2).sum()) if len(features) else 0
+
+
+def fit_shortfall(features: pd.DataFrame, min_buyers: int, min_repeat_buyers: int) -> str | None:
+    """Why models must not be fitted on ``features`` (one row per buyer), or None when they may.
+
+    Below a few hundred buyers the clusters, the churn holdout and the BG/NBD parameters describe
+    noise (one customer makes a "model"), and an approved model would score every later night."""
+    buyers, repeat = len(features), repeat_buyers(features)
+    if buyers == 0:
+        return "no buyer to fit on"
+    if buyers < min_buyers or repeat < min_repeat_buyers:
+        return (f"too few buyers to fit models: {buyers:,} buyers, {repeat:,} of them repeat buyers; "
+                f"the minimum is {min_buyers:,} buyers of whom {min_repeat_buyers:,} repeat buyers")
+    return None
+
+
 def fit_models(
     transactions: pd.DataFrame,
     customers: pd.DataFrame,
@@ -202,12 +222,27 @@ def fit_models(
     discount_rate_annual: float = DEFAULT_DISCOUNT_RATE_ANNUAL,
     n_threads: int | None = 1,
     engagement: pd.DataFrame | None = None,
+    min_buyers: int = 1,
+    min_repeat_buyers: int = 0,
+    clv_holdout_days: int = 273,
+    previous_names: Mapping[int, str] | None = None,
 ) -> ModelBundle:
     """Fit clusters, churn and CLV on the history up to ``as_of`` (rows after it are ignored).
 
+    With fewer than ``min_buyers`` buyers, or fewer than ``min_repeat_buyers`` of them buying on
+    two days or more, nothing is fitted: the bundle has no models (``has_models`` is False, it
+    scores every label null) and ``metrics['not_fitted']`` says why (:func:`fit_shortfall`).
+
+    ``metrics['clv_holdout']`` validates CLV on a holdout of ``clv_holdout_days`` (39 weeks,
+    shortened on short histories: ``ml.clv.holdout_split``); ``metrics['churn_evaluation']`` has the
+    churn model and its three baselines with bootstrap intervals and reliability tables.
+
     ``previous_centroids`` (the current model's) renumbers the new clusters to match, so ids
-    stay stable across refits. Churn is measured on its holdout against two baselines: days
-    since the last purchase and BG/NBD expected purchases (fitted as of the churn cutoff).
+    stay stable across refits; ``previous_names`` (the current model's ``cluster_names``) keeps a
+    matched cluster's name while its profile stays nearly the same (``ml.clustering.name_clusters``).
+    Churn: the ranking model is fitted on the window before the latest, calibrated and measured on
+    the latest (``ml.churn.ChurnModel``) against days since the last purchase, purchase days and
+    BG/NBD expected purchases (fitted as of the churn cutoff).
     ``engagement`` (rows of ``fct_customer_engagement_snapshots``) adds the engagement snapshot
     at the churn cutoff to the churn model's inputs; without a snapshot of that date the churn
     model uses purchases only (``metrics['churn_engagement']`` says which).
@@ -228,7 +263,8 @@ def fit_models(
     model_version = _model_version(data_hash, as_of, params, previous_centroids)
     features = customer_features(tx, as_of, customers)
     timings["features"] = time.perf_counter() - started
-    metrics: dict[str, Any] = {"trained_as_of": as_of.isoformat(), "n_train_buyers": len(features)}
+    metrics: dict[str, Any] = {"trained_as_of": as_of.isoformat(), "n_train_buyers": len(features),
+                               "n_train_repeat_buyers": repeat_buyers(features)}
     bundle = ModelBundle(
         model_version=model_version,
         trained_as_of=as_of,
@@ -245,13 +281,17 @@ def fit_models(
         library_versions=library_versions(),
         timings=timings,
     )
-    if not len(features):
+    shortfall = fit_shortfall(features, min_buyers, min_repeat_buyers)
+    if shortfall is not None:
         metrics["cluster_alignment"] = "none"
+        metrics["not_fitted"] = shortfall
         bundle.metrics = json_safe(metrics)
         return bundle
 
     t0 = time.perf_counter()
-    clusterer = BehaviourClusterer(k_range=k_range, random_state=random_state, n_threads=n_threads).fit(features)
+    previous_k = len(previous_centroids) if previous_centroids is not None and len(previous_centroids) else None
+    clusterer = BehaviourClusterer(k_range=k_range, random_state=random_state, n_threads=n_threads,
+                                   previous_k=previous_k).fit(features)
     metrics["cluster_alignment"] = "none"
     if previous_centroids is not None and len(previous_centroids):
         try:
@@ -261,13 +301,19 @@ def fit_models(
             # Incompatible centroids (e.g. the feature set changed): keep canonical ids and
             # say so, rather than failing the run over cosmetic id stability.
             metrics["cluster_alignment"] = f"skipped: {exc}"
-    profiles = cluster_profiles(features, clusterer.labels_)
+    # the current model's names keep a cluster's name while it stays nearly true (ml.clustering)
+    profiles = cluster_profiles(features, clusterer.labels_,
+                                previous_names=previous_names if metrics["cluster_alignment"] == "aligned" else None)
     bundle.cluster_names = dict(zip(profiles["cluster_id"].astype(int), profiles["cluster_name"], strict=True))
     metrics.update(
         {
             "k": int(clusterer.k_),
             "silhouette": float(clusterer.silhouette_),
             "silhouette_by_k": {int(k): float(v) for k, v in clusterer.silhouette_by_k_.items()},
+            "clusters_merged": int(clusterer.merged_clusters_),
+            "min_cluster_size": clusterer.min_size(len(features)),
+            "cluster_sizes_at_fit": {int(c): int(n) for c, n in zip(profiles["cluster_id"], profiles["customers"],
+                                                                    strict=True)},
         }
     )
     # The fitted labels are one int per customer: not needed to score, so not pickled.
@@ -275,7 +321,7 @@ def fit_models(
     bundle.clusterer = clusterer
     timings["clustering"] = time.perf_counter() - t0
 
-    from ml.clv import CLVModel  # lazy: PyMC import is slow
+    from ml.clv import CLVModel, holdout_validation  # lazy: PyMC import is slow
 
     t0 = time.perf_counter()
     cutoff_summary = clv_summary(tx, cutoff)
@@ -293,6 +339,16 @@ def fit_models(
             "method": cutoff_clv.fit_info_["bgnbd_method"],
             **{k: cutoff_clv.params_[k] for k in ("r", "alpha", "a", "b")},
         }
+    # The churn ranking model is fitted on the window before the latest (ml.churn): BG/NBD's
+    # P(no purchase) as of that window's date, from a BG/NBD fitted on the history up to it.
+    previous_cutoff = cutoff - pd.Timedelta(days=horizon_days)
+    previous_summary = clv_summary(tx, previous_cutoff)
+    previous_extra: pd.DataFrame | None = None
+    if len(previous_summary):
+        previous_clv = CLVModel(random_state=random_state, fit_spend=False).fit(previous_summary)
+        previous_extra = pd.DataFrame(
+            {BGNBD_FEATURE: previous_clv.probability_no_purchase(previous_summary, future_days=horizon_days)},
+            index=previous_summary["customer_id"].to_numpy())
     timings["churn_bgnbd_baseline"] = time.perf_counter() - t0
     metrics["churn_engagement"] = "snapshot as of the cutoff" if cutoff_engagement is not None else "none"
     if cutoff_engagement is not None:
@@ -300,17 +356,25 @@ def fit_models(
 
     t0 = time.perf_counter()
     churn = ChurnModel(horizon_days, random_state=random_state, n_threads=n_threads).fit(
-        tx, as_of, baselines, extra_features=extra
+        tx, as_of, baselines, extra_features=extra, previous_extra_features=previous_extra
     )
     metrics["churn"] = churn.metrics_
     metrics["churn_baseline"] = churn.baseline_metrics_
     metrics["churn_baselines"] = churn.baselines_metrics_
+    # the model and every baseline (recency, frequency, BG/NBD) with bootstrap 95 % intervals
+    metrics["churn_evaluation"] = churn.evaluation_
     bundle.churn = churn
     timings["churn"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     clv = CLVModel(random_state=random_state).fit(clv_summary(tx, as_of))
     metrics["clv"] = {**clv.params_, **{k: v for k, v in clv.fit_info_.items() if not k.endswith("_seconds")}}
+    # Validation only: BG/NBD + Gamma-Gamma refitted on a calibration period and checked on the
+    # holdout that follows it (ml.clv.holdout_validation); the model above, fitted on everything
+    # up to as_of, is the one that scores.
+    t1 = time.perf_counter()
+    metrics["clv_holdout"] = holdout_validation(tx, as_of, holdout_days=clv_holdout_days, random_state=random_state)
+    timings["clv_holdout"] = time.perf_counter() - t1
     bundle.clv = clv
     timings["clv"] = time.perf_counter() - t0
     timings.update({f"clv_{k}": v for k, v in clv.fit_info_.items() if k.endswith("_seconds")})

@@ -62,6 +62,20 @@ DEFAULT_K_RANGE: tuple[int, int] = (3, 8)
 
 PROSPECT_CLUSTER_NAME = "prospects (no purchase yet)"
 
+MIN_CLUSTER_SHARE = 0.01
+MIN_CLUSTER_SIZE = 10
+"""A cluster with fewer than ``max(MIN_CLUSTER_SIZE, MIN_CLUSTER_SHARE × customers)`` members is
+degenerate: a handful of outliers (on CDNOW, the 8 buyers whose orders are all $0) that no
+campaign would target and whose profile is noise. It is merged into the nearest clusters."""
+
+STICKY_SILHOUETTE = 0.02
+"""With ``previous_k`` (the current model's cluster count), a refit keeps that many clusters unless
+another k's silhouette is higher by more than this: on CDNOW as of 1998-04-30, k = 4 and k = 7 were
+0.405 and 0.401, and flipping between them would rename every segment for noise."""
+
+NO_SPEND_NAME = "no spend yet"
+"""The name of a cluster whose members have spent nothing on average (free or fully refunded orders)."""
+
 
 class Log1pColumns(TransformerMixin, BaseEstimator):
     """Apply ``log1p`` (after clipping at 0) to the columns flagged in ``mask``; pass the rest through."""
@@ -132,6 +146,9 @@ class BehaviourClusterer(ClusterMixin, BaseEstimator):
         minibatch_threshold: int = 50_000,
         n_init: int = 10,
         n_threads: int | None = 1,
+        min_cluster_share: float = MIN_CLUSTER_SHARE,
+        min_cluster_size: int = MIN_CLUSTER_SIZE,
+        previous_k: int | None = None,
     ) -> None:
         self.features = features
         self.k = k
@@ -142,6 +159,9 @@ class BehaviourClusterer(ClusterMixin, BaseEstimator):
         self.minibatch_threshold = minibatch_threshold
         self.n_init = n_init
         self.n_threads = n_threads
+        self.min_cluster_share = min_cluster_share
+        self.min_cluster_size = min_cluster_size
+        self.previous_k = previous_k
 
     # -- fitting ---------------------------------------------------------------------------
     def _matrix(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
@@ -158,6 +178,34 @@ class BehaviourClusterer(ClusterMixin, BaseEstimator):
                 n_clusters=k, random_state=self.random_state, n_init=3, batch_size=4096, max_iter=200
             )
         return KMeans(n_clusters=k, random_state=self.random_state, n_init=self.n_init)
+
+    def min_size(self, n: int) -> int:
+        """Smallest cluster kept for ``n`` customers (see :data:`MIN_CLUSTER_SHARE`)."""
+        return max(int(self.min_cluster_size), int(np.ceil(self.min_cluster_share * n)))
+
+    def _merge_small(self, km: KMeans | MiniBatchKMeans, Z: np.ndarray) -> tuple[KMeans | MiniBatchKMeans, int]:
+        """Drop the centroid of every degenerate cluster and let k-means settle from the others.
+
+        The smallest cluster below :meth:`min_size` loses its centroid, and k-means is refitted
+        from the remaining centroids (one start, so the other clusters stay where they were and
+        only absorb the orphans); repeated until every cluster is large enough. Returns the model
+        and the number of clusters merged away."""
+        merged = 0
+        floor = self.min_size(Z.shape[0])
+        while km.cluster_centers_.shape[0] > 1:
+            sizes = np.bincount(km.labels_, minlength=km.cluster_centers_.shape[0])
+            smallest = int(np.argmin(sizes))
+            if sizes[smallest] >= floor:
+                break
+            kept = np.delete(km.cluster_centers_, smallest, axis=0)
+            k = kept.shape[0]
+            if Z.shape[0] > self.minibatch_threshold:
+                km = MiniBatchKMeans(n_clusters=k, init=kept, n_init=1, random_state=self.random_state,
+                                     batch_size=4096, max_iter=200).fit(Z)
+            else:
+                km = KMeans(n_clusters=k, init=kept, n_init=1, random_state=self.random_state).fit(Z)
+            merged += 1
+        return km, merged
 
     def _candidate_ks(self, Z: np.ndarray) -> list[int]:
         if self.k is not None:
@@ -199,8 +247,12 @@ class BehaviourClusterer(ClusterMixin, BaseEstimator):
 
         scores: dict[int, float] = {}
         best: tuple[float, int, KMeans | MiniBatchKMeans] | None = None
+        merged_by_k: dict[int, int] = {}
+        candidates: dict[int, tuple[float, int, KMeans | MiniBatchKMeans]] = {}
         for k in self._candidate_ks(Z_search):
-            km = self._kmeans(k, n_search).fit(Z_search)
+            # degenerate clusters are merged before the silhouette judges k, so a k that only
+            # "wins" by isolating a handful of outliers is scored as the k it really gives
+            km, merged_by_k[k] = self._merge_small(self._kmeans(k, n_search).fit(Z_search), Z_search)
             labels = km.labels_[sample]
             # The distances are computed in blocks of rows; sklearn's default block (working_memory
             # 1 GB) held the whole 10,000² matrix and its temporaries at once, the score task's peak.
@@ -211,16 +263,30 @@ class BehaviourClusterer(ClusterMixin, BaseEstimator):
                     else float("nan")
                 )
             scores[k] = score
+            candidates[k] = (score, k, km)
             # Strictly greater: ties keep the smaller, more readable k. NaN never wins unless alone.
             if best is None or (not np.isnan(score) and (np.isnan(best[0]) or score > best[0])):
                 best = (score, k, km)
         assert best is not None
+        if self.previous_k is not None and not np.isnan(best[0]):
+            # Stability: keep the current model's number of clusters unless another k is clearly
+            # better; silhouettes a few thousandths apart are noise, and a new k renames segments.
+            same = [c for c in candidates.values()
+                    if c[2].cluster_centers_.shape[0] == self.previous_k and not np.isnan(c[0])]
+            if same:
+                keep = max(same, key=lambda c: (c[0], -c[1]))
+                if best[0] - keep[0] <= STICKY_SILHOUETTE:
+                    best = keep
         if search is not None:
             score, k, km = best
-            full = MiniBatchKMeans(n_clusters=k, init=km.cluster_centers_, n_init=1, random_state=self.random_state,
-                                   batch_size=4096, max_iter=200).fit(Z)
+            full = MiniBatchKMeans(n_clusters=km.cluster_centers_.shape[0], init=km.cluster_centers_, n_init=1,
+                                   random_state=self.random_state, batch_size=4096, max_iter=200).fit(Z)
+            full, _ = self._merge_small(full, Z)
             best = (score, k, full)
-        self.silhouette_, self.k_, km = best
+        self.merged_by_k_ = merged_by_k
+        self.silhouette_, k_searched, km = best
+        self.k_ = int(km.cluster_centers_.shape[0])
+        self.merged_clusters_ = int(k_searched - self.k_)
         self.silhouette_by_k_ = scores
         self.pipeline_ = Pipeline(
             [("log1p", prep.named_steps["log1p"]), ("scale", prep.named_steps["scale"]), ("kmeans", km)]
@@ -323,23 +389,27 @@ class ClusterTotals:
             self.counts.add(other.counts, fill_value=0),
         )
 
-    def profiles(self, names: Mapping[int, str] | None = None) -> pd.DataFrame:
+    def profiles(
+        self, names: Mapping[int, str] | None = None, previous_names: Mapping[int, str] | None = None
+    ) -> pd.DataFrame:
         """One row per cluster: ``cluster_id``, ``customers``, mean of every feature, ``cluster_name``."""
         profiles = self.sums / self.counts.where(self.counts > 0)
         profiles.insert(0, "customers", self.customers.astype(int))
-        names = dict(names) if names is not None else name_clusters(profiles)
+        names = dict(names) if names is not None else name_clusters(profiles, previous_names)
         profiles["cluster_name"] = [names[int(c)] for c in profiles.index]
         return profiles.reset_index()
 
 
 def cluster_profiles(
-    X: pd.DataFrame, labels: np.ndarray | pd.Series, names: Mapping[int, str] | None = None
+    X: pd.DataFrame, labels: np.ndarray | pd.Series, names: Mapping[int, str] | None = None,
+    previous_names: Mapping[int, str] | None = None,
 ) -> pd.DataFrame:
     """One row per cluster: ``cluster_id``, ``customers``, mean of every numeric column, ``cluster_name``.
 
-    Names come from :func:`name_clusters` unless ``names`` is given (e.g. to keep last run's).
+    Names are ``names`` when given (scoring with a fitted model's names), else :func:`name_clusters`
+    of these profiles, with ``previous_names`` (the current model's) as its hysteresis.
     """
-    return ClusterTotals.of(X, labels).profiles(names)
+    return ClusterTotals.of(X, labels).profiles(names, previous_names)
 
 
 def _weighted_overall(profiles: pd.DataFrame) -> pd.Series:
@@ -356,21 +426,49 @@ def _ratio(value: float, overall: float) -> float:
 
 _CHANNEL_WORD = {"online_share": "online", "store_share": "store", "app_share": "app"}
 
-_TRAITS: tuple[tuple[str, str, str], ...] = (
-    # column, word when above average, word when below average
-    ("monetary", "higher spend", "lower spend"),
-    ("recency_days", "less recent", "more recent"),
-    ("frequency", "more frequent", "less frequent"),
-    ("avg_order_value", "bigger baskets", "smaller baskets"),
-    ("discount_share", "more discount use", "less discount use"),
-    ("category_breadth", "broader baskets", "narrower baskets"),
-    ("tenure_days", "longer tenure", "shorter tenure"),
+@dataclass(frozen=True)
+class Trait:
+    """A profile column that can tell namesake clusters apart, with its words, lowest to highest."""
+
+    column: str
+    low: str  # of two clusters, the lower one
+    high: str
+    lowest: str  # of three or more, the lowest one
+    highest: str
+    mid: str  # of three or more, the ones in between
+    log: bool  # compared on log1p (money, counts, durations) rather than as a share
+    min_gap: float  # smallest difference (log1p or share points) that is worth a word
+
+
+_TRAITS: tuple[Trait, ...] = (
+    # In this order of priority: the first trait that separates all namesakes names them, so the
+    # same clusters get the same words after a retrain unless their order on that trait changes.
+    Trait("monetary", "lower spend", "higher spend", "lowest spend", "highest spend", "mid spend", True, 0.1),
+    Trait("frequency", "less frequent", "more frequent", "least frequent", "most frequent", "mid frequency",
+          True, 0.05),
+    Trait("recency_days", "more recent", "less recent", "most recent", "least recent", "mid recency", True, 0.1),
+    Trait("avg_order_value", "smaller baskets", "bigger baskets", "smallest baskets", "biggest baskets",
+          "mid-size baskets", True, 0.1),
+    Trait("discount_share", "less discount use", "more discount use", "least discount use", "most discount use",
+          "some discount use", False, 0.03),
+    Trait("category_breadth", "narrower range", "broader range", "narrowest range", "broadest range",
+          "mid range", True, 0.05),
+    Trait("online_share", "less online", "more online", "least online", "most online", "partly online", False, 0.03),
+    Trait("store_share", "less in store", "more in store", "least in store", "most in store", "partly in store",
+          False, 0.03),
+    Trait("app_share", "less in the app", "more in the app", "least in the app", "most in the app",
+          "partly in the app", False, 0.03),
+    Trait("tenure_days", "shorter tenure", "longer tenure", "shortest tenure", "longest tenure", "mid tenure",
+          True, 0.05),
 )
 
 
 def _base_name(row: pd.Series, overall: pd.Series) -> str:
     """Readable name from how a cluster's means compare to the customer-weighted overall mean."""
     get = row.get
+    money = float(get("monetary", np.nan))
+    if np.isfinite(money) and money < 0.01:  # bought, paid nothing: free or fully refunded orders
+        return NO_SPEND_NAME
     freq = float(get("frequency", np.nan))
     freq_ratio = _ratio(freq, overall.get("frequency", np.nan))
     money_ratio = _ratio(get("monetary", np.nan), overall.get("monetary", np.nan))
@@ -419,42 +517,130 @@ def _base_name(row: pd.Series, overall: pd.Series) -> str:
     return " ".join(words)
 
 
-def name_clusters(profiles: pd.DataFrame) -> dict[int, str]:
-    """Deterministic, unique, human-readable names for clusters.
+def _rank_words(trait: Trait, n: int) -> list[str]:
+    """Words for ``n`` namesakes sorted from lowest to highest on ``trait`` (all distinct up to 5)."""
+    if n == 2:
+        return [trait.low, trait.high]
+    middle = {3: [trait.mid], 4: [trait.low, trait.high], 5: [trait.low, trait.mid, trait.high]}
+    return [trait.lowest, *middle.get(n, [trait.mid] * (n - 2)), trait.highest]
+
+
+def _trait_values(prof: pd.DataFrame, trait: Trait) -> pd.Series:
+    values = prof[trait.column].astype(float)
+    return np.log1p(values.clip(lower=0.0)) if trait.log else values
+
+
+def _separate(prof: pd.DataFrame, group: list[int], used: set[str]) -> tuple[Trait, list[list[int]]] | None:
+    """The trait that names ``group`` and its bands, lowest first.
+
+    Sorted on a trait, namesakes fall into bands wherever two neighbours differ by at least the
+    trait's ``min_gap``. The first trait (in :data:`_TRAITS` order) that puts every namesake in a
+    band of its own wins; failing that, the first that gives two bands or more (the members of a
+    shared band then get a further trait). None when no unused trait separates any of them."""
+    partial: tuple[Trait, list[list[int]]] | None = None
+    for trait in _TRAITS:
+        if trait.column in used or trait.column not in prof:
+            continue
+        values = _trait_values(prof.loc[group], trait)
+        if not np.isfinite(values).all():
+            continue
+        ordered = values.sort_values(kind="stable")
+        bands: list[list[int]] = [[int(ordered.index[0])]]
+        for previous, (cid, value) in zip(ordered.to_numpy(), list(ordered.items())[1:], strict=False):
+            if value - previous >= trait.min_gap:
+                bands.append([])
+            bands[-1].append(int(cid))
+        if len(bands) == len(group):
+            return trait, bands
+        if len(bands) > 1 and partial is None:
+            partial = (trait, bands)
+    return partial
+
+
+_NUDGES: tuple[tuple[str, float, bool], ...] = (
+    # column, step, relative: how far a profile may move before a kept name stops being true
+    ("frequency", 0.1, True), ("monetary", 0.1, True), ("recency_days", 0.1, True),
+    ("discount_share", 0.03, False), ("online_share", 0.05, False), ("store_share", 0.05, False),
+    ("app_share", 0.05, False),
+)
+"""Hysteresis of :func:`name_clusters`: a cluster keeps its previous base name if one of these
+nudges of its profile (±10 % of a count or amount, ±3-5 share points) would give that name, so
+a profile that drifts across a word's threshold by a hair (online share 0.71 → 0.68 around 0.7)
+is not renamed every week."""
+
+
+def _kept_base_name(row: pd.Series, overall: pd.Series, previous: str) -> bool:
+    for column, step, relative in _NUDGES:
+        if column not in row or not np.isfinite(row[column]):
+            continue
+        for sign in (-1.0, 1.0):
+            nudged = row.copy()
+            nudged[column] = row[column] * (1.0 + sign * step) if relative else row[column] + sign * step
+            if _base_name(nudged, overall) == previous:
+                return True
+    return False
+
+
+def _base_of(name: str) -> str:
+    """A full name without its bracket of distinguishing words."""
+    return name.split(" (", 1)[0]
+
+
+def name_clusters(profiles: pd.DataFrame, previous: Mapping[int, str] | None = None) -> dict[int, str]:
+    """Deterministic, unique, human-readable names for clusters, from their profiles.
 
     ``profiles`` has one row per cluster (index or ``cluster_id`` column) with feature means
     and optionally ``customers``. Each name is built from the cluster's position relative to
     the customer-weighted mean of all clusters (e.g. "frequent omnichannel high spenders",
-    "discount-driven online one-timers", "store loyalists", "lapsed low spenders"). When two
-    clusters get the same name, each gets the trait that most separates it from its namesakes
-    in brackets (e.g. "(higher spend)"); as a last resort the cluster id.
+    "discount-driven online one-timers", "store loyalists", "lapsed low spenders"; a cluster
+    that has spent nothing is "no spend yet").
+
+    Clusters that get the same name are told apart by what differs between them, in brackets:
+    the first trait of :data:`_TRAITS` (spend, frequency, recency, basket size, discount use,
+    range, channel shares, tenure) on which every two of them differ by a meaningful step (else
+    the first that separates some of them), as a rank among the namesakes: "(lower spend)" /
+    "(higher spend)" for two, "(lowest spend)",
+    "(mid spend)", "(highest spend)" for three, and so on. Namesakes that still share a name get
+    the next trait as well. The bracket compares a cluster with its namesakes only; the words
+    before it compare it with everyone. A cluster id never tells two names apart: only clusters
+    whose profiles are identical on every trait (which k-means cannot produce) would need one.
+
+    ``previous`` (the current model's names by cluster id, after :meth:`BehaviourClusterer.align_to`)
+    keeps a cluster's previous base name while it stays nearly true (:data:`_NUDGES`); the bracket
+    is recomputed, as it depends on the namesakes of today.
     """
     prof = profiles.set_index("cluster_id") if "cluster_id" in profiles.columns else profiles
     prof = prof.sort_index()
     overall = _weighted_overall(prof)
     names = {int(cid): _base_name(row, overall) for cid, row in prof.iterrows()}
+    for cid, row in prof.iterrows():
+        before = _base_of(previous[int(cid)]) if previous and int(cid) in previous else None
+        if before is not None and before != names[int(cid)] and _kept_base_name(row, overall, before):
+            names[int(cid)] = before
+    used: dict[int, set[str]] = {cid: set() for cid in names}
+    words: dict[int, list[str]] = {cid: [] for cid in names}
 
-    for base in sorted({n for n in names.values() if list(names.values()).count(n) > 1}):
-        group = [cid for cid, n in names.items() if n == base]
-        sub = prof.loc[group]
-        for cid in group:
-            best: tuple[float, str] | None = None
-            for col, up, down in _TRAITS:
-                if col not in sub:
-                    continue
-                others = sub[col].drop(index=cid)
-                value = float(sub.at[cid, col])
-                scale = float(abs(overall.get(col, 0.0))) or 1.0
-                gap = (value - float(others.mean())) / scale
-                if best is None or abs(gap) > best[0] + 1e-12:
-                    best = (abs(gap), up if gap > 0 else down)
-            if best is not None and best[0] > 0:
-                names[cid] = f"{base} ({best[1]})"
-    # Last resort: identical profiles, or traits that coincide (3+ namesakes).
-    seen: dict[str, int] = {}
-    for cid in sorted(names):
-        name = names[cid]
-        if name in seen or list(names.values()).count(name) > 1:
-            names[cid] = f"{name} (cluster {cid})"
-        seen[name] = cid
-    return names
+    def full(cid: int) -> str:
+        return f"{names[cid]} ({', '.join(words[cid])})" if words[cid] else names[cid]
+
+    for _ in range(len(_TRAITS)):
+        current = {cid: full(cid) for cid in names}
+        groups = [sorted(c for c in current if current[c] == name) for name in sorted(set(current.values()))]
+        groups = [g for g in groups if len(g) > 1]
+        if not groups:
+            break
+        for group in groups:
+            chosen = _separate(prof, group, used[group[0]])
+            if chosen is None:
+                continue
+            trait, bands = chosen
+            for band, word in zip(bands, _rank_words(trait, len(bands)), strict=True):
+                for cid in band:
+                    words[cid].append(word)
+                    used[cid].add(trait.column)
+    result = {cid: full(cid) for cid in names}
+    # Unreachable for k-means output (distinct centroids); kept so names are unique whatever the input.
+    for cid in sorted(result):
+        if list(result.values()).count(result[cid]) > 1:
+            result[cid] = f"{result[cid]} (cluster {cid})"
+    return result

@@ -33,6 +33,7 @@ importing PyMC, and the pickled model carries only numbers (the PyMC objects are
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import warnings
 from typing import Any
@@ -324,3 +325,168 @@ class CLVModel:
         out["expected_purchases_90d"] = np.clip(expected, 0.0, None)
         out["predicted_clv_12m"] = np.clip(clv, 0.0, None)
         return out
+
+
+# -- holdout validation (Fader, Hardie & Lee 2005) ----------------------------------------------
+DEFAULT_HOLDOUT_DAYS = 273
+"""Holdout length: 39 weeks, the CDNOW validation of Fader, Hardie & Lee (2005)."""
+
+MIN_HOLDOUT_DAYS = 28
+"""Below four weeks a holdout says more about the calendar than about the model: skipped."""
+
+CONDITIONAL_MAX_FREQUENCY = 7
+"""The conditional-expectation table has rows x = 0, 1, ..., 6 and "7+" (as in the paper)."""
+
+
+def holdout_split(
+    first_day: dt.date, as_of: dt.date, holdout_days: int = DEFAULT_HOLDOUT_DAYS
+) -> tuple[int, str | None]:
+    """The holdout length used for data starting on ``first_day``, and why there is none (or None).
+
+    Rule: the configured length, shortened to half the history when the history is shorter than
+    twice that (the calibration period is never shorter than the holdout, as in the paper's 39 + 39
+    weeks); skipped below :data:`MIN_HOLDOUT_DAYS`. The history counts both ends:
+    1997-01-01..1998-06-30 is 546 days, so CDNOW as of 1998-06-30 gets the full 273."""
+    history = (as_of - first_day).days + 1
+    days = min(int(holdout_days), history // 2)
+    if days < MIN_HOLDOUT_DAYS:
+        return 0, (f"history too short for a holdout: {history} days from {first_day} to {as_of}; a holdout needs "
+                   f"at least {MIN_HOLDOUT_DAYS} days and a calibration period at least as long")
+    return days, None
+
+
+def holdout_validation(
+    transactions: pd.DataFrame,
+    as_of: dt.date | pd.Timestamp | str,
+    *,
+    holdout_days: int = DEFAULT_HOLDOUT_DAYS,
+    random_state: int = 0,
+    max_fit_customers: int = 200_000,
+) -> dict[str, Any]:
+    """Validate BG/NBD and Gamma-Gamma the way Fader, Hardie & Lee (2005) do on CDNOW.
+
+    The history up to ``as_of`` is split at ``calibration_end = as_of − holdout`` (the holdout length
+    by :func:`holdout_split`). Both models are fitted on the calibration period only; each customer
+    who bought by ``calibration_end`` gets a predicted number of repeat purchase days in the
+    holdout ``(calibration_end, as_of]`` (BG/NBD's conditional expectation), compared with the
+    actual number (same-day purchases count once, as in training). Returns a JSON-ready dict:
+
+    * ``status`` ("validated" / "skipped") and ``reason`` when skipped;
+    * ``calibration_start``/``calibration_end``/``holdout_end``, ``holdout_days``, ``holdout_weeks``;
+    * ``customers``, ``mae`` (per customer), ``rmse``, ``correlation`` (Pearson), ``predicted_total``,
+      ``actual_total``, ``aggregate_error_pct`` (100 · (predicted − actual) / actual);
+    * ``revenue``: holdout revenue predicted (expected purchases × Gamma-Gamma spend) and actual;
+    * ``conditional_expectation``: per calibration-period frequency 0..6 and "7+": customers, mean
+      predicted and mean actual holdout purchases;
+    * ``tracking``: per week since the first purchase day, the calibration cohort's actual and
+      expected repeat purchases (the expectation is BG/NBD's unconditional E[X(t)] summed over the
+      customers by the day of their first purchase), the data of the paper's tracking plot;
+    * ``params`` and ``bgnbd_method``/``gg_method`` of the calibration fit.
+    """
+    from ml.features import clv_summary, is_purchase, prepare_transactions
+
+    as_of = pd.Timestamp(as_of).date()
+    tx = prepare_transactions(transactions, as_of)
+    purchases = tx[is_purchase(tx["net_amount"])]
+    if purchases.empty:
+        return {"status": "skipped", "reason": "no purchase to validate on"}
+    first_day = purchases["order_date"].min().date()
+    days, reason = holdout_split(first_day, as_of, holdout_days)
+    if reason is not None:
+        return {"status": "skipped", "reason": reason, "configured_holdout_days": int(holdout_days)}
+    calibration_end = as_of - dt.timedelta(days=days)
+    out: dict[str, Any] = {
+        "calibration_start": first_day.isoformat(),
+        "calibration_end": calibration_end.isoformat(),
+        "holdout_end": as_of.isoformat(),
+        "holdout_days": days,
+        "holdout_weeks": days / DAYS_PER_UNIT,
+        "configured_holdout_days": int(holdout_days),
+    }
+    summary = clv_summary(purchases, calibration_end)
+    model = CLVModel(random_state=random_state, max_fit_customers=max_fit_customers).fit(summary)
+    out.update({"params": {k: model.params_[k] for k in _PARAM_NAMES},
+                "bgnbd_method": model.fit_info_["bgnbd_method"], "gg_method": model.fit_info_["gg_method"]})
+    if not model.has_bgnbd:
+        why = model.fit_info_.get("bgnbd_reason")
+        return {**out, "status": "skipped", "reason": f"BG/NBD could not be fitted on the calibration period: {why}"}
+
+    # actual repeat purchase days in the holdout, per calibration customer (same day = one purchase)
+    later = purchases[purchases["order_date"] > pd.Timestamp(calibration_end)]
+    daily = later.groupby(["customer_id", "order_date"], sort=False)["net_amount"].sum().reset_index()
+    per_customer = daily.groupby("customer_id")["net_amount"].agg(["size", "sum"])
+    ids = summary["customer_id"].astype(str)
+    actual = per_customer["size"].reindex(ids).fillna(0.0).to_numpy(dtype=float)
+    actual_revenue = float(per_customer["sum"].reindex(ids).fillna(0.0).sum())
+    x, t_x, T = (summary[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T"))
+    predicted = np.clip(bgnbd_expected_purchases(model.params_, x, t_x, T, days / DAYS_PER_UNIT), 0.0, None)
+    error = predicted - actual
+    actual_total, predicted_total = float(actual.sum()), float(predicted.sum())
+    out.update({
+        "status": "validated",
+        "customers": len(ids),
+        "mae": float(np.abs(error).mean()),
+        "rmse": float(np.sqrt((error**2).mean())),
+        "correlation": float(np.corrcoef(predicted, actual)[0, 1]) if actual.std() > 0 and predicted.std() > 0
+        else float("nan"),
+        "predicted_total": predicted_total,
+        "actual_total": actual_total,
+        "aggregate_error_pct": (100.0 * (predicted_total - actual_total) / actual_total if actual_total
+                                else float("nan")),
+    })
+    spend = model._expected_spend(summary)
+    out["revenue"] = {"predicted": float((predicted * spend).sum()), "actual": actual_revenue,
+                      "error_pct": 100.0 * (float((predicted * spend).sum()) - actual_revenue) / actual_revenue
+                      if actual_revenue else float("nan")}
+    group = np.minimum(x, CONDITIONAL_MAX_FREQUENCY).astype(int)
+    table = []
+    for g in range(CONDITIONAL_MAX_FREQUENCY + 1):
+        members = group == g
+        table.append({"frequency": f"{g}+" if g == CONDITIONAL_MAX_FREQUENCY else str(g),
+                      "customers": int(members.sum()),
+                      "mean_predicted": float(predicted[members].mean()) if members.any() else float("nan"),
+                      "mean_actual": float(actual[members].mean()) if members.any() else float("nan")})
+    out["conditional_expectation"] = table
+    tracking = _tracking(purchases, ids, model.params_, first_day, calibration_end, as_of)
+    out["tracking"] = tracking
+    # FHL 2005's aggregate check: the cohort's cumulative repeat purchases over calibration + holdout
+    if tracking:
+        end = tracking[-1]
+        out["cumulative"] = {"predicted": end["expected_cumulative"], "actual": end["actual_cumulative"],
+                             "error_pct": 100.0 * (end["expected_cumulative"] - end["actual_cumulative"])
+                             / end["actual_cumulative"] if end["actual_cumulative"] else float("nan")}
+    return out
+
+
+def _tracking(
+    purchases: pd.DataFrame, ids: pd.Series, params: dict[str, float], first_day: dt.date,
+    calibration_end: dt.date, as_of: dt.date,
+) -> list[dict[str, Any]]:
+    """Weekly repeat purchases of the calibration cohort, actual and expected (FHL 2005, figure 2).
+
+    Weeks run from ``first_day``; the last week may be shorter (it ends at ``as_of``). A customer's
+    first purchase day is not a repeat purchase; the expectation for a customer who first bought
+    at ``s`` is E[X(t − s)] with BG/NBD's unconditional mean (x = t_x = T = 0 in eq. 10)."""
+    cohort = purchases[purchases["customer_id"].astype(str).isin(set(ids))]
+    days = cohort.groupby(["customer_id", "order_date"], sort=True).size().reset_index()[["customer_id", "order_date"]]
+    first = days.groupby("customer_id")["order_date"].transform("min")
+    repeat_days = (days.loc[days["order_date"] > first, "order_date"] - pd.Timestamp(first_day)).dt.days.to_numpy()
+    # customers grouped by the day of their first purchase: a few hundred distinct days at most
+    starts = (days.groupby("customer_id")["order_date"].min() - pd.Timestamp(first_day)).dt.days
+    start_day, start_count = np.unique(starts.to_numpy(), return_counts=True)
+    total_days = (as_of - first_day).days + 1
+    edges = np.append(np.arange(0, total_days, 7), total_days)  # day offsets; purchase on day d is in (d-1, d]
+    # Week w covers day offsets < edges[w]. As in clv_summary (T = as_of - first day), a customer who
+    # first bought on day offset s has been observed e - 1 - s days once day e - 1 is over.
+    actual_cum = np.searchsorted(np.sort(repeat_days + 1), edges[1:], side="right")
+    shifted = np.clip(edges[1:, None] - (start_day[None, :] + 1), 0.0, None) / DAYS_PER_UNIT
+    expected_cum = (start_count[None, :] * bgnbd_expected_purchases(params, 0.0, 0.0, 0.0, shifted)).sum(axis=1)
+    rows = []
+    cal_offset = (calibration_end - first_day).days + 1
+    previous_actual, previous_expected = 0, 0.0
+    for week, (end, act, exp) in enumerate(zip(edges[1:], actual_cum, expected_cum, strict=True)):
+        rows.append({"week": week + 1, "period": "calibration" if end <= cal_offset else "holdout",
+                     "actual": int(act - previous_actual), "expected": float(exp - previous_expected),
+                     "actual_cumulative": int(act), "expected_cumulative": float(exp)})
+        previous_actual, previous_expected = int(act), float(exp)
+    return rows

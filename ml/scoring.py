@@ -216,7 +216,11 @@ class ChunkScorer:
         labels["cluster_id"] = labels["cluster_id"] if "cluster_id" in labels else pd.Series(pd.NA, index=labels.index)
         labels["cluster_id"] = labels["cluster_id"].astype("Int64")
         name = labels["cluster_name"] if "cluster_name" in labels else pd.Series(None, index=labels.index, dtype=object)
-        labels["cluster_name"] = name.astype(object).where(labels["cluster_id"].notna(), PROSPECT_CLUSTER_NAME)
+        # the prospect name only for customers without a purchase: a buyer whom a bundle without
+        # models (too few buyers to fit) cannot cluster has no cluster name either
+        is_buyer = features.index.get_indexer(labels["customer_id"]) >= 0
+        unclustered = pd.Series(np.where(is_buyer, None, PROSPECT_CLUSTER_NAME), index=labels.index, dtype=object)
+        labels["cluster_name"] = name.astype(object).where(labels["cluster_id"].notna(), unclustered)
         # object dtype keeps None (SQL NULL) for prospects; a pandas string dtype would turn it into NaN.
         labels["churn_risk_band"] = pd.Series(
             risk_band(labels["churn_probability"].to_numpy()), dtype=object, index=labels.index

@@ -90,7 +90,7 @@ def test_first_run_catches_up_on_history_and_never_reads_the_future(settings, tm
 
 def test_missing_column_fails_the_task_and_loads_nothing(settings, tmp_path: Path) -> None:
     path = _write_orders(tmp_path, DAY, [GOOD.rsplit(",", 1)[0]], header=HEADER.rsplit(",", 1)[0])
-    with pytest.raises(IngestError, match=r"lacks required column\(s\) device") as err:
+    with pytest.raises(IngestError, match=r"lacks required column\(s\) 'device'") as err:
         ingest_source(settings, "shop_orders", DAY, "run-1")
     assert str(path) in str(err.value)
     with connect(settings) as wh:

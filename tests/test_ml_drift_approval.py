@@ -48,4 +48,15 @@ def test_gate_tolerances() -> None:
     # A current model without holdout metrics (a fallback) does not gate; a candidate without them does.
     assert decide(current, _metrics(None, None, None, 0.3)).approved
     assert not decide(_metrics(None, None, None, 0.3), current).approved
-    assert {g[0] for g in GATES} == {"churn.roc_auc", "churn.pr_auc", "churn.brier", "silhouette"}
+    assert {g[0] for g in GATES} == {"churn.roc_auc", "churn.pr_auc", "churn.brier", "churn.ece", "silhouette"}
+
+
+def test_gate_on_calibration_error() -> None:
+    current = {**_metrics(0.80, 0.82, 0.18, 0.30), "churn": {"roc_auc": 0.80, "pr_auc": 0.82, "brier": 0.18,
+                                                             "ece": 0.02}}
+    drifted = {**current, "churn": {**current["churn"], "ece": 0.05}}  # +0.03 > tolerance 0.02
+    decision = decide(drifted, current)
+    assert not decision.approved and "churn.ece" in decision.reason
+    assert decide({**current, "churn": {**current["churn"], "ece": 0.035}}, current).approved  # +0.015: noise
+    # a current model registered before the ECE existed does not gate it
+    assert decide(drifted, _metrics(0.80, 0.82, 0.18, 0.30)).approved

@@ -96,7 +96,7 @@ def test_metrics_are_complete(result: ScoringResult) -> None:
     assert all(
         clv[k] is not None and math.isfinite(clv[k]) and clv[k] > 0 for k in ("r", "alpha", "a", "b", "p", "q", "v")
     )
-    assert result.model_version.startswith("v1-")
+    assert result.model_version.startswith("v2-")  # ml.bundle.ML_SCHEMA_VERSION
     assert set(result.timings) >= {"features", "clustering", "churn", "clv", "total"}
     json.dumps(result.metrics, allow_nan=False)
 

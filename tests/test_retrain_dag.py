@@ -90,7 +90,7 @@ def test_churn_beats_both_baselines_on_the_demo_data(demo_run: dict) -> None:
     m = metrics["churn"]
     recency = metrics["churn_baselines"]["recency_days"]
     bgnbd = metrics["churn_baselines"]["bgnbd_expected_purchases"]
-    assert m["method"] == "logistic_regression" and m["evaluation"] == "4-fold out-of-fold"
+    assert m["method"] == "logistic_regression" and "out-of-fold" in m["evaluation"]
     # Measured on this data through the real pipeline (1,444 customers at the cutoff, base rate 0.56,
     # top-decile lift at most 1/0.56 = 1.79), with engagement as of the cutoff among the inputs:
     # model ROC AUC 0.822 / PR AUC 0.872 / Brier 0.172 / top-decile lift 1.75;
