@@ -386,6 +386,8 @@ def test_dag_params_run_the_orders_end_to_end(airflow_home, session_dir: Path) -
     # the order dated after --as-of (2026-07-01, 75.00) was ignored everywhere
     assert latest < dt.datetime(2026, 7, 1)
     assert sorted(segments["monetary"].astype(float).round(2))[-1] == pytest.approx(49.90 + 120.00 + 22.10)
+    # every order names its customer by the export's key: none of them is a guest
+    assert not segments["is_guest"].astype(bool).any()
 
 
 @pytest.mark.e2e
@@ -414,6 +416,7 @@ def test_cdnow_through_the_orders_entry_point_reproduces_published_clv(airflow_h
         segments = wh.fetchall("select count(*), count(distinct customer_id), max(as_of_date), "
                                "sum(monetary) from analytics.customer_segments")[0]
         raw_sum = wh.fetchall("select sum(cast(order_total as double)) from raw.shop_orders")[0][0]
+        guests = wh.fetchall("select count(*) from analytics.customer_segments where is_guest")[0][0]
     assert len(runs) == 1 and runs["status"][0] == "approved"
     assert (runs["training_window_start"][0].date(), runs["training_window_end"][0].date()) == (
         dt.date(1997, 1, 1), as_of)
@@ -425,6 +428,8 @@ def test_cdnow_through_the_orders_entry_point_reproduces_published_clv(airflow_h
     # lifetime revenue is the export's dollars up to that date, unconverted
     assert segments[:3] == (2357, 2357, as_of)
     assert float(segments[3]) == pytest.approx(raw_sum, abs=0.01)
+    # each CDNOW row names its customer by the export's key: none of them is a guest
+    assert guests == 0
     # the same run measured churn against both baselines on the same customers
     assert metrics["churn"]["n_customers"] == 2357
     assert set(metrics["churn_baselines"]) == {"recency_days", "bgnbd_expected_purchases"}

@@ -1,5 +1,7 @@
--- Every known customer: CRM customers (prospects included) plus guest buyers who only ever
--- ordered online with an email that matches no CRM record.
+-- Every known customer: CRM customers (prospects included), plus buyers with no CRM record.
+-- A buyer with no CRM record is a guest only when nothing names them but an e-mail or phone:
+-- an order export that carries a customer key (a CRM id, a customer number) names a customer,
+-- whose key is kept as crm_customer_id although the CRM export holds no row for them.
 with
 
 crm_customers as (
@@ -54,26 +56,41 @@ crm as (
     where record_rank = 1
 ),
 
-guests as (
-    select distinct
-        purchases.customer_id,
-        cast(null as {{ dbt.type_string() }}) as crm_customer_id,
-        true as is_guest,
-        cast(null as {{ dbt.type_string() }}) as region,
-        cast(null as {{ dbt.type_string() }}) as country,
-        'unknown' as age_band,
-        'unknown' as gender,
-        cast(null as date) as signup_date,
-        'guest_checkout' as signup_source
+buyers_without_crm_record as (
+    select distinct purchases.customer_id
     from purchases
     left join crm on purchases.customer_id = crm.customer_id
     where crm.customer_id is null
 ),
 
+buyer_crm_keys as (
+    -- several keys can resolve to one customer: the smallest stands for them, so reruns agree
+    select
+        customer_id,
+        min(key_value) as crm_customer_id
+    from customer_keys
+    group by customer_id
+),
+
+buyers as (
+    select
+        buyers_without_crm_record.customer_id,
+        buyer_crm_keys.crm_customer_id,
+        buyer_crm_keys.customer_id is null as is_guest,
+        cast(null as {{ dbt.type_string() }}) as region,
+        cast(null as {{ dbt.type_string() }}) as country,
+        'unknown' as age_band,
+        'unknown' as gender,
+        cast(null as date) as signup_date,
+        case when buyer_crm_keys.customer_id is null then 'guest_checkout' else 'unknown' end as signup_source
+    from buyers_without_crm_record
+    left join buyer_crm_keys on buyers_without_crm_record.customer_id = buyer_crm_keys.customer_id
+),
+
 final as (
     select * from crm
     union all
-    select * from guests
+    select * from buyers
 )
 
 select * from final
