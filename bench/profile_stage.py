@@ -1,6 +1,6 @@
 """Profile one Python stage of the pipeline (score, audit, validate_raw) with cProfile.
 
-Runs the stage's own function from ``custseg.pipeline`` on a *copy* of a benchmark warehouse
+Runs the stage's own function from ``custseg.steps`` on a *copy* of a benchmark warehouse
 (DuckDB), so the benchmark's warehouse is left as it was::
 
     python -m bench.profile_stage --scale 1m --stage score --as-of 2026-11-01
@@ -40,8 +40,10 @@ def main() -> None:
     os.environ.update(CUSTSEG_WAREHOUSE="duckdb", CUSTSEG_DUCKDB_PATH=str(copy / "warehouse.duckdb"),
                       CUSTSEG_DATA_DIR=str(copy), CUSTSEG_DOCS_DIR=str(copy / "docs"),
                       CUSTSEG_LANDING_DIR=str(data_dir(args.scale, args.seed) / "landing"))
-    from custseg import pipeline
+
     from custseg.config import load_settings
+    from custseg.steps.quality import audit, validate_raw
+    from custseg.steps.score import score
 
     settings = load_settings()
     if args.refit:
@@ -49,7 +51,7 @@ def main() -> None:
 
         with duckdb.connect(str(copy / "warehouse.duckdb")) as con:
             con.execute("delete from ml.model_runs")
-    stage = getattr(pipeline, args.stage)
+    stage = {"score": score, "audit": audit, "validate_raw": validate_raw}[args.stage]
     profiler = cProfile.Profile()
     started = time.perf_counter()
     profiler.runcall(stage, settings, args.as_of, f"profile__{args.as_of}")

@@ -7,7 +7,7 @@ Run: ``.venv/bin/python -m bench.real_data`` (about a minute: several BG/NBD fit
   1998-06-30) and as ``fit_models`` records it as of 1998-03-31; churn as recorded by
   ``fit_models`` as of 1998-03-31 (latest labelled window 1997-12-31..1998-03-31, model and three
   baselines with bootstrap intervals) and measured on the quarter after it (1998-03-31..1998-06-29).
-* Demo data (``custseg.generate``, 2,000 customers, seed 42, to 2026-10-31): clusters as of
+* Demo data (``custseg.demo.generate``, 2,000 customers, seed 42, to 2026-10-31): clusters as of
   2026-10-24 and 2026-10-31, CLV holdout and churn as recorded as of 2026-10-31 (purchases only:
   the engagement snapshot is the pipeline's, not built here).
 
@@ -47,7 +47,7 @@ def demo_transactions(out_dir: Path) -> pd.DataFrame:
     orders are dropped and refunded ones count as 0; till sales without a loyalty card are anonymous."""
     import duckdb
 
-    from custseg.generate import generate
+    from custseg.demo.generate import generate
 
     landing = generate(out_dir, customers=2_000, days=365, end_date=DEMO_END, seed=42).landing_dir
     con = duckdb.connect()

@@ -4,76 +4,18 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib
 import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from custseg.config import PROJECT_ROOT, Settings
+from custseg.ops.dag_runs import airflow_env_defaults, run_dag
 
 DEMO_CUSTOMERS = 2_000
 DEMO_DAYS = 365
 DEMO_END = dt.date(2026, 10, 31)
-
-
-def airflow_env_defaults() -> None:
-    """Project-local Airflow (SQLite metadata) unless the user configured their own."""
-    # Cosmos looks for `dbt` on PATH even when it runs dbt in-process: use this interpreter's.
-    bin_dir = str(Path(sys.executable).parent)
-    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
-    os.environ.setdefault("AIRFLOW_HOME", str(PROJECT_ROOT / "airflow_home"))
-    os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(PROJECT_ROOT / "dags"))
-    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-    # Cosmos renders the dbt project with `dbt ls` when the DAG file is parsed (cached afterwards)
-    os.environ.setdefault("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "300")
-    os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
-
-
-def ensure_airflow_db() -> None:
-    home = Path(os.environ["AIRFLOW_HOME"])
-    marker = home / ".custseg-db-ready"
-    if marker.exists():
-        return
-    home.mkdir(parents=True, exist_ok=True)
-    airflow = Path(sys.executable).with_name("airflow")
-    subprocess.run([str(airflow), "db", "migrate"], check=True, stdout=subprocess.DEVNULL)
-    marker.touch()
-
-
-# Imported by the tasks of every run anyway (dbt by Cosmos, GX by validate_raw and audit), here so
-# that the first task's gc.freeze() (custseg.ops.freeze_long_lived_objects) covers them too; pymc
-# is left out, as only a run that fits models needs it and it takes ~10 s to import.
-EVERY_RUN_IMPORTS = ("dbt.cli.main", "great_expectations", "expectations.gates", "custseg.models")
-
-
-def run_dag(as_of: dt.date, conf: dict | None = None) -> str:
-    """Run the real customer_segmentation DAG for one logical date (dag.test: in-process, no scheduler)."""
-    airflow_env_defaults()
-    ensure_airflow_db()
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
-    if bag.import_errors:
-        raise SystemExit(f"DAG import errors: {bag.import_errors}")
-    dag = bag.get_dag("customer_segmentation")
-    logical = dt.datetime.combine(as_of, dt.time(), tzinfo=dt.UTC)
-    for module in EVERY_RUN_IMPORTS:
-        importlib.import_module(module)
-    dag_run = dag.test(logical_date=logical, run_conf=conf or {})
-    state = str(getattr(dag_run, "state", "unknown")).rsplit(".", 1)[-1].lower()
-    ran = [ti for ti in dag_run.get_task_instances() if ti.state is not None]
-    if state == "success" and not ran:
-        # Airflow marks a run without schedulable tasks (e.g. a logical date before the DAG's
-        # start_date) successful; nothing was computed, so that is a failure for the caller.
-        raise SystemExit(f"customer_segmentation as of {as_of}: no task ran (logical date before start_date?)")
-    return state
 
 
 def _dates(args: argparse.Namespace) -> list[dt.date]:
@@ -86,7 +28,7 @@ def _dates(args: argparse.Namespace) -> list[dt.date]:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from custseg.generate import generate
+    from custseg.demo.generate import generate
 
     t0 = time.perf_counter()
     summary = generate(Path(args.out), customers=args.customers, days=args.days,
@@ -99,10 +41,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def byo_options(args: argparse.Namespace) -> dict:
-    """Export options from the flags over the optional --orders-config YAML (same keys, see custseg.byo)."""
+    """Export options from the flags over the optional --orders-config YAML (same keys, see custseg.steps.byo)."""
     import yaml
 
-    from custseg.byo import BYO_FIELDS, ByoError
+    from custseg.steps.byo import BYO_FIELDS, ByoError
 
     cfg: dict = {}
     if args.orders_config:
@@ -134,11 +76,11 @@ def cli_run_id() -> str:
 
 def _split_orders(args: argparse.Namespace, settings: Settings, options: dict, until: dt.date) -> dict:
     """Split the export into this invocation's own folder (the caller holds the run lock)."""
-    from custseg import byo
+    from custseg.steps import byo
 
     path = Path(args.orders).resolve()
     work_dir = byo.work_dir_for(settings, cli_run_id(), Path(args.work_dir).resolve() if args.work_dir else None)
-    # split once for the whole range up front: every DAG run of the range reuses it (custseg.byo.ensure_split)
+    # split once for the whole range up front: every DAG run of the range reuses it (custseg.steps.byo.ensure_split)
     info = byo.ensure_split(path, until, work_dir, options)
     print(f"orders from {args.orders}: {info['rows']:,} rows up to {until} in {info['days']} daily partitions, "
           f"{info['rejected']:,} records rejected (quarantined with their reasons), {info['after_as_of']:,} rows "
@@ -150,9 +92,9 @@ def _split_orders(args: argparse.Namespace, settings: Settings, options: dict, u
 def cmd_run(args: argparse.Namespace) -> int:
     if args.warehouse:
         os.environ["CUSTSEG_WAREHOUSE"] = args.warehouse
-    from custseg import byo
     from custseg.config import load_settings
-    from custseg.ops import WarehouseBusyError, run_lock
+    from custseg.ops.locks import WarehouseBusyError, run_lock
+    from custseg.steps import byo
 
     dates = _dates(args)
     settings = load_settings()
@@ -215,7 +157,7 @@ def _row_limit(limit: int) -> int:
 
 def cmd_docs(args: argparse.Namespace) -> int:
     from custseg.config import load_settings
-    from custseg.pipeline import build_docs
+    from custseg.steps.docs import build_docs
 
     as_of = dt.date.fromisoformat(args.as_of)
     path = build_docs(load_settings(), as_of)
@@ -226,16 +168,16 @@ def cmd_docs(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """The last runs, what is published, and the latest quality failures (custseg.ops.status_report)."""
     from custseg.config import load_settings
-    from custseg.ops import status_report
+    from custseg.ops.status import status_report
 
     print(status_report(load_settings(), runs=args.runs, failures=args.failures))
     return 0
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    """Recompute every published date from raw with the current key and code (custseg.rebuild)."""
+    """Recompute every published date from raw with the current key and code (custseg.ops.rebuild)."""
     from custseg.config import load_settings
-    from custseg.rebuild import RebuildError, rebuild
+    from custseg.ops.rebuild import RebuildError, rebuild
 
     if args.warehouse:
         os.environ["CUSTSEG_WAREHOUSE"] = args.warehouse
@@ -280,7 +222,7 @@ def print_summary() -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from custseg.config import load_settings
-    from custseg.generate import generate
+    from custseg.demo.generate import generate
 
     settings = load_settings()
     if settings.warehouse != "duckdb":
@@ -333,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     byo.add_argument("--orders", metavar="PATH",
                      help="run the pipeline on this order export instead of the landing files")
     byo.add_argument("--orders-config", metavar="YAML", help="column mapping and format options for --orders")
-    from custseg.byo import BYO_FIELDS
+    from custseg.steps.byo import BYO_FIELDS
 
     for field, (flag, candidates) in BYO_FIELDS.items():
         byo.add_argument(flag, dest=f"byo_{field}", metavar="COLUMN",
@@ -420,8 +362,8 @@ def _check_configuration() -> None:
     DAG file reads the first two when it is parsed, the tasks the others, and a mistake would
     surface as a DAG import error with Airflow's traceback or as a failed task."""
     from custseg.config import ConfigError, load_settings
-    from custseg.models import FitMinimum
     from custseg.sources import load_sources
+    from custseg.steps.score import FitMinimum
     from expectations.config import QualityConfig
 
     load_sources(load_settings().sources_file)
@@ -465,7 +407,7 @@ def _report_failed_run(command: str, since: dt.datetime) -> None:
     """One line for a DAG run of this command that failed: its first failed task and the reason,
     from ops.run_audit (the task log above it has the traceback)."""
     from custseg.config import load_settings
-    from custseg.ops import latest_failure
+    from custseg.ops.status import latest_failure
     from custseg.warehouse import connect
 
     try:

@@ -98,7 +98,7 @@ class Settings:
     sources_file: Path = DEFAULT_SOURCES_FILE
     build_schema: str = "analytics_build"
     publish_schema: str = "analytics"
-    #: the key of every keyed hash (customer ids, contact hashes, published references; custseg/identity.py)
+    #: the key of every keyed hash (customer ids, contact hashes, published references; custseg/steps/identity.py)
     hash_key: str = DEV_HASH_KEY
     docs_dir: Path = PROJECT_ROOT / "data" / "docs"
     reporting_currency: str = "EUR"

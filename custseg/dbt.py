@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -15,8 +14,6 @@ from custseg.config import DBT_PROJECT_DIR, Settings
 
 if TYPE_CHECKING:
     from dbt_common.events.base_types import EventMsg
-
-log = logging.getLogger(__name__)
 
 
 class DbtError(RuntimeError):

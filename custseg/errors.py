@@ -21,7 +21,8 @@ TABLES_HINT = ("list the tables with: custseg query \"select table_schema, table
                "information_schema.tables order by 1, 2\"")
 
 
-#: custseg.config.ConfigError, custseg.sources.SourceConfigError, custseg.byo.ByoError, custseg.ingest.IngestError
+#: custseg.config.ConfigError, custseg.sources.SourceConfigError, custseg.steps.byo.ByoError,
+#: custseg.steps.ingest.IngestError
 CONFIG_ERRORS = frozenset({"ConfigError", "SourceConfigError", "ByoError", "IngestError"})
 
 

@@ -12,7 +12,7 @@ Nightly cross-channel customer segmentation, computed **as of the run's logical 
    `from_raw` (`custseg rebuild`) no source reads landing files: `raw` already holds every row.
 3. **validate_raw**: Great Expectations suites on the loaded batch; a blocking failure stops the run.
    **resolve_identities** then links CRM ids, emails, phones and loyalty cards across channels into
-   stable customer ids (custseg/identity.py) and writes `raw.identity_map` for dbt.
+   stable customer ids (custseg/steps/identity.py) and writes `raw.identity_map` for dbt.
 4. **transform**: dbt (Cosmos) builds staging -> intermediate -> feature marts in the build schema.
 5. **score**: ML clusters, churn risk and lifetime value, read and scored in chunks of customers
    (`CUSTSEG_SCORE_CHUNK_CUSTOMERS`) and written to the build schema.
@@ -25,7 +25,7 @@ Nightly cross-channel customer segmentation, computed **as of the run's logical 
 
 A failure anywhere before publish leaves yesterday's `analytics` tables untouched; rerunning the
 same date finishes the job. Every task try is recorded in `ops.run_audit` and a failure is logged
-(and optionally notified) by the callbacks in `custseg/ops.py`; `custseg status` summarises them.
+(and optionally notified) by the callbacks in `custseg/ops/run_audit.py`; `custseg status` summarises them.
 See README.md for configuration.
 """
 
@@ -38,9 +38,10 @@ from airflow.sdk.exceptions import AirflowFailException
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import InvocationMode, LoadMode, TestBehavior
 
-from custseg import byo, identity, ops, pipeline
+from custseg import steps
 from custseg.config import DBT_PROJECT_DIR, PUBLISHED_TABLES, load_settings
 from custseg.dbt import run_date_env
+from custseg.ops.run_audit import EARLIEST_LOGICAL_DATE, default_args
 
 settings = load_settings()
 settings.export_dbt_env()
@@ -48,7 +49,7 @@ settings.export_dbt_env()
 AS_OF = "{{ ds }}"
 # scored_at is the end of the as-of day: the same for a scheduled, manual or backfill run of a date.
 SCORED_AT = "{{ macros.ds_add(ds, 1) }} 00:00:00"
-# An orders run reports in its export's currency when it states one (custseg/byo.py).
+# An orders run reports in its export's currency when it states one (custseg/steps/byo.py).
 REPORTING_CURRENCY = (
     "{{ (params.orders and (params.orders_options.get('reporting_currency') or params.orders_options.get('currency'))) "
     f"or '{settings.reporting_currency}' }}}}"
@@ -99,12 +100,12 @@ with DAG(
     description="Nightly cross-channel customer segmentation (ingest -> validate -> dbt -> score -> publish)",
     doc_md=__doc__,
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
-    start_date=ops.EARLIEST_LOGICAL_DATE,
+    start_date=EARLIEST_LOGICAL_DATE,
     catchup=False,
     max_active_runs=1,
     # DuckDB allows one writer per file: its tasks must never overlap.
     max_active_tasks=1 if settings.warehouse == "duckdb" else 8,
-    default_args=ops.default_args(),
+    default_args=default_args(),
     tags=["custseg", "segmentation", "nightly"],
     params={
         "orders": Param(None, type=["null", "string"],
@@ -116,7 +117,7 @@ with DAG(
                                             "allow-lists before the run starts work)"),
         "orders_work_dir": Param(None, type=["null", "string"],
                                  description="Where the export's daily split goes (default <data>/byo/<run id>)"),
-        # custseg rebuild (custseg/rebuild.py): recompute a date from what raw already holds
+        # custseg rebuild (custseg/ops/rebuild.py): recompute a date from what raw already holds
         "from_raw": Param(False, type="boolean",
                           description="Read no landing files: raw already holds every row (custseg rebuild); "
                                       "each source records a from_raw load in ops.load_audit"),
@@ -127,46 +128,47 @@ with DAG(
     def prepare(ds: str | None = None, run_id: str | None = None, params: dict | None = None) -> dict | None:
         try:
             # the export's options are checked before the run touches the warehouse or the disk
-            byo.check_params(params)
-            pipeline.prepare_warehouse(settings)
+            steps.byo.check_params(params)
+            steps.prepare.prepare_warehouse(settings)
             # split into this run's own folder (<data>/byo/<run id>, or orders_work_dir)
-            return byo.split_for_run(settings, params or {}, dt.date.fromisoformat(ds), run_id)
-        except byo.ByoError as exc:  # an unusable export does not fix itself on retry
+            return steps.byo.split_for_run(settings, params or {}, dt.date.fromisoformat(ds), run_id)
+        except steps.byo.ByoError as exc:  # an unusable export does not fix itself on retry
             raise AirflowFailException(str(exc)) from exc
 
     @task(retries=0)  # bad data does not fix itself on retry
     def validate_raw(ds: str | None = None, run_id: str | None = None, params: dict | None = None) -> dict:
-        return pipeline.validate_raw(byo.run_settings(settings, params, run_id), dt.date.fromisoformat(ds), run_id)
+        run_settings = steps.byo.run_settings(settings, params, run_id)
+        return steps.quality.validate_raw(run_settings, dt.date.fromisoformat(ds), run_id)
 
     @task
     def resolve_identities(ds: str | None = None) -> dict[str, int]:
-        return identity.resolve_identities(settings, dt.date.fromisoformat(ds))
+        return steps.identity.resolve_identities(settings, dt.date.fromisoformat(ds))
 
     @task
     def score(ds: str | None = None, run_id: str | None = None) -> dict[str, object]:
-        return pipeline.score(settings, dt.date.fromisoformat(ds), run_id)
+        return steps.score.score(settings, dt.date.fromisoformat(ds), run_id)
 
     @task(retries=0)
     def audit(ds: str | None = None, run_id: str | None = None) -> dict[str, bool]:
-        return pipeline.audit(settings, dt.date.fromisoformat(ds), run_id)
+        return steps.quality.audit(settings, dt.date.fromisoformat(ds), run_id)
 
     @task(outlets=PUBLISHED_ASSETS)
     def publish(ds: str | None = None) -> dict[str, int]:
-        return pipeline.publish(settings, dt.date.fromisoformat(ds))
+        return steps.publish.publish(settings, dt.date.fromisoformat(ds))
 
     @task
     def docs(ds: str | None = None) -> str:
-        return str(pipeline.build_docs(settings, dt.date.fromisoformat(ds)))
+        return str(steps.docs.build_docs(settings, dt.date.fromisoformat(ds)))
 
     with TaskGroup("ingest") as ingest:
-        for source in pipeline.source_names(settings):
+        for source in steps.ingest.source_names(settings):
 
             @task(task_id=source)
             def ingest_source(source: str = source, ds: str | None = None, run_id: str | None = None,
                               params: dict | None = None) -> dict:
-                return pipeline.ingest(byo.run_settings(settings, params, run_id), source, dt.date.fromisoformat(ds),
-                                       run_id,
-                                       from_raw=bool((params or {}).get("from_raw")))
+                run_settings = steps.byo.run_settings(settings, params, run_id)
+                return steps.ingest.ingest(run_settings, source, dt.date.fromisoformat(ds), run_id,
+                                           from_raw=bool((params or {}).get("from_raw")))
 
             ingest_source()
 

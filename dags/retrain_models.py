@@ -17,7 +17,7 @@ trains on the data of Saturday's nightly `customer_segmentation` run, which must
    with the reason in `ml.model_runs`, returns it, and the current model stays.
 
 The nightly run scores with the latest approved model trained on or before its date.
-Business logic lives in `custseg/models.py` and `ml/`; this file only wires it.
+Business logic lives in `custseg/steps/retrain.py` and `ml/`; this file only wires it.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ import datetime as dt
 
 from airflow.sdk import DAG, CronTriggerTimetable, task
 
-from custseg import models, ops
+from custseg import steps
 from custseg.config import load_settings
+from custseg.ops.run_audit import EARLIEST_LOGICAL_DATE, default_args
 
 settings = load_settings()
 
@@ -39,16 +40,16 @@ with DAG(
     description="Weekly refit of clusters, churn and CLV models; approve only if not worse than the current",
     doc_md=__doc__,
     schedule=CronTriggerTimetable("0 6 * * 0", timezone="UTC"),
-    start_date=ops.EARLIEST_LOGICAL_DATE,
+    start_date=EARLIEST_LOGICAL_DATE,
     catchup=False,
     max_active_runs=1,
     max_active_tasks=1,
-    default_args=ops.default_args(retry_delay=dt.timedelta(minutes=15)),
+    default_args=default_args(retry_delay=dt.timedelta(minutes=15)),
     tags=["custseg", "ml", "weekly"],
 ) as dag:
 
     @task(execution_timeout=dt.timedelta(hours=2))
     def retrain(as_of: str, run_id: str | None = None) -> dict[str, object]:
-        return models.retrain(settings, dt.date.fromisoformat(as_of), run_id)
+        return steps.retrain.retrain(settings, dt.date.fromisoformat(as_of), run_id)
 
     retrain(as_of=AS_OF)

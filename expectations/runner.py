@@ -19,6 +19,9 @@ from collections.abc import Iterable
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import pandas as pd
+
 from expectations._gx import import_gx
 from expectations.data_docs import build_data_docs
 from expectations.report import (
@@ -224,7 +227,6 @@ def close_postgres_datasources() -> None:
 def naive_utc(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` with timezone-aware datetime columns converted to naive UTC, to compare with the suites'
     naive UTC bounds (raw timestamps are UTC). Returns ``df`` itself when there is nothing to convert."""
-    import pandas as pd
 
     aware = [c for c in df.columns if isinstance(df[c].dtype, pd.DatetimeTZDtype)]
     if not aware:
@@ -242,8 +244,6 @@ def numpy_numbers(df: pd.DataFrame) -> pd.DataFrame:
     ``customer_segments`` took 3.4 s that way. GX drops nulls (``pd.NA`` or NaN alike) before a
     column check, so the outcome is the same; only the unexpected values it lists read ``3.0``.
     """
-    import numpy as np
-    import pandas as pd
 
     if not df.columns.is_unique:  # columns are replaced by name below
         return df

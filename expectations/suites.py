@@ -11,6 +11,7 @@ This module does not import Great Expectations at import time, so DAG files can 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -329,7 +330,6 @@ def ml_labels_suite() -> Suite:
 
 def row_count_bounds(previous_rows: int, band: float) -> tuple[int, int]:
     """Allowed row counts for a batch whose previous batch had ``previous_rows``: ``±band`` (relative)."""
-    import math
 
     return max(0, math.floor(previous_rows * (1 - band))), math.ceil(previous_rows * (1 + band))
 

@@ -7,7 +7,7 @@ distribution of the main features for drift). ``ml.scoring.score_with`` applies 
 the data of any later date; ``ml.scoring.score_customers`` is ``fit_models`` + ``score_with``.
 
 The bundle is plain Python objects and pickles with ``joblib``/``pickle`` (the CLV model keeps
-numbers only, see ``ml.clv``). Storing it is the plumbing's job (``custseg.models``): nothing
+numbers only, see ``ml.clv``). Storing it is the plumbing's job (``custseg.registry``): nothing
 here touches a file, a database or the clock.
 """
 

@@ -74,7 +74,7 @@ def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def demo_data(session_dir: Path):
     """One generated dataset for the whole session."""
-    from custseg.generate import generate
+    from custseg.demo.generate import generate
 
     return generate(session_dir / "data", customers=E2E_CUSTOMERS, days=E2E_DAYS, end_date=E2E_END, seed=E2E_SEED)
 

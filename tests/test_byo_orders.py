@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from custseg.byo import (
+from custseg.config import PROJECT_ROOT, load_settings
+from custseg.steps.byo import (
     BYO_COLUMNS,
     ByoError,
     ensure_split,
@@ -34,7 +35,6 @@ from custseg.byo import (
     split_for_run,
     work_dir_for,
 )
-from custseg.config import PROJECT_ROOT, load_settings
 from custseg.warehouse import connect
 from tests.conftest import airflow_env, run_cli, warehouse_env
 

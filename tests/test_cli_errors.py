@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from custseg.config import PROJECT_ROOT, load_settings
-from custseg.ops import run_lock
+from custseg.ops.locks import run_lock
 from tests.conftest import AIRFLOW_HOME, run_cli, warehouse_env
 
 EXAMPLE_ORDERS = PROJECT_ROOT / "docs" / "examples" / "orders.csv"
@@ -161,7 +161,7 @@ def test_bad_configuration(env: dict[str, str], tmp_path: Path) -> None:
                             AIRFLOW_HOME), "run")
     assert "CUSTSEG_MAX_QUARANTINE_SHARE is a share between 0 and 1" in line
     line = one_line(run_cli(["run", "--orders", str(EXAMPLE_ORDERS), "--as-of", "2026-06-30", "--delimiter", "|;"],
-                            env, AIRFLOW_HOME), "run")  # custseg.byo.ByoError
+                            env, AIRFLOW_HOME), "run")  # custseg.steps.byo.ByoError
     assert "delimiter" in line
 
 

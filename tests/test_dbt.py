@@ -10,7 +10,7 @@ import pytest
 
 from custseg.config import DBT_PROJECT_DIR, load_settings
 from custseg.dbt import run_dbt
-from custseg.pipeline import prepare_warehouse
+from custseg.steps.prepare import prepare_warehouse
 
 #: dbt's unique test, its incremental-table variant (macros/generic_tests/) and the composite key test
 PRIMARY_KEY_TESTS = ("unique", "unique_incremental", "unique_combination_of_columns")

@@ -22,12 +22,15 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from custseg import models, pipeline
 from custseg.config import Settings, load_settings
+from custseg.registry import APPROVED, NOT_FITTED, Registry
 from custseg.sources import load_sources
+from custseg.steps.quality import quarantine_share_reports, visible_purchases_report
+from custseg.steps.retrain import retrain
+from custseg.steps.score import FitMinimum, score
 from custseg.warehouse import connect, quote_ident
 from expectations.config import QualityConfig
-from expectations.gates import quarantine_share_report, quarantine_share_reports
+from expectations.gates import quarantine_share_report
 from ml.bundle import fit_models
 from ml.clustering import PROSPECT_CLUSTER_NAME
 from ml.scoring import score_with
@@ -138,15 +141,15 @@ def test_an_empty_night_fails_unless_earlier_purchases_are_visible(gate_warehous
     sources = load_sources(settings.sources_file)
     first, later = dt.date(2026, 6, 4), dt.date(2026, 11, 1)
     with connect(settings) as wh:
-        before_any = pipeline.visible_purchases_report(wh, sources, first)
+        before_any = visible_purchases_report(wh, sources, first)
         # a header-only first file: nothing; then orders of which one has no customer reference
         wh.execute("insert into raw.shop_orders (order_id, ordered_at, customer_ref, customer_email, currency, "
                    "order_total, _partition_date, _source_file, _source_line, _run_id) values "
                    "('SO-1', '2026-06-05 10:00:00', ' ', null, 'EUR', 10, '2026-06-05', 'f', 2, 'r'), "
                    "('SO-2', '2026-06-06 10:00:00', 'C-2', null, 'EUR', 12, '2026-06-06', 'f', 2, 'r')")
-        anonymous_only = pipeline.visible_purchases_report(wh, sources, dt.date(2026, 6, 5))
-        as_of_before = pipeline.visible_purchases_report(wh, sources, first)
-        quiet_night = pipeline.visible_purchases_report(wh, sources, later)  # nothing new since June: fine
+        anonymous_only = visible_purchases_report(wh, sources, dt.date(2026, 6, 5))
+        as_of_before = visible_purchases_report(wh, sources, first)
+        quiet_night = visible_purchases_report(wh, sources, later)  # nothing new since June: fine
     assert not before_any.success and not anonymous_only.success and not as_of_before.success
     assert quiet_night.success and quiet_night.suite_name == "raw.visible_purchases"
     message = as_of_before.results[0].observed_value
@@ -169,9 +172,9 @@ def test_below_the_minimum_the_bundle_has_no_models_and_buyers_no_cluster_name()
     assert labels["cluster_id"].isna().all() and labels["churn_probability"].isna().all()
     assert labels.loc[buyers, "cluster_name"].isna().all()  # not "prospects": they bought
     assert (labels.loc[~buyers, "cluster_name"] == PROSPECT_CLUSTER_NAME).all()
-    assert models.FitMinimum.from_env({}) == models.FitMinimum(200, 50)
-    assert models.FitMinimum.from_env({"CUSTSEG_MIN_BUYERS": "10", "CUSTSEG_MIN_REPEAT_BUYERS": "0"}) == (
-        models.FitMinimum(10, 0))
+    assert FitMinimum.from_env({}) == FitMinimum(200, 50)
+    assert FitMinimum.from_env({"CUSTSEG_MIN_BUYERS": "10", "CUSTSEG_MIN_REPEAT_BUYERS": "0"}) == (
+        FitMinimum(10, 0))
 
 
 def test_nightly_and_weekly_fits_wait_for_the_minimum(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -186,27 +189,27 @@ def test_nightly_and_weekly_fits_wait_for_the_minimum(tmp_path: Path, monkeypatc
     # the first weeks of a new shop: 150 of the customers have bought
     few = data.transactions[data.transactions["customer_id"].isin(data.customers["customer_id"][:150])]
     seed_build(settings, data, as_of, as_of, transactions=few)
-    night = pipeline.score(settings, as_of, "nightly-few")
-    weekly = models.retrain(settings, as_of, "retrain-few")
+    night = score(settings, as_of, "nightly-few")
+    weekly = retrain(settings, as_of, "retrain-few")
     with connect(settings) as wh:
         registry = wh.query_df("select status, decision_reason, metrics, artifact_path, dag_id from ml.model_runs")
         scoring = json.loads(wh.fetchall("select metrics from ml.scoring_runs where run_id = 'nightly-few'")[0][0])
         labels = wh.query_df(f"select * from {quote_ident(settings.build_schema)}.ml_customer_labels")
-        approved = models.Registry(wh).latest_approved(as_of)
+        approved = Registry(wh).latest_approved(as_of)
     assert night["models_not_fitted"] == scoring["not_fitted"]
     assert scoring["not_fitted"].startswith("too few buyers to fit models: ") and scoring["n_buyers"] <= 150
     assert labels["cluster_id"].isna().all() and labels["predicted_clv_12m"].isna().all()
     # the weekly retrain refuses too, with the reason in the registry; nothing is approved
-    assert weekly["decision"] == models.NOT_FITTED and "CUSTSEG_MIN_BUYERS" in weekly["reason"]
-    assert list(registry["status"]) == [models.NOT_FITTED] and registry["dag_id"][0] == "retrain_models"
+    assert weekly["decision"] == NOT_FITTED and "CUSTSEG_MIN_BUYERS" in weekly["reason"]
+    assert list(registry["status"]) == [NOT_FITTED] and registry["dag_id"][0] == "retrain_models"
     assert registry["decision_reason"][0] == weekly["reason"] and registry["artifact_path"].isna().all()
     assert json.loads(registry["metrics"][0])["n_train_buyers"] <= 150
     assert approved is None
     # the first night with enough buyers fits and approves a model
     seed_build(settings, data, next_week, next_week)
-    fitted = pipeline.score(settings, next_week, "nightly-enough")
+    fitted = score(settings, next_week, "nightly-enough")
     with connect(settings) as wh:
-        approved = models.Registry(wh).latest_approved(next_week)
+        approved = Registry(wh).latest_approved(next_week)
         labels = wh.query_df(f"select * from {quote_ident(settings.build_schema)}.ml_customer_labels")
     assert "models_not_fitted" not in fitted
     assert approved is not None and approved.model_version == fitted["model_version"]
@@ -295,7 +298,7 @@ def test_a_night_before_all_data_with_a_header_only_export_fails_and_keeps_yeste
 def test_the_suites_e2e_data_is_above_the_minimum(degenerate_nights: dict) -> None:
     (status, metrics), = degenerate_nights["e2e_model"]
     metrics = json.loads(metrics)
-    assert status == models.APPROVED
+    assert status == APPROVED
     assert metrics["n_train_buyers"] >= 200 and metrics["n_train_repeat_buyers"] >= 50, metrics
 
 

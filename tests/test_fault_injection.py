@@ -50,9 +50,19 @@ from typing import ClassVar
 
 import pytest
 
-from custseg import ops
 from custseg.config import PROJECT_ROOT, PUBLISHED_TABLES, load_settings
 from custseg.dbt import dbt_run_env, run_dbt
+from custseg.ops.faults import (
+    FAIL_IN_PUBLISH_ENV,
+    FAIL_TASK_ENV,
+    KILL_EXIT_CODE,
+    KILL_IN_PUBLISH_ENV,
+    InjectedFault,
+    check_fault,
+)
+from custseg.ops.notify import NOTIFY_CONN_ENV, notify_failure
+from custseg.ops.run_audit import before_task, record_failure, record_success
+from custseg.ops.status import status_report
 from custseg.warehouse import connect
 from tests.conftest import E2E_END, run_cli, warehouse_env
 
@@ -71,7 +81,7 @@ class Step:
 def run_then_fail(step: Step, day: dt.date) -> None:
     """The task's work is done (and written), then the task fails."""
     step.run(day)
-    raise ops.InjectedFault(f"injected failure at the end of {step.task_id}")
+    raise InjectedFault(f"injected failure at the end of {step.task_id}")
 
 
 def _import_dag():
@@ -155,9 +165,9 @@ def published(settings) -> dict[str, str]:
 def kill_in_publish(env: dict[str, str]) -> subprocess.CompletedProcess:
     """The real publish in its own process, killed (os._exit) inside the transaction after one table."""
     full = {k: v for k, v in os.environ.items() if not k.startswith("CUSTSEG_")} | env
-    full[ops.KILL_IN_PUBLISH_ENV] = "1"
-    code = ("from custseg.config import load_settings; from custseg.warehouse import connect\n"
-            "with connect(load_settings()) as wh: wh.publish()")
+    full[KILL_IN_PUBLISH_ENV] = "1"
+    code = ("from custseg.config import load_settings; from custseg.steps.publish import publish\n"
+            "publish(load_settings())")
     return subprocess.run([sys.executable, "-c", code], env=full, cwd=PROJECT_ROOT, capture_output=True, text=True,
                           timeout=300)
 
@@ -191,9 +201,9 @@ def test_every_task_fails_in_turn_without_touching_published_tables(demo_data, a
         assert settings.duckdb_path == wh_path
         # every task of the DAG (Cosmos dbt tasks included) carries the fault hook and the run-audit callbacks
         for task in module.dag.tasks:
-            assert task._pre_execute_hook is ops.before_task, task.task_id
-            assert ops.record_failure in task.on_failure_callback, task.task_id
-            assert ops.record_success in task.on_success_callback, task.task_id
+            assert task._pre_execute_hook is before_task, task.task_id
+            assert record_failure in task.on_failure_callback, task.task_id
+            assert record_success in task.on_success_callback, task.task_id
         # Assets come from publish only, and Airflow emits outlets only when that task succeeds
         assert [t.task_id for t in module.dag.tasks if t.outlets] == ["publish"]
         # retries where they can help (I/O, a busy warehouse), none where they cannot (bad data, dbt tests)
@@ -230,30 +240,30 @@ def test_every_task_fails_in_turn_without_touching_published_tables(demo_data, a
         for step in steps:
             if step.task_id == "publish":
                 # an exception inside the publish transaction, after the first table was replaced
-                os.environ[ops.FAIL_IN_PUBLISH_ENV] = "1"
-                with pytest.raises(ops.InjectedFault):
+                os.environ[FAIL_IN_PUBLISH_ENV] = "1"
+                with pytest.raises(InjectedFault):
                     step.run(E2E_END)
-                del os.environ[ops.FAIL_IN_PUBLISH_ENV]
+                del os.environ[FAIL_IN_PUBLISH_ENV]
                 assert published(settings) == expected, "publish: an exception inside the transaction leaked"
                 # the process killed inside the publish transaction
                 killed = kill_in_publish(env)
-                assert killed.returncode == ops.KILL_EXIT_CODE, killed.stderr[-3000:]
+                assert killed.returncode == KILL_EXIT_CODE, killed.stderr[-3000:]
                 assert published(settings) == expected, "publish: a killed publish leaked"
                 failures += ["publish", "publish (killed)"]
             else:
                 # the injection point the DAG's pre_execute hook uses, before the task's work: every
                 # real task in turn (each dbt model, seed and test task of a Cosmos group) ...
                 for task_id in step.task_ids:
-                    os.environ[ops.FAIL_TASK_ENV] = task_id
-                    with pytest.raises(ops.InjectedFault):
-                        ops.check_fault(task_id)
-                    ops.check_fault(f"{task_id}_not_this_one")  # only the named task fails
-                    del os.environ[ops.FAIL_TASK_ENV]
+                    os.environ[FAIL_TASK_ENV] = task_id
+                    with pytest.raises(InjectedFault):
+                        check_fault(task_id)
+                    check_fault(f"{task_id}_not_this_one")  # only the named task fails
+                    del os.environ[FAIL_TASK_ENV]
                     assert published(settings) == expected, f"{task_id}: published tables changed"
                     failures.append(task_id)
                 if step.task_id != "docs":
                     # ... and a failure after the work was written (the rerun then runs on top of it)
-                    with pytest.raises(ops.InjectedFault):
+                    with pytest.raises(InjectedFault):
                         run_then_fail(step, E2E_END)
                     assert published(settings) == expected, f"{step.task_id}: a failed task changed published tables"
             # the rerun: clear the failed task and carry on (Airflow reruns the task and what follows it)
@@ -272,7 +282,7 @@ def test_every_task_fails_in_turn_without_touching_published_tables(demo_data, a
             step.run(E2E_END)
         assert work[-1].task_id == "publish"
         killed = kill_in_publish(env)
-        assert killed.returncode == ops.KILL_EXIT_CODE, killed.stderr[-3000:]
+        assert killed.returncode == KILL_EXIT_CODE, killed.stderr[-3000:]
         assert published(settings) == before, "a killed publish leaked"
         for step in work:
             step.run(E2E_END)
@@ -301,7 +311,7 @@ def test_the_dag_hook_fails_a_task_records_it_and_emits_no_asset(demo_data, airf
                 AssetModel, AssetEvent.asset_id == AssetModel.id).where(AssetModel.uri.in_(assets))) or 0
 
     events_before = asset_events()
-    result = run_cli(["run", "--as-of", E2E_END.isoformat()], {**env, ops.FAIL_TASK_ENV: "prepare"}, airflow_home)
+    result = run_cli(["run", "--as-of", E2E_END.isoformat()], {**env, FAIL_TASK_ENV: "prepare"}, airflow_home)
     output = result.stdout + result.stderr
     assert result.returncode == 1 and f"as of {E2E_END}: failed" in result.stdout, output[-4000:]
     assert "custseg: task 'prepare' of DAG 'customer_segmentation' FAILED" in output, output[-4000:]
@@ -380,8 +390,8 @@ def test_failure_notification_by_email_through_an_smtp_connection(monkeypatch) -
             "extra": {"to": "data-oncall@example.com", "from_email": "custseg@example.com",
                       "disable_tls": True, "disable_ssl": True, "timeout": 10, "retry_limit": 1},
         }))
-        monkeypatch.setenv(ops.NOTIFY_CONN_ENV, "custseg_mail")
-        assert ops.notify_failure(_context("score", ValueError("labels out of range"))) is True
+        monkeypatch.setenv(NOTIFY_CONN_ENV, "custseg_mail")
+        assert notify_failure(_context("score", ValueError("labels out of range"))) is True
     finally:
         server.shutdown()
         server.server_close()
@@ -413,15 +423,15 @@ def test_callbacks_write_run_audit_and_notify_through_a_webhook(tmp_path: Path, 
     _Hook.received = []
     try:
         # off by default: nothing is sent
-        monkeypatch.delenv(ops.NOTIFY_CONN_ENV, raising=False)
-        assert ops.notify_failure(_context("score", ValueError("boom"))) is False
+        monkeypatch.delenv(NOTIFY_CONN_ENV, raising=False)
+        assert notify_failure(_context("score", ValueError("boom"))) is False
 
         monkeypatch.setenv("AIRFLOW_CONN_CUSTSEG_NOTIFY", f"http://127.0.0.1:{server.server_port}/hooks/custseg")
-        monkeypatch.setenv(ops.NOTIFY_CONN_ENV, "custseg_notify")
-        ops.record_success(_context("ingest.shop_orders", result={"rows_read": 12, "rows_loaded": 10}))
-        ops.record_success(_context("publish", result={"customer_segments": 400, "segment_summary": 30}))
+        monkeypatch.setenv(NOTIFY_CONN_ENV, "custseg_notify")
+        record_success(_context("ingest.shop_orders", result={"rows_read": 12, "rows_loaded": 10}))
+        record_success(_context("publish", result={"customer_segments": 400, "segment_summary": 30}))
         with caplog.at_level(logging.ERROR, logger="custseg.ops"):
-            ops.record_failure(_context("score", ValueError("labels out of range")))
+            record_failure(_context("score", ValueError("labels out of range")))
         assert "custseg: task 'score' of DAG 'customer_segmentation' FAILED" in caplog.text
         assert "ValueError: labels out of range" in caplog.text and "http://airflow/log" in caplog.text
         assert len(_Hook.received) == 1
@@ -431,7 +441,7 @@ def test_callbacks_write_run_audit_and_notify_through_a_webhook(tmp_path: Path, 
 
         # a broken notifier never masks the task's outcome
         monkeypatch.setenv("AIRFLOW_CONN_CUSTSEG_NOTIFY", "http://127.0.0.1:9/nowhere")
-        assert ops.notify_failure(_context("score", ValueError("x"))) is False
+        assert notify_failure(_context("score", ValueError("x"))) is False
     finally:
         server.shutdown()
 
@@ -444,18 +454,18 @@ def test_callbacks_write_run_audit_and_notify_through_a_webhook(tmp_path: Path, 
     assert rows.loc["score", "status"] == "failed" and rows.loc["score", "error"] == "ValueError: labels out of range"
     assert (rows["try_number"] == 2).all() and (rows["ended_at"] >= rows["started_at"]).all()
     # a second callback for the same try replaces its row instead of double counting
-    ops.record_failure(_context("score", ValueError("labels out of range")))
+    record_failure(_context("score", ValueError("labels out of range")))
     with connect(settings) as wh:
         assert wh.fetchall("select count(*) from ops.run_audit where task_id = 'score'")[0][0] == 1
 
-    report = ops.status_report(settings)
+    report = status_report(settings)
     assert "FAILED after publish" in report and "failed: score: ValueError: labels out of range" in report
     assert "customer_segments" in report and "(not published yet)" in report
 
 
 FREEZE_PROBE = """
 import gc, weakref
-from custseg import ops
+
 
 gc.disable()  # only explicit collections: the probe's cycle must not be freed by chance
 
@@ -469,10 +479,10 @@ def cycle():  # garbage that only the cyclic collector frees
 
 garbage = cycle()
 assert gc.get_freeze_count() == 0
-ops.before_task({})  # the first task of this process
+before_task({})  # the first task of this process
 frozen = gc.get_freeze_count()
 after_first = garbage() is None
-ops.before_task({})  # a later task: frozen already, nothing more is frozen
+before_task({})  # a later task: frozen already, nothing more is frozen
 print(frozen > 0, after_first, gc.get_freeze_count() == frozen)
 """
 
@@ -480,7 +490,7 @@ print(frozen > 0, after_first, gc.get_freeze_count() == frozen)
 def test_the_first_task_freezes_live_objects_once_and_collects_garbage_first() -> None:
     # in its own interpreter: a freeze is for the life of the process, and pytest's must not be frozen
     result = subprocess.run([sys.executable, "-c", FREEZE_PROBE], capture_output=True, text=True, cwd=PROJECT_ROOT,
-                            env={**os.environ, ops.FAIL_TASK_ENV: ""}, timeout=120, check=True)
+                            env={**os.environ, FAIL_TASK_ENV: ""}, timeout=120, check=True)
     frozen, garbage_collected, frozen_once = result.stdout.split()
     assert frozen == "True"             # live objects moved out of later collections
     assert garbage_collected == "True"  # the cycle was freed, not frozen with them

@@ -13,7 +13,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from custseg.generate import (
+from custseg.demo.generate import (
     BEHAVIOUR_TYPES,
     INVALID_KINDS,
     PROSPECT,

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from custseg import pipeline
 from custseg.config import load_settings
 from custseg.dbt import dbt_run_env, run_dbt
-from custseg.identity import resolve_identities
+from custseg.steps.identity import resolve_identities
+from custseg.steps.ingest import ingest, source_names
+from custseg.steps.prepare import prepare_warehouse
+from custseg.steps.score import score
 from custseg.warehouse import connect
 from tests.conftest import E2E_END
 
@@ -30,19 +32,19 @@ def _settings(root: Path, landing: Path):
 
 
 def _prepare(settings) -> None:
-    pipeline.prepare_warehouse(settings)
+    prepare_warehouse(settings)
     run_dbt(settings, ["seed"])
 
 
 def _ingest(settings, day: dt.date, run_id: str) -> None:
-    for source in pipeline.source_names(settings):
-        pipeline.ingest(settings, source, day, run_id)
+    for source in source_names(settings):
+        ingest(settings, source, day, run_id)
 
 
 def _build(settings, day: dt.date, run_id: str) -> None:
     resolve_identities(settings, day)
     run_dbt(settings, ["run", "--exclude", "tag:scored"], dbt_run_env(day))
-    pipeline.score(settings, day, run_id)
+    score(settings, day, run_id)
     run_dbt(settings, ["run", "--select", "tag:scored"], dbt_run_env(day))
 
 

@@ -15,9 +15,9 @@ import jinja2
 import pytest
 
 from custseg.config import PROJECT_ROOT, load_settings
-from custseg.identity import keyed_hash_sql, namespace_sql, norm_phone, resolve_identities
-from custseg.ingest import FUTURE_TOLERANCE
-from custseg.pipeline import prepare_warehouse
+from custseg.steps.identity import keyed_hash_sql, namespace_sql, norm_phone, resolve_identities
+from custseg.steps.ingest import FUTURE_TOLERANCE
+from custseg.steps.prepare import prepare_warehouse
 from custseg.warehouse import connect
 
 D1 = dt.date(2026, 3, 1)
@@ -248,8 +248,8 @@ def test_no_raw_email_or_phone_in_the_map(settings) -> None:
 
 def test_precision_and_recall_against_the_generator_truth(demo_data, tmp_path: Path, monkeypatch, capsys) -> None:
     """The session's demo data, ingested for real and resolved through the documented measuring
-    command (`python -m custseg.ingest --identity --truth`): both scores at least 0.98."""
-    from custseg.ingest import main as measure_ingest
+    command (`python -m bench.ingest --identity --truth`): both scores at least 0.98."""
+    from bench.ingest import main as measure_ingest
     from tests.conftest import E2E_END
 
     for name, value in {"CUSTSEG_WAREHOUSE": "duckdb", "CUSTSEG_DATA_DIR": str(tmp_path),
@@ -376,7 +376,7 @@ HASH_CASES = [  # namespace, reference
 def test_keyed_hash_is_one_digest_in_python_sql_and_the_dbt_macro(settings) -> None:
     """Each reference, hashed by custseg's SQL helper (key read from raw.pii_salt), by the dbt macro
     (key from the `salt` CTE) and by custseg's Python helper, equals the spec computed here."""
-    from custseg.identity import keyed_hash
+    from custseg.steps.identity import keyed_hash
 
     with connect(settings) as wh:
         for namespace, reference in HASH_CASES:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from custseg.config import load_settings
-from custseg.ingest import IngestError, ingest_source
-from custseg.pipeline import prepare_warehouse
 from custseg.sources import SourceConfigError, load_sources
+from custseg.steps.ingest import IngestError, ingest_source
+from custseg.steps.prepare import prepare_warehouse
 from custseg.warehouse import connect
 
 DAY = dt.date(2026, 3, 2)
@@ -100,9 +100,9 @@ def test_missing_column_fails_the_task_and_loads_nothing(settings, tmp_path: Pat
 
 def test_a_bad_file_late_in_a_catch_up_rolls_back_its_chunk_only(settings, tmp_path: Path, monkeypatch) -> None:
     """Chunks commit one by one (bounded memory): earlier chunks stay loaded, the rerun resumes."""
-    import custseg.ingest
+    import custseg.steps.ingest
 
-    monkeypatch.setattr(custseg.ingest, "FILES_PER_CHUNK", 2)
+    monkeypatch.setattr(custseg.steps.ingest, "FILES_PER_CHUNK", 2)
     days = [DAY - dt.timedelta(days=n) for n in (4, 3, 2, 1, 0)]
     def order(i: int, day: dt.date) -> str:
         return GOOD.replace("SO-1", f"SO-{i}").replace("2026-03-02T", f"{day}T")

@@ -28,8 +28,8 @@ import pytest
 import yaml
 
 from custseg.config import load_settings
-from custseg.ingest import MAX_FIELD_CHARS, IngestError, ingest_source
-from custseg.pipeline import prepare_warehouse
+from custseg.steps.ingest import MAX_FIELD_CHARS, IngestError, ingest_source
+from custseg.steps.prepare import prepare_warehouse
 from custseg.warehouse import connect
 
 DAY = dt.date(2026, 3, 2)

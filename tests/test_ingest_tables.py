@@ -13,9 +13,9 @@ import psycopg
 import pytest
 
 from custseg.config import load_settings
-from custseg.ingest import IngestError, ingest_source
-from custseg.pipeline import prepare_warehouse
 from custseg.sources import SourceConfigError, load_sources
+from custseg.steps.ingest import IngestError, ingest_source
+from custseg.steps.prepare import prepare_warehouse
 from custseg.warehouse import connect
 
 D1, D2, D3 = dt.date(2026, 3, 1), dt.date(2026, 3, 2), dt.date(2026, 3, 3)

@@ -28,10 +28,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from custseg import byo, cli
+from custseg import cli
 from custseg.config import load_settings
-from custseg.ops import run_lock
-from custseg.pipeline import prepare_warehouse
+from custseg.ops.locks import run_lock
+from custseg.steps import byo
+from custseg.steps.prepare import prepare_warehouse
 from custseg.warehouse import connect
 from tests.conftest import run_cli, warehouse_env
 
@@ -271,7 +272,7 @@ def test_header_column_names_and_values_are_data(world: World, tmp_path: Path) -
     info = byo.split_for_run(settings, params, AS_OF, "crafted-run")
     assert info is not None and info["rows"] == 3 and info["rejected"] == 0
     assert info["columns"]["customer"] == names["customer"]
-    from custseg.ingest import ingest_source
+    from custseg.steps.ingest import ingest_source
 
     ingest_source(byo.run_settings(settings, params, "crafted-run"), "shop_orders", AS_OF, "crafted-run")
     with connect(settings) as wh:
@@ -348,7 +349,7 @@ DATA_PAYLOADS = {k: p for k, p in PAYLOADS.items() if k not in ("nul", "long", "
 @pytest.mark.parametrize("payload", list(DATA_PAYLOADS.values()), ids=list(DATA_PAYLOADS))
 def test_sources_yml_column_names_and_paths_are_data(landing, payload: str) -> None:
     """A crafted column name (quoted identifier) and a crafted file name (bound/quoted path) load as data."""
-    from custseg.ingest import ingest_source
+    from custseg.steps.ingest import ingest_source
 
     data, env = landing
     folder = "shop" + payload.replace("/", "_").replace("\n", "_")[:60]

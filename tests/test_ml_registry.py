@@ -19,8 +19,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from custseg import models, pipeline
 from custseg.config import Settings, load_settings
+from custseg.registry import APPROVED, REJECTED, Registry
+from custseg.steps.retrain import retrain
+from custseg.steps.score import score
 from custseg.warehouse import connect
 from ml.drift import PSI_WARN
 from ml.features import SNAPSHOT_FEATURES
@@ -91,11 +93,11 @@ def duck(data: SyntheticData, tmp_path_factory: pytest.TempPathFactory) -> dict:
             patch.setenv(key, value)
         settings = load_settings(env)
         seed_build(settings, data, AS_OF, AS_OF)
-        first = pipeline.score(settings, AS_OF, "nightly-1")
+        first = score(settings, AS_OF, "nightly-1")
         first_rows = registry_rows(settings)
         first_labels = labels(settings)
         seed_build(settings, data, NEXT_WEEK, NEXT_WEEK)
-        second = pipeline.score(settings, NEXT_WEEK, "nightly-2")
+        second = score(settings, NEXT_WEEK, "nightly-2")
         yield {"settings": settings, "root": root, "first": first, "second": second,
                "first_rows": first_rows, "first_labels": first_labels, "second_labels": labels(settings)}
 
@@ -104,7 +106,7 @@ def test_first_night_fits_registers_and_approves(duck: dict) -> None:
     rows = duck["first_rows"]
     assert len(rows) == 1
     row = rows.iloc[0]
-    assert row["status"] == models.APPROVED and row["dag_id"] == "customer_segmentation"
+    assert row["status"] == APPROVED and row["dag_id"] == "customer_segmentation"
     assert row["decision_reason"].startswith("bootstrap: no approved model")
     assert pd.Timestamp(row["as_of_date"]).date() == AS_OF
     assert pd.Timestamp(row["training_window_end"]).date() == AS_OF
@@ -156,7 +158,7 @@ def test_rerun_without_the_artifact_file_and_with_future_rows_is_identical(duck:
     Path(row["artifact_path"]).unlink()
     seed_build(settings, data, NEXT_WEEK + dt.timedelta(days=60), NEXT_WEEK)
     try:
-        pipeline.score(settings, NEXT_WEEK, "nightly-2-rerun")
+        score(settings, NEXT_WEEK, "nightly-2-rerun")
         pd.testing.assert_frame_equal(labels(settings), duck["second_labels"])
     finally:
         seed_build(settings, data, NEXT_WEEK, NEXT_WEEK)
@@ -166,8 +168,8 @@ def test_retrain_approves_a_comparable_model_and_rejects_a_broken_one(duck: dict
     settings = duck["settings"]
     current = registry_rows(settings).iloc[0]["model_version"]
     # Same data a week later: comparable metrics, approved, ids aligned to the current model.
-    ok = models.retrain(settings, NEXT_WEEK, "retrain-ok")
-    assert ok["decision"] == models.APPROVED, ok
+    ok = retrain(settings, NEXT_WEEK, "retrain-ok")
+    assert ok["decision"] == APPROVED, ok
     assert ok["current"] == current
     # A broken feed: the last 90 days of purchases were attributed to random customers, so the
     # churn labels are noise and the candidate's churn metrics collapse.
@@ -176,21 +178,21 @@ def test_retrain_approves_a_comparable_model_and_rejects_a_broken_one(duck: dict
     rng = np.random.default_rng(0)
     tx.loc[recent, "customer_id"] = rng.choice(tx["customer_id"].unique(), size=int(recent.sum()))
     seed_build(settings, data, NEXT_WEEK, NEXT_WEEK, transactions=tx)
-    bad = models.retrain(settings, NEXT_WEEK, "retrain-bad")
-    assert bad["decision"] == models.REJECTED, bad
+    bad = retrain(settings, NEXT_WEEK, "retrain-bad")
+    assert bad["decision"] == REJECTED, bad
     assert "churn.roc_auc" in bad["reason"]
     rows = registry_rows(settings).set_index("run_id")
-    assert rows.at["retrain-bad", "status"] == models.REJECTED
+    assert rows.at["retrain-bad", "status"] == REJECTED
     assert rows.at["retrain-bad", "decision_reason"] == bad["reason"]
     with connect(settings) as wh:
-        latest = models.Registry(wh).latest_approved(NEXT_WEEK)
+        latest = Registry(wh).latest_approved(NEXT_WEEK)
     assert latest is not None and latest.model_version == ok["candidate"], "the rejected model must not score"
     seed_build(settings, data, NEXT_WEEK, NEXT_WEEK)
 
 
 def test_retrain_refuses_a_stale_build(duck: dict) -> None:
     with pytest.raises(RuntimeError, match="run the nightly"):
-        models.retrain(duck["settings"], NEXT_WEEK + dt.timedelta(days=7), "retrain-stale")
+        retrain(duck["settings"], NEXT_WEEK + dt.timedelta(days=7), "retrain-stale")
 
 
 def test_labels_that_fail_their_checks_replace_nothing_and_scoring_in_chunks_changes_no_label(
@@ -199,7 +201,7 @@ def test_labels_that_fail_their_checks_replace_nothing_and_scoring_in_chunks_cha
     from expectations.report import QualityGateError
 
     whole = duck["settings"]  # ~1,500 customers: one chunk
-    pipeline.score(whole, NEXT_WEEK, "nightly-whole")
+    score(whole, NEXT_WEEK, "nightly-whole")
     before = labels(whole)
     chunked = dataclasses.replace(whole, score_chunk_customers=500)
     real = suites.ml_labels_suite()
@@ -207,7 +209,7 @@ def test_labels_that_fail_their_checks_replace_nothing_and_scoring_in_chunks_cha
     failing = suites.Suite(real.name, (*real.checks, suites.between("churn_probability", 2, 3)))
     monkeypatch.setattr(suites, "ml_labels_suite", lambda: failing)
     with pytest.raises(QualityGateError):
-        pipeline.score(chunked, NEXT_WEEK, "nightly-fails")
+        score(chunked, NEXT_WEEK, "nightly-fails")
     pd.testing.assert_frame_equal(labels(whole), before)
     with connect(whole) as wh:
         assert not wh.table_exists(whole.build_schema, "ml_customer_labels_scoring")
@@ -215,7 +217,7 @@ def test_labels_that_fail_their_checks_replace_nothing_and_scoring_in_chunks_cha
                              "where run_id = 'nightly-fails' and not success")
     assert failed == [("expect_column_values_to_be_between", "churn_probability")]  # recorded, then raised
     monkeypatch.undo()
-    result = pipeline.score(chunked, NEXT_WEEK, "nightly-chunked")
+    result = score(chunked, NEXT_WEEK, "nightly-chunked")
     pd.testing.assert_frame_equal(labels(whole), before)  # three chunks, the labels of one pass
     assert result["customers"] == len(before)
     with connect(whole) as wh:
@@ -232,14 +234,14 @@ def test_postgres_registry_matches_duckdb(pg_database: str, data: SyntheticData,
         monkeypatch.setenv(k, v)
     settings = load_settings(env)
     seed_build(settings, data, AS_OF, AS_OF)
-    first = pipeline.score(settings, AS_OF, "pg-1")
+    first = score(settings, AS_OF, "pg-1")
     # The version hashes the data, settings and libraries: identical on both engines.
     assert first["model_version"] == duck["first"]["model_version"]
     pd.testing.assert_frame_equal(labels(settings), duck["first_labels"], check_dtype=False)
     row = registry_rows(settings).iloc[0]
     Path(row["artifact_path"]).unlink()  # load from the bytea copy
     seed_build(settings, data, NEXT_WEEK, NEXT_WEEK)
-    second = pipeline.score(settings, NEXT_WEEK, "pg-2")
+    second = score(settings, NEXT_WEEK, "pg-2")
     assert second["model_version"] == first["model_version"]
     assert len(registry_rows(settings)) == 1
     with connect(settings) as wh:

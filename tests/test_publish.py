@@ -14,8 +14,19 @@ from pathlib import Path
 
 import pytest
 
-from custseg import ops, pipeline
 from custseg.config import PROJECT_ROOT, PUBLISHED_BY_DATE, PUBLISHED_TABLES, Settings, load_settings
+from custseg.ops.faults import (
+    FAIL_IN_PUBLISH_ENV,
+    KILL_EXIT_CODE,
+    KILL_IN_PUBLISH_ENV,
+    PUBLISH_PAUSE_ENV,
+    InjectedFault,
+)
+from custseg.ops.locks import WarehouseBusyError, run_lock
+from custseg.ops.run_audit import write_run_audit
+from custseg.ops.status import status_report
+from custseg.steps.prepare import prepare_warehouse
+from custseg.steps.publish import publish
 from custseg.warehouse import connect
 from tests.conftest import warehouse_env
 
@@ -65,17 +76,17 @@ def publish_in_subprocess(env: dict[str, str], **fault: str) -> subprocess.Popen
     full.update(env)
     full.update(fault)
     # the lightest import that runs the real publish (process start-up dominates these tests)
-    code = ("from custseg.config import load_settings; from custseg.warehouse import connect\n"
-            "with connect(load_settings()) as wh: wh.publish()")
+    code = ("from custseg.config import load_settings; from custseg.steps.publish import publish\n"
+            "publish(load_settings())")
     return subprocess.Popen([sys.executable, "-c", code], env=full, cwd=PROJECT_ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 def _published(settings: Settings) -> tuple[dict[str, str], dict[str, str]]:
     """DAY1 published and DAY2 waiting in the build schema; returns both days' checksums."""
-    pipeline.prepare_warehouse(settings)
+    prepare_warehouse(settings)
     load_build(settings, DAY1, 30)
-    pipeline.publish(settings)
+    publish(settings)
     day1 = checksums(settings)
     assert day1 == checksums(settings, settings.build_schema)
     load_build(settings, DAY2, 36)
@@ -103,12 +114,12 @@ def published_pg(pg_database: str, tmp_path: Path):
 
 def test_exception_inside_publish_changes_nothing(published, monkeypatch: pytest.MonkeyPatch) -> None:
     _env, settings, day1, day2 = published
-    monkeypatch.setenv(ops.FAIL_IN_PUBLISH_ENV, "1")
-    with pytest.raises(ops.InjectedFault, match="after replacing customer_segments"):
-        pipeline.publish(settings)
+    monkeypatch.setenv(FAIL_IN_PUBLISH_ENV, "1")
+    with pytest.raises(InjectedFault, match="after replacing customer_segments"):
+        publish(settings)
     assert checksums(settings) == day1
-    monkeypatch.delenv(ops.FAIL_IN_PUBLISH_ENV)
-    counts = pipeline.publish(settings)
+    monkeypatch.delenv(FAIL_IN_PUBLISH_ENV)
+    counts = publish(settings)
     assert set(counts) == set(PUBLISHED_TABLES)
     assert (counts["customer_segments"], counts["segment_history"]) == (36, 30 + 36)
     assert checksums(settings) == day2
@@ -127,28 +138,28 @@ def test_history_tables_publish_the_runs_date_and_newer_ones_only(published) -> 
 
     with connect(settings) as wh:  # an older date's rows that no run of that date wrote are not copied
         wh.execute(f"update {b}.segment_history set rfm_segment = 'Changed' where as_of_date = %s", (DAY1,))
-    counts = pipeline.publish(settings, DAY2)
+    counts = publish(settings, DAY2)
     assert published_history() == {DAY1: (30, 0), DAY2: (36, 0)}
     assert (counts["customer_segments"], counts["segment_history"]) == (36, 36)  # the rows it wrote
-    pipeline.publish(settings, DAY1)  # a rerun or backfill of that date publishes it
+    publish(settings, DAY1)  # a rerun or backfill of that date publishes it
     assert published_history() == {DAY1: (30, 30), DAY2: (36, 0)}
     # a night whose publish failed: the next night publishes its dates too
     load_build(settings, day3, 40)
     with connect(settings) as wh:
         wh.execute("delete from analytics.segment_history where as_of_date = %s", (DAY2,))
         wh.execute("delete from analytics.segment_migration where as_of_date = %s", (DAY2,))
-    pipeline.publish(settings, day3)
+    publish(settings, day3)
     assert published_history() == {DAY1: (30, 30), DAY2: (36, 0), day3: (40, 0)}
     assert checksums(settings) == checksums(settings, b)
 
 
 def test_killed_process_inside_publish_changes_nothing(published) -> None:
     env, settings, day1, day2 = published
-    proc = publish_in_subprocess(env, **{ops.KILL_IN_PUBLISH_ENV: "1"})
+    proc = publish_in_subprocess(env, **{KILL_IN_PUBLISH_ENV: "1"})
     out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == ops.KILL_EXIT_CODE, out
+    assert proc.returncode == KILL_EXIT_CODE, out
     assert checksums(settings) == day1  # DuckDB replays only committed WAL; PostgreSQL aborts the session
-    pipeline.publish(settings)  # the rerun finishes the job
+    publish(settings)  # the rerun finishes the job
     assert checksums(settings) == day2
 
 
@@ -166,7 +177,7 @@ def test_postgres_grants_and_bi_views_survive_and_readers_never_see_a_mix(publis
         assert before == (10, DAY1)
 
         # a publish paused inside its transaction, after replacing the first table
-        proc = publish_in_subprocess(env, **{ops.PUBLISH_PAUSE_ENV: "4"})
+        proc = publish_in_subprocess(env, **{PUBLISH_PAUSE_ENV: "4"})
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             waiting = con.execute("select count(*) from pg_locks where locktype = 'advisory' and granted").fetchone()
@@ -197,13 +208,13 @@ def test_postgres_grants_and_bi_views_survive_and_readers_never_see_a_mix(publis
 @pytest.mark.postgres
 def test_postgres_concurrent_publishers_wait_and_never_duplicate(published_pg) -> None:
     env, settings, _day1, day2 = published_pg
-    first = publish_in_subprocess(env, **{ops.PUBLISH_PAUSE_ENV: "3"})
+    first = publish_in_subprocess(env, **{PUBLISH_PAUSE_ENV: "3"})
     time.sleep(1.5)  # let the first one take the lock
     errors: list[BaseException] = []
 
     def second() -> None:
         try:
-            pipeline.publish(settings)
+            publish(settings)
         except BaseException as exc:  # reported below
             errors.append(exc)
 
@@ -224,14 +235,14 @@ def test_postgres_concurrent_publishers_wait_and_never_duplicate(published_pg) -
 def test_duckdb_second_writer_fails_cleanly(tmp_path: Path) -> None:
     env = warehouse_env("duckdb", tmp_path, duckdb_path=tmp_path / "wh.duckdb")
     settings = load_settings(env)
-    pipeline.prepare_warehouse(settings)
+    prepare_warehouse(settings)
     load_build(settings, DAY1, 30)
-    pipeline.publish(settings)
+    publish(settings)
     day1 = checksums(settings)
     load_build(settings, DAY2, 36)
     day2 = checksums(settings, settings.build_schema)
 
-    holder = publish_in_subprocess(env, **{ops.PUBLISH_PAUSE_ENV: "8"})
+    holder = publish_in_subprocess(env, **{PUBLISH_PAUSE_ENV: "8"})
     # wait for the holder to say it is paused inside its publish transaction (probing the file with a
     # connection of our own could itself take the lock first and make the holder fail)
     seen = []
@@ -240,8 +251,8 @@ def test_duckdb_second_writer_fails_cleanly(tmp_path: Path) -> None:
         if "publish paused" in line:
             break
     assert any("publish paused" in line for line in seen), "".join(seen)[-3000:]
-    with pytest.raises(ops.WarehouseBusyError) as caught:
-        pipeline.publish(settings)
+    with pytest.raises(WarehouseBusyError) as caught:
+        publish(settings)
     message = str(caught.value)
     assert str(settings.duckdb_path) in message and "another process" in message and "one writer" in message
     out, _ = holder.communicate(timeout=120)
@@ -257,25 +268,25 @@ def test_run_lock_rejects_a_second_run(kind: str, tmp_path: Path, request: pytes
         env = warehouse_env("duckdb", tmp_path, duckdb_path=tmp_path / "wh.duckdb")
     settings = load_settings(env)
     # a second holder (its own PostgreSQL session / its own open file) is rejected at once, with a clear error
-    with ops.run_lock(settings), pytest.raises(ops.WarehouseBusyError, match="not starting a second one"), \
-            ops.run_lock(settings):
+    with run_lock(settings), pytest.raises(WarehouseBusyError, match="not starting a second one"), \
+            run_lock(settings):
         pass
-    with ops.run_lock(settings):  # released: the next run may start
+    with run_lock(settings):  # released: the next run may start
         pass
 
 
 @pytest.mark.postgres
 def test_postgres_run_audit_and_status(pg_database: str, tmp_path: Path) -> None:
     settings = load_settings(warehouse_env("postgres", tmp_path, pg_url=pg_database))
-    pipeline.prepare_warehouse(settings)
+    prepare_warehouse(settings)
     now = dt.datetime(2026, 11, 1, 1, 0)
     row = {"run_id": "scheduled__2026-10-31", "dag_id": "customer_segmentation", "task_id": "audit",
            "logical_date": dt.date(2026, 10, 31), "try_number": 1, "status": "failed", "started_at": now,
            "ended_at": now + dt.timedelta(seconds=3), "duration_seconds": 3.0, "rows_in": 400, "rows_out": None,
            "error": "QualityGateError: Quality gate failed for suite 'analytics.segment_shares'", "recorded_at": now}
     with connect(settings) as wh:
-        ops.write_run_audit(wh, row)
-        ops.write_run_audit(wh, row)  # the same try again replaces, never duplicates
+        write_run_audit(wh, row)
+        write_run_audit(wh, row)  # the same try again replaces, never duplicates
         assert wh.fetchall("select count(*), max(rows_in) from ops.run_audit")[0] == (1, 400)
-    report = ops.status_report(settings)
+    report = status_report(settings)
     assert "2026-10-31  FAILED" in report and "failed: audit: QualityGateError" in report

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from custseg.config import load_settings
+from custseg.steps.quality import published_reports, raw_batch_reports
 from custseg.warehouse import Warehouse, connect
 from expectations.config import QualityConfig
-from expectations.gates import published_reports, raw_batch_reports
 from expectations.report import QualityGateError, raise_if_any_blocking
 from expectations.suites import row_count_bounds, segment_share_suite, share_bounds
 from tests.conftest import warehouse_env

@@ -1,6 +1,6 @@
-"""The end-to-end row accounting (custseg/reconcile.py) on a real DuckDB warehouse.
+"""The end-to-end row accounting (custseg/ops/reconcile.py) on a real DuckDB warehouse.
 
-Orders are really ingested (custseg.ingest) into raw and raw.quarantine; the two build tables the
+Orders are really ingested (custseg.steps.ingest) into raw and raw.quarantine; the two build tables the
 accounting reads after them, the staging model and fct_purchases, are written here the way dbt
 writes them, so a test can take one row out of either and see the loss named.
 """
@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from custseg.config import load_settings
-from custseg.ingest import ingest_source
-from custseg.pipeline import prepare_warehouse
-from custseg.reconcile import ReconciliationError, reconcile
+from custseg.ops.reconcile import ReconciliationError, reconcile
+from custseg.steps.ingest import ingest_source
+from custseg.steps.prepare import prepare_warehouse
 from custseg.warehouse import connect
 
 DAY = dt.date(2026, 3, 2)

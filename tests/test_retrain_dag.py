@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from custseg.config import PROJECT_ROOT, load_settings
-from custseg.models import cluster_agreement, ground_truth_labels
+from custseg.demo.truth import cluster_agreement, ground_truth_labels
 from custseg.warehouse import connect
 from tests.conftest import airflow_env, run_cli, warehouse_env
 
@@ -52,7 +52,7 @@ def run_dag_test(dag_id: str, logical_date: dt.date, env: dict[str, str], home: 
 
 @pytest.fixture(scope="module")
 def demo_run(airflow_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from custseg.generate import generate
+    from custseg.demo.generate import generate
 
     root = tmp_path_factory.mktemp("retrain_demo")
     summary = generate(root / "demo", customers=2000, days=365, end_date=DEMO_END, seed=42)

@@ -25,7 +25,7 @@ import pytest
 
 from custseg.config import PROJECT_ROOT, load_settings
 from custseg.dbt import run_dbt
-from custseg.pipeline import prepare_warehouse
+from custseg.steps.prepare import prepare_warehouse
 from custseg.warehouse import connect
 
 CDNOW = PROJECT_ROOT / "tests" / "fixtures" / "cdnow" / "CDNOW_sample.txt"
@@ -54,7 +54,7 @@ def cdnow_purchases() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def demo_purchases(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
     """The demo data `make demo` generates (2,000 customers, one year), as purchases per person."""
-    from custseg.generate import generate
+    from custseg.demo.generate import generate
 
     landing = generate(tmp_path_factory.mktemp("demo"), customers=2_000, days=365, end_date=dt.date(2026, 10, 31),
                        seed=42).landing_dir

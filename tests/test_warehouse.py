@@ -66,7 +66,7 @@ def test_customer_chunks_split_the_ml_inputs_into_disjoint_ranges_that_miss_nobo
     # The ranges are ordered by the warehouse itself: on PostgreSQL a non-C collation (here ICU
     # English, where 'B' < 'a' is false and punctuation is ignored at first) orders these ids
     # differently from a byte-wise sort, and every purchase must still fall in exactly one range.
-    from custseg.models import customer_chunks, read_ml_inputs
+    from custseg.steps.score import customer_chunks, read_ml_inputs
     from ml.features import SNAPSHOT_FEATURES
 
     ids = ["a", "B", "a_b", "aa", "A-1", "_x", "b", "Z", "z9", "Ab"]

@@ -20,6 +20,9 @@ import datetime as dt
 import os
 from pathlib import Path
 
+import psycopg
+from psycopg import sql
+
 from custseg.config import ConfigError, parse_postgres_url
 from custseg.sources import SourceConfig
 
@@ -45,9 +48,6 @@ def extract_pending(src: SourceConfig, logical_date: dt.date, loaded: set[dt.dat
     date; snapshot: the whole table as the logical date's partition. Rows are written in a stable
     order, so a quarantined row's line number means the same on every extract.
     """
-    import psycopg
-    from psycopg import sql
-
     assert src.table and src.connection
     # identifiers are allow-listed when sources.yml is read and quoted by psycopg here; dates are bound
     table = sql.Identifier(*src.table.split("."))

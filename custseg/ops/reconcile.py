@@ -54,7 +54,6 @@ RECONCILIATION_DDL = """create table if not exists ops.source_reconciliation (
 @dataclasses.dataclass(frozen=True)
 class SourceFlow:
     """How one raw table reaches the tables analytics is built from (all names are ours, not users')."""
-
     raw_table: str
     staging_model: str
     #: the event time that decides visibility as of a date (None: landing date only)

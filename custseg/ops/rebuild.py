@@ -29,13 +29,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from custseg.clock import utc_now
 from custseg.config import PUBLISHED_BY_DATE, Settings
+from custseg.ops.dag_runs import run_dag
+from custseg.ops.locks import run_lock
+from custseg.steps.prepare import prepare_warehouse
 from custseg.warehouse import Warehouse, connect, quote_ident
 
 #: the published dates of a rebuild under way: its history rows are cleared, so a rebuild that
 #: failed half-way finds its dates here instead of in segment_history
 PLAN_DDL = "create table if not exists ops.rebuild_dates (as_of_date date not null, planned_at timestamp not null)"
-#: raw tables derived from the landed rows (custseg/identity.py) that a rebuild recomputes
+#: raw tables derived from the landed rows (custseg/steps/identity.py) that a rebuild recomputes
 IDENTITY_TABLES = ("identity_map", "identity_state", "identity_phone_crm")
 RETIRED = "retired"
 
@@ -49,11 +53,6 @@ class RebuildSummary:
     dates: list[dt.date]
     seconds: float
     models_retired: int
-
-
-def _utc_now() -> dt.datetime:
-    """Only for operational records (when a row was written), never for computed values."""
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 def _as_date(value: object) -> dt.date:
@@ -75,7 +74,7 @@ def clear_derived_state(wh: Warehouse, settings: Settings, dates: list[dt.date],
     retired = 0
     with wh.transaction():
         wh.execute("delete from ops.rebuild_dates")
-        now = _utc_now()
+        now = utc_now()
         for day in dates:
             wh.execute("insert into ops.rebuild_dates (as_of_date, planned_at) values (%s, %s)", (day, now))
         # dbt's tables, the ML labels and dbt's incremental state (dbt_incremental_state): all rebuilt
@@ -102,14 +101,10 @@ def rebuild(settings: Settings, *, keep_models: bool = False,
             echo: Callable[[str], None] = print) -> RebuildSummary:
     """Recompute every published date from `raw` with the current key and code (module docstring).
 
-    `run` runs the DAG for a date with a conf (default: custseg.cli.run_dag, the real DAG in-process);
-    `echo` receives one line per date.
+    `run` runs the DAG for a date with a conf (default: :func:`custseg.ops.dag_runs.run_dag`, the real
+    DAG in-process); `echo` receives one line per date.
     """
-    from custseg.ops import run_lock
-    from custseg.pipeline import prepare_warehouse
-
-    if run is None:
-        from custseg.cli import run_dag as run
+    run = run or run_dag
     t0 = time.perf_counter()
     with run_lock(settings):
         # the current key goes into raw.pii_salt before anything is recomputed with it

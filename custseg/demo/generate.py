@@ -116,7 +116,6 @@ _CHUNK_ROWS = 750_000  # rows rendered at once when writing; bounds peak memory
 @dataclass(frozen=True)
 class BehaviourProfile:
     """Parameters of one latent behaviour type; distinct enough that clustering can recover them."""
-
     name: str
     crm_share: float  # share among CRM buyers
     guest_share: float  # share among guest buyers (online-only types)
@@ -255,7 +254,6 @@ _L = pa.large_string()
 @dataclass(frozen=True)
 class GenerationSummary:
     """What `generate` wrote: where, which window, and how many rows of each kind per source."""
-
     out_dir: Path
     landing_dir: Path
     ground_truth_dir: Path
@@ -276,7 +274,6 @@ class GenerationSummary:
 @dataclass(frozen=True)
 class _Clock:
     """The simulated window. Times are int64 seconds since start_date 00:00 UTC."""
-
     start: date
     days: int
     hourly_offset: np.ndarray  # [tz, hour since start - PAD days] -> UTC offset in seconds
@@ -416,7 +413,6 @@ def _json_lines(fields: list[tuple[str, pa.Array, bool]]) -> pa.Array:
 @dataclass(frozen=True)
 class _People:
     """Per-person latent state and attributes (index = person_id - 1)."""
-
     n: int
     is_guest: np.ndarray
     type_code: np.ndarray
@@ -840,7 +836,6 @@ def _write_parquet(
 @dataclass(frozen=True)
 class _Written:
     """What one source writer produced: counts for the summary, identity codes for the truth."""
-
     rows: int
     seen: np.ndarray  # bool per key id (slot * n + person): identifiers this source emitted
     invalid: int = 0
@@ -1551,7 +1546,7 @@ def generate(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m custseg.generate`: a thin runner for benchmarks (the project CLI wraps `generate`)."""
+    """`python -m custseg.demo.generate`: a thin runner for benchmarks (the project CLI wraps `generate`)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--out", default="data")
     parser.add_argument("--customers", type=int, default=1000)

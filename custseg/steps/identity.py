@@ -32,7 +32,7 @@ Email and phone never leave the warehouse in clear: the extraction query hashes 
 DuckDB (`sha256(varchar)`), PostgreSQL (`encode(sha256(convert_to(x, 'UTF8')), 'hex')`), this module's
 `keyed_hash_sql` and the dbt macro `keyed_hash` (`dbt_project/macros/pii.sql`), and by `keyed_hash`
 in Python. The key is `Settings.hash_key` (`CUSTSEG_HASH_KEY`); the SQL reads it from `raw.pii_salt`,
-where `custseg.pipeline.prepare_warehouse` stores it, so it never appears in SQL text, logs or docs.
+where `custseg.steps.prepare_warehouse` stores it, so it never appears in SQL text, logs or docs.
 The namespaces are the fixed set in `NAMESPACES`: without the key nobody can hash a known address
 or CRM id and look the person up, and one reference hashes differently in each namespace.
 
@@ -92,18 +92,24 @@ import pandas as pd
 import pyarrow as pa
 
 from custseg.config import Settings
-from custseg.ingest import FUTURE_TOLERANCE
+from custseg.steps.ingest import FUTURE_TOLERANCE
 from custseg.warehouse import Warehouse, connect
 
 log = logging.getLogger(__name__)
 
+
 KEY_TYPES = ("crm_id", "email", "phone", "loyalty_card")
+
+
 ALIAS = "customer_id"
+
 
 # -- keyed hashes: the one spec (module docstring, README "Identity resolution") --------------------
 #: chr(31), the ASCII unit separator: no key, namespace or normalised reference contains it, so
 #: (key, namespace, reference) -> hashed text is one-to-one
 HASH_SEPARATOR = "\x1f"
+
+
 #: Every namespace custseg hashes in, and what it hashes (a fixed set: the SQL helpers refuse others).
 NAMESPACES: dict[str, str] = {
     "email": "normalised email -> email_hash (staging, raw.identity_map, customer_identity)",
@@ -115,9 +121,13 @@ NAMESPACES: dict[str, str] = {
     "ref:crm": "trimmed CRM id -> customer_identity.source_customer_ref (source crm)",
     "ref:card": "normalised loyalty card -> customer_identity.source_customer_ref (source loyalty_card)",
 }
+
+
 #: The namespace of the natural id each key type mints.
 CUSTOMER_NAMESPACE = {"crm_id": "customer:crm", "email": "customer:email", "phone": "customer:phone",
                       "loyalty_card": "customer:card"}
+
+
 #: The key as SQL: read from the table prepare_warehouse writes, never rendered into the SQL text.
 HASH_KEY_SQL = "(select pii_salt from raw.pii_salt)"
 
@@ -154,6 +164,7 @@ def keyed_hash_sql(kind: str, expr: str, namespace: str, key: str = HASH_KEY_SQL
     customer_namespace_sql). The same text as the dbt macro keyed_hash in dbt_project/macros/pii.sql."""
     hashed = sha256_hex_sql(kind, f"{key} || chr(31) || {namespace} || chr(31) || {expr}")
     return f"case when {expr} is null then null else {hashed} end"
+
 
 MAP_DDL = """create table if not exists raw.identity_map (
     key_type text not null,
@@ -301,10 +312,17 @@ group by type_a, value_a, type_b, value_b
 
 
 WORK = ("raw._identity_keys", "raw._identity_roots", "raw._identity_aliases", "raw._identity_phone_crm")
+
+
 EXTEND_WORK = ("raw._identity_touched", "raw._identity_renamed")
+
+
 DUCKDB_MEMORY_LIMIT = "1GB"
+
+
 #: Bumped when the resolution rules change, so the next run rebuilds the map instead of extending it.
 RULES_VERSION = "2"  # 2: keyed sha256 ids and hashes instead of md5
+
 
 STATE_DDL = (
     # what raw.identity_map and raw.identity_phone_crm hold: the map as of as_of_date, built from the
@@ -650,60 +668,3 @@ def _extend(wh: Warehouse, settings: Settings, since: dt.date, as_of: dt.date) -
             wh.execute(f"drop table if exists {table}")
     return {**summary, "household_phones_tonight": int(households), "new_keys": len(new_keys),
             "new_merges": len(set(renamed) - new_ids), "mode": f"extended from {since}"}
-
-
-def score_against_truth(key_map: pd.DataFrame, identities_parquet: str, hash_key: str,
-                        country_code: str = "44") -> dict[str, float]:
-    """Pairwise precision and recall of the map against the generator's ground truth.
-
-    The truth lists every key each person appeared under, as written. Keys are normalised and
-    hashed with the same SQL as the map, then every pair of distinct keys is judged: same person
-    and same customer_id (true positive), different person but same customer (false merge), same
-    person but different customers (missed link). A key missing from the map is its own customer.
-    `country_code` must be the `Settings.phone_country_code` the map was built with.
-    """
-    import duckdb
-
-    con = duckdb.connect()
-    # the key where HASH_KEY_SQL reads it, as in the warehouse
-    con.execute("create schema raw")
-    con.execute("create table raw.pii_salt as select ? as pii_salt", [hash_key])
-    con.register("key_map", key_map[key_map["key_type"] != ALIAS][["key_type", "key_value", "customer_id"]])
-    k = "t.source_key"
-    typed = f"""
-        select distinct person_id,
-            case when {k} like 'CRM-%' then 'crm_id' when {k} like '%@%' then 'email'
-                 when upper(trim({k})) like 'LC%' then 'loyalty_card' else 'phone' end as key_type,
-            {k} as source_key
-        from read_parquet(?) as t
-    """
-    email = keyed_hash_sql("duckdb", norm_email(k), namespace_sql("email"))
-    phone = keyed_hash_sql("duckdb", norm_phone(k, country_code), namespace_sql("phone"))
-    value = (f"case key_type when 'crm_id' then {norm_crm(k)} when 'email' then {email} "
-             f"when 'phone' then {phone} else {norm_card(k)} end")
-    frame = con.execute(f"""
-        with typed as ({typed}),
-        truth as (
-            select distinct t.person_id, t.key_type, {value} as key_value
-            from typed as t
-        )
-        select truth.person_id, truth.key_type, truth.key_value,
-            coalesce(m.customer_id, 'unmapped:' || truth.key_type || truth.key_value) as customer_id
-        from truth left join key_map as m using (key_type, key_value)
-    """, [identities_parquet]).df()
-    con.close()
-
-    def pairs(counts: pd.Series) -> int:
-        c = counts.to_numpy(dtype=np.int64)
-        return int((c * (c - 1) // 2).sum())
-
-    together = pairs(frame.groupby(["person_id", "customer_id"]).size())
-    same_customer = pairs(frame.groupby("customer_id").size())
-    same_person = pairs(frame.groupby("person_id").size())
-    return {
-        "keys": len(frame),
-        "persons": int(frame["person_id"].nunique()),
-        "customers": int(frame["customer_id"].nunique()),
-        "precision": together / same_customer if same_customer else 1.0,
-        "recall": together / same_person if same_person else 1.0,
-    }

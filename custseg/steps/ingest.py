@@ -29,22 +29,71 @@ import pyarrow.parquet as pq
 from custseg.config import ConfigError, Settings
 from custseg.schemas import SQL_TYPES, Column
 from custseg.sources import ColumnMapping, SourceConfig, load_sources
+from custseg.steps import extract
 from custseg.warehouse import Warehouse, connect
 
 log = logging.getLogger(__name__)
 
+
+#: ops.load_audit status of a source that a rebuild did not read from landing (see ingest)
+FROM_RAW = "from_raw"
+
+
+def source_names(settings: Settings) -> list[str]:
+    return list(load_sources(settings.sources_file))
+
+
+def ingest(settings: Settings, source: str, logical_date: dt.date, run_id: str,
+           from_raw: bool = False) -> dict[str, int | str]:
+    """Load one source's pending partitions; a source this run does not declare is skipped and audited.
+
+    The DAG has one task per configured source; a bring-your-own-orders run (custseg.steps.byo) declares
+    only its order export, so the other channels load nothing that night and say so in ops.load_audit.
+    With `from_raw` (the DAG param of the same name, set by `custseg rebuild`), nothing is read from
+    the landing files (they may be gone): `raw` already holds every row, and the load is audited as
+    `from_raw` with zero counts.
+    """
+    if from_raw:
+        reason = "rebuild from raw: landing files not read (custseg rebuild)"
+        with connect(settings) as wh:
+            record_load(wh, run_id, logical_date, source, logical_date, None, 0, 0, 0, (), FROM_RAW, reason)
+        log.info("%s: %s", source, reason)
+        return {"partitions": 0, "rows_read": 0, "rows_loaded": 0, "rows_quarantined": 0, "skipped": reason}
+    if source not in load_sources(settings.sources_file):
+        reason = f"source not declared in {settings.sources_file} for this run (bring-your-own-orders run)"
+        with connect(settings) as wh:
+            record_load(wh, run_id, logical_date, source, logical_date, None, 0, 0, 0, (), "skipped", reason)
+        log.info("%s: skipped: %s", source, reason)
+        return {"partitions": 0, "rows_read": 0, "rows_loaded": 0, "rows_quarantined": 0, "skipped": reason}
+    results: list[LoadResult] = ingest_source(settings, source, logical_date, run_id)
+    return {
+        "partitions": len(results),
+        "rows_read": sum(r.rows_read for r in results),
+        "rows_loaded": sum(r.rows_loaded for r in results),
+        "rows_quarantined": sum(r.rows_quarantined for r in results),
+    }
+
+
 #: A timestamp more than this long after the end of its landing date is treated as "in the future".
 #: A day later than the UTC day covers every time zone's local evening (late rows are always earlier).
 FUTURE_TOLERANCE = dt.timedelta(hours=24)
+
+
 #: Landing files parsed per query. The first run catches up on history file by file, so chunking
 #: keeps the per-query overhead (~15 ms) off every file while memory stays bounded.
 FILES_PER_CHUNK = 64
+
+
 #: A mapped field longer than this is quarantined (no real id, email or category is this long; a
 #: field this size is a broken export or an attack). DuckDB's line limit is raised well above it so
 #: such a row is quarantined with a reason instead of failing the whole file.
 MAX_FIELD_CHARS = 10_000
+
+
 #: ... and at most this many bytes of input per query, so memory stays bounded when files grow.
 MAX_CHUNK_BYTES = 64 * 1024 * 1024
+
+
 MAX_LINE_BYTES = 64 * 1024 * 1024
 
 
@@ -59,7 +108,6 @@ class IngestError(RuntimeError):
 @dataclass(frozen=True)
 class ParsedBatch:
     """Several landing files parsed together: one per partition date."""
-
     files: tuple[tuple[dt.date, Path], ...]
     rows_read: dict[dt.date, int]
     valid: pa.Table
@@ -91,7 +139,6 @@ class _Binds:
     as strings, formats, the delimiter) is bound through here, never pasted into the SQL text; column
     names used as identifiers go through ``_ident``.
     """
-
     def __init__(self) -> None:
         self.values: dict[str, object] = {}
 
@@ -169,8 +216,6 @@ def scratch_connection(memory_limit: str = "2GB") -> duckdb.DuckDBPyConnection:
     return con
 
 
-# -- reading a file that DuckDB's readers refuse, line by line -------------------------------------
-
 #: Leading bytes of files that are not text at all, whatever their name says.
 _BINARY_SIGNATURES = (
     (b"\x1f\x8b", "gzip-compressed data (decompress it first)"),
@@ -229,7 +274,6 @@ def _encoding_hint(src: SourceConfig) -> str:
 @dataclass
 class _PythonParsed:
     """One file read line by line: its good records (text columns + ``_source_line``) and its rejects."""
-
     good: pa.Table
     rejects: list[tuple[int, str, str]]  # (record number, raw text, reason)
 
@@ -310,9 +354,6 @@ def _python_jsonl(src: SourceConfig, path: Path) -> _PythonParsed:
     return _PythonParsed(good, rejects)
 
 
-# -- parsing -----------------------------------------------------------------------------------------
-
-
 def _file_columns(src: SourceConfig, path: Path) -> list[str]:
     """Column names of one landing file, read from its header (CSV) or schema (Parquet).
 
@@ -361,7 +402,6 @@ _META = ("_partition_date", "_source_file", "_source_line", "_raw_record", "_ext
 @dataclass(frozen=True)
 class _FileInput:
     """One landing file to parse: by DuckDB's reader, or (``parsed``) as read line by line in Python."""
-
     day: dt.date
     path: Path
     file_cols: tuple[str, ...]
@@ -431,7 +471,7 @@ def _rejects_select(src: SourceConfig, items: list[_FileInput], bind: _Binds, co
 
 
 def _upstream_rejects(src: SourceConfig, path: Path) -> tuple[tuple[str, int, str, str], ...]:
-    """The ``<file>.rejects.jsonl`` sidecar: records a preparation step (custseg.byo) could not turn into rows."""
+    """The ``<file>.rejects.jsonl`` sidecar: records a preparation step (custseg.steps.byo) could not turn into rows."""
     sidecar = path.with_name(path.name + ".rejects.jsonl")
     if not sidecar.exists():
         return ()
@@ -687,7 +727,6 @@ def pending_files(settings: Settings, wh: Warehouse, src: SourceConfig, logical_
                   ) -> list[tuple[dt.date, Path]]:
     """The (partition date, file) pairs this run loads: landing files, or fresh extracts of a table."""
     if src.format == "postgres_table":
-        from custseg import extract  # psycopg only for table sources
 
         try:
             return extract.extract_pending(src, logical_date, loaded_partitions(wh, src.name),
@@ -805,67 +844,3 @@ def ingest_source(settings: Settings, source_name: str, logical_date: dt.date, r
 
 def ingest_all(settings: Settings, logical_date: dt.date, run_id: str) -> dict[str, list[LoadResult]]:
     return {name: ingest_source(settings, name, logical_date, run_id) for name in load_sources(settings.sources_file)}
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Measure load throughput: `python -m custseg.ingest --as-of D [--identity [--truth P]]`.
-
-    Loads every source's pending partitions up to the date (a catch-up on an empty warehouse loads
-    the whole history), then prints rows read per second and the process's peak memory. With
-    `--truth`, the generator's `ground_truth/identities.parquet`, it also scores the identity map's
-    pairwise precision and recall. Settings come from the usual environment.
-    """
-    import argparse
-    import resource
-    import time
-
-    from custseg.config import load_settings
-
-    parser = argparse.ArgumentParser(prog="python -m custseg.ingest", description=main.__doc__)
-    parser.add_argument("--as-of", required=True)
-    parser.add_argument("--identity", action="store_true", help="also time identity resolution")
-    parser.add_argument("--truth", help="with --identity: score the map against this identities.parquet")
-    args = parser.parse_args(argv)
-    if args.truth and not args.identity:
-        parser.error("--truth needs --identity")
-    logging.basicConfig(level=logging.WARNING)
-    settings = load_settings()
-    day = dt.date.fromisoformat(args.as_of)
-    from custseg.pipeline import prepare_warehouse
-
-    prepare_warehouse(settings)
-    total_rows, total_s = 0, 0.0
-    for name in load_sources(settings.sources_file):
-        t0 = time.perf_counter()
-        results = ingest_source(settings, name, day, "bench")
-        took = time.perf_counter() - t0
-        rows = sum(r.rows_read for r in results)
-        total_rows, total_s = total_rows + rows, total_s + took
-        print(f"{name:<16} {rows:>11,} rows {took:7.1f} s {rows / took:>11,.0f} rows/s")
-    print(f"{'all sources':<16} {total_rows:>11,} rows {total_s:7.1f} s {total_rows / total_s:>11,.0f} rows/s "
-          f"({settings.warehouse})")
-
-    def peak_mb() -> float:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-    print(f"peak memory (max RSS) after the load: {peak_mb():,.0f} MB")
-    if args.identity:
-        from custseg.identity import resolve_identities
-
-        t0 = time.perf_counter()
-        summary = resolve_identities(settings, day)
-        print(f"identity resolution: {time.perf_counter() - t0:.1f} s {summary}")
-        print(f"peak memory (max RSS) after identity resolution: {peak_mb():,.0f} MB")
-    if args.truth:
-        from custseg.identity import score_against_truth
-
-        with connect(settings) as wh:
-            key_map = wh.query_df("select key_type, key_value, customer_id from raw.identity_map")
-        scores = score_against_truth(key_map, args.truth, settings.pii_salt, settings.phone_country_code)
-        print(f"identity precision {scores['precision']:.4f} recall {scores['recall']:.4f} "
-              f"({scores['keys']:,} keys, {scores['persons']:,} persons, {scores['customers']:,} customers)")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

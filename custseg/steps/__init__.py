@@ -1,0 +1,13 @@
+"""One module per task of the nightly DAG, in the order they run.
+
+``prepare`` (and ``byo``, the order-export split) -> ``ingest`` (``extract`` for table sources)
+-> ``quality.validate_raw`` -> ``identity`` -> dbt's transform -> ``score`` -> dbt's assemble ->
+``quality.audit`` -> ``publish`` -> ``docs``; ``retrain`` is the weekly ``retrain_models`` DAG's task.
+
+Each step is a plain function of the settings, the run's ``as_of_date`` and its run id: the DAGs
+wire them, and the CLI and the tests call them directly.
+"""
+
+from custseg.steps import byo, docs, extract, identity, ingest, prepare, publish, quality, retrain, score
+
+__all__ = ["byo", "docs", "extract", "identity", "ingest", "prepare", "publish", "quality", "retrain", "score"]

@@ -1,0 +1,20 @@
+"""The prepare task: schemas, pipeline tables and the hash key, before anything is loaded."""
+
+from __future__ import annotations
+
+from custseg.config import Settings
+from custseg.warehouse import connect
+
+
+def prepare_warehouse(settings: Settings) -> None:
+    """Create schemas and pipeline tables, and store the hash key where the SQL can join it.
+
+    The key (CUSTSEG_HASH_KEY) goes into `raw.pii_salt` (its historical name), bound as a parameter:
+    dbt and custseg/steps/identity.py read it from there, so it is never rendered into SQL text, logs or docs.
+    """
+    with connect(settings) as wh:
+        wh.bootstrap()
+        with wh.transaction():
+            wh.execute("create table if not exists raw.pii_salt (pii_salt text not null)")
+            wh.execute("delete from raw.pii_salt")
+            wh.execute("insert into raw.pii_salt (pii_salt) values (%s)", (settings.hash_key,))

@@ -1,0 +1,127 @@
+"""The pipeline's own tables (`ops`, `ml`, identity state), created by `Warehouse.bootstrap`, and
+the name of the read-only BI role.
+"""
+
+from __future__ import annotations
+
+BI_ROLE = "custseg_bi"
+
+
+OPS_DDL = (
+    """create table if not exists ops.load_audit (
+        run_id text not null,
+        logical_date date not null,
+        source text not null,
+        partition_date date,
+        source_file text,
+        rows_read bigint not null,
+        rows_loaded bigint not null,
+        rows_quarantined bigint not null,
+        extra_columns text,
+        status text not null,
+        error text,
+        recorded_at timestamp not null
+    )""",
+    # Warehouses created before these counts: add them (idempotent on both engines). Exact duplicates
+    # of an earlier row of the same partition are loaded (staging keeps one) and counted here; rows of
+    # an order export dated after the run's date are not read that night, and counted here.
+    "alter table ops.load_audit add column if not exists rows_duplicate bigint",
+    "alter table ops.load_audit add column if not exists rows_after_as_of bigint",
+    """create table if not exists raw.quarantine (
+        source text not null,
+        source_file text not null,
+        source_line bigint,
+        partition_date date,
+        run_id text not null,
+        raw_record text,
+        reason text not null
+    )""",
+    # The model registry: one row per fit (as_of_date = the training date); see custseg/registry.py.
+    """create table if not exists ml.model_runs (
+        model_version text not null,
+        as_of_date date not null,
+        run_id text not null,
+        metrics text,
+        params text,
+        recorded_at timestamp not null,
+        dag_id text,
+        status text,
+        decision_reason text,
+        training_window_start date,
+        training_window_end date,
+        training_data_hash text,
+        library_versions text,
+        artifact_path text,
+        artifact_sha256 text
+    )""",
+    # Warehouses created before the registry: add its columns (idempotent on both engines).
+    "alter table ml.model_runs add column if not exists dag_id text",
+    "alter table ml.model_runs add column if not exists status text",
+    "alter table ml.model_runs add column if not exists decision_reason text",
+    "alter table ml.model_runs add column if not exists training_window_start date",
+    "alter table ml.model_runs add column if not exists training_window_end date",
+    "alter table ml.model_runs add column if not exists training_data_hash text",
+    "alter table ml.model_runs add column if not exists library_versions text",
+    "alter table ml.model_runs add column if not exists artifact_path text",
+    "alter table ml.model_runs add column if not exists artifact_sha256 text",
+    # A copy of every artifact, so a worker without the model directory can still load a model.
+    """create table if not exists ml.model_artifacts (
+        model_version text not null,
+        artifact_sha256 text not null,
+        content bytea not null,
+        recorded_at timestamp not null
+    )""",
+    # One row per nightly scoring run: which model scored which date.
+    """create table if not exists ml.scoring_runs (
+        run_id text not null,
+        as_of_date date not null,
+        model_version text not null,
+        model_trained_as_of date,
+        n_customers bigint,
+        n_buyers bigint,
+        drift_max_psi double precision,
+        metrics text,
+        recorded_at timestamp not null
+    )""",
+    # PSI of the main features between the scoring model's training data and the run's date.
+    """create table if not exists ml.feature_drift (
+        run_id text not null,
+        as_of_date date not null,
+        model_version text not null,
+        model_trained_as_of date,
+        feature text not null,
+        psi double precision,
+        bins integer,
+        status text not null,
+        warn_threshold double precision not null,
+        recorded_at timestamp not null
+    )""",
+    """create table if not exists ops.quality_results (
+        run_id text not null,
+        logical_date date not null,
+        suite_name text not null,
+        expectation text not null,
+        column_name text,
+        severity text not null,
+        success boolean not null,
+        observed_value text,
+        unexpected_sample text,
+        recorded_at timestamp not null
+    )""",
+    # one row per task try of the nightly DAG, written by its callbacks (custseg.ops)
+    """create table if not exists ops.run_audit (
+        run_id text not null,
+        dag_id text not null,
+        task_id text not null,
+        logical_date date,
+        try_number integer,
+        status text not null,
+        started_at timestamp,
+        ended_at timestamp,
+        duration_seconds double precision,
+        rows_in bigint,
+        rows_out bigint,
+        error text,
+        recorded_at timestamp not null
+    )""",
+)
