@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from custseg.clock import utc_now
 from custseg.config import PROJECT_ROOT, Settings
 from custseg.ops.dag_runs import airflow_env_defaults, run_dag
 
@@ -71,7 +72,7 @@ def byo_options(args: argparse.Namespace) -> dict:
 
 def cli_run_id() -> str:
     """This invocation's id: names its own split folder, so no two runs ever share staged input."""
-    return f"cli-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{os.getpid()}"
+    return f"cli-{utc_now():%Y%m%dT%H%M%S}-{os.getpid()}"
 
 
 def _split_orders(args: argparse.Namespace, settings: Settings, options: dict, until: dt.date) -> dict:
@@ -175,9 +176,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    """Recompute every published date from raw with the current key and code (custseg.ops.rebuild)."""
+    """Recompute every published date from raw with the current key and code (custseg.rebuild)."""
     from custseg.config import load_settings
-    from custseg.ops.rebuild import RebuildError, rebuild
+    from custseg.rebuild import RebuildError, rebuild
 
     if args.warehouse:
         os.environ["CUSTSEG_WAREHOUSE"] = args.warehouse
@@ -332,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv  # anywhere on the line: `custseg run ... --debug` too
     airflow_env_defaults()
     args = build_parser().parse_args([a for a in argv if a != "--debug"])
-    started = dt.datetime.now(dt.UTC).replace(tzinfo=None)  # operational: which failures are this command's
+    started = utc_now()  # operational: which failures are this command's
     try:
         if args.command == "run" and args.date_from and not args.date_to:
             raise UsageError("--from needs --to")

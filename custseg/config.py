@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote, unquote, urlsplit
 
+import yaml
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 DEFAULT_SOURCES_FILE = PROJECT_ROOT / "config" / "sources.yml"
@@ -24,19 +26,32 @@ DEV_PII_SALT = DEV_HASH_KEY
 
 WarehouseKind = Literal["duckdb", "postgres"]
 
+#: The dbt models that are published: one ``.sql`` file each in this folder, and nowhere else.
+PUBLISHED_MODELS_DIR = DBT_PROJECT_DIR / "models" / "marts" / "published"
+
+
+def _published_models() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The published tables, and those of them published by date, read from the dbt project.
+
+    A model is published when its file is in ``PUBLISHED_MODELS_DIR``; it is published by date when
+    its YAML says ``config: meta: publish_by: as_of_date`` (an incremental history whose rows of a
+    date only that date's run writes). Adding a published model is adding its files there.
+    """
+    tables, by_date = [], []
+    for sql in sorted(PUBLISHED_MODELS_DIR.glob("*.sql")):
+        tables.append(sql.stem)
+        spec = sql.with_suffix(".yml")
+        models = (yaml.safe_load(spec.read_text(encoding="utf-8")) or {}).get("models", []) if spec.exists() else []
+        meta = next((m.get("config", {}).get("meta", {}) for m in models if m.get("name") == sql.stem), {})
+        if meta.get("publish_by") == "as_of_date":
+            by_date.append(sql.stem)
+    return tuple(tables), tuple(by_date)
+
+
 #: Tables that BI reads. Publish copies exactly these from the build schema to `analytics`.
-PUBLISHED_TABLES: tuple[str, ...] = (
-    "customer_segments",
-    "segment_history",
-    "segment_summary",
-    "segment_migration",
-    "cluster_profiles",
-    "customer_identity",
-)
-#: Published tables that grow by one as-of date per run and whose rows of a date only that date's run
-#: writes (incremental by `as_of_date` in dbt): publish copies the run's date, and any dates newer than
-#: the published ones, instead of the whole history every night.
-PUBLISHED_BY_DATE: tuple[str, ...] = ("segment_history", "segment_migration")
+#: Published tables that grow by one as-of date per run (PUBLISHED_BY_DATE): publish copies the run's
+#: date, and any dates newer than the published ones, instead of the whole history every night.
+PUBLISHED_TABLES, PUBLISHED_BY_DATE = _published_models()
 
 
 class ConfigError(ValueError):

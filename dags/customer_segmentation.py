@@ -117,7 +117,7 @@ with DAG(
                                             "allow-lists before the run starts work)"),
         "orders_work_dir": Param(None, type=["null", "string"],
                                  description="Where the export's daily split goes (default <data>/byo/<run id>)"),
-        # custseg rebuild (custseg/ops/rebuild.py): recompute a date from what raw already holds
+        # custseg rebuild (custseg/rebuild.py): recompute a date from what raw already holds
         "from_raw": Param(False, type="boolean",
                           description="Read no landing files: raw already holds every row (custseg rebuild); "
                                       "each source records a from_raw load in ops.load_audit"),

@@ -30,6 +30,7 @@ import pandas as pd
 
 from ml.churn import BGNBD_FEATURE, DEFAULT_HORIZON_DAYS, Baseline, ChurnModel
 from ml.clustering import DEFAULT_K_RANGE, BehaviourClusterer, cluster_profiles
+from ml.clv import CLVModel, holdout_validation
 from ml.drift import reference_profile
 from ml.features import (
     CUSTOMER_CODE,
@@ -320,8 +321,6 @@ def fit_models(
     clusterer.labels_ = np.empty(0, dtype=int)
     bundle.clusterer = clusterer
     timings["clustering"] = time.perf_counter() - t0
-
-    from ml.clv import CLVModel, holdout_validation  # lazy: PyMC import is slow
 
     t0 = time.perf_counter()
     cutoff_summary = clv_summary(tx, cutoff)

@@ -42,6 +42,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit, hyp2f1
 
+from ml.features import clv_summary, is_purchase, prepare_transactions
+
 TIME_UNIT = "W"
 DAYS_PER_UNIT = 7.0
 _SUMMARY_COLUMNS = ("customer_id", "frequency", "recency", "T", "monetary_value")
@@ -383,8 +385,6 @@ def holdout_validation(
       customers by the day of their first purchase), the data of the paper's tracking plot;
     * ``params`` and ``bgnbd_method``/``gg_method`` of the calibration fit.
     """
-    from ml.features import clv_summary, is_purchase, prepare_transactions
-
     as_of = pd.Timestamp(as_of).date()
     tx = prepare_transactions(transactions, as_of)
     purchases = tx[is_purchase(tx["net_amount"])]

@@ -36,7 +36,6 @@ def run_lock(settings: Settings, name: str = "customer_segmentation") -> Iterato
     clear error. PostgreSQL: a session advisory lock (released if the process dies). DuckDB: an
     ``fcntl`` lock on ``<warehouse>.run.lock`` beside the file (released by the OS if the process dies)."""
     if settings.warehouse == "postgres":
-
         assert settings.postgres is not None
         conn = psycopg.connect(settings.postgres.url, autocommit=True)
         try:

@@ -89,7 +89,6 @@ class FailureNotifier(_notifier_base()):  # type: ignore[misc]
             raise ValueError(f"connection {self.conn_id!r} has type {conn_type!r}; use http(s) or smtp")
 
     def _post(self, url: str, summary: str, context: Mapping[str, Any]) -> None:
-
         ti = context.get("ti") or context.get("task_instance")
         body = json.dumps({
             "text": summary,

@@ -27,6 +27,7 @@ import dataclasses
 import datetime as dt
 import logging
 
+from custseg.clock import utc_now
 from custseg.config import Settings
 from custseg.schemas import CHANNELS
 from custseg.warehouse import Warehouse, quote_ident
@@ -168,7 +169,7 @@ def reconcile(wh: Warehouse, settings: Settings, sources: dict[str, str], as_of:
               run_id: str) -> list[Reconciliation]:
     """Reconcile every source (name -> channel) as of ``as_of``, record it, and raise if rows are missing."""
     results = [reconcile_source(wh, settings, name, channel, as_of) for name, channel in sources.items()]
-    recorded_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)  # when it was written, not a computed value
+    recorded_at = utc_now()  # when it was written, not a computed value
     with wh.transaction():
         wh.execute(RECONCILIATION_DDL)
         wh.execute("delete from ops.source_reconciliation where run_id = %s", (run_id,))

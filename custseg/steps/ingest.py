@@ -26,10 +26,11 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from custseg.clock import utc_now
 from custseg.config import ConfigError, Settings
 from custseg.schemas import SQL_TYPES, Column
 from custseg.sources import ColumnMapping, SourceConfig, load_sources
-from custseg.steps import extract
+from custseg.steps.extract import ExtractError, extract_pending
 from custseg.warehouse import Warehouse, connect
 
 log = logging.getLogger(__name__)
@@ -727,11 +728,9 @@ def pending_files(settings: Settings, wh: Warehouse, src: SourceConfig, logical_
                   ) -> list[tuple[dt.date, Path]]:
     """The (partition date, file) pairs this run loads: landing files, or fresh extracts of a table."""
     if src.format == "postgres_table":
-
         try:
-            return extract.extract_pending(src, logical_date, loaded_partitions(wh, src.name),
-                                           settings.data_dir / "extracts")
-        except (extract.ExtractError, ConfigError) as exc:
+            return extract_pending(src, logical_date, loaded_partitions(wh, src.name), settings.data_dir / "extracts")
+        except (ExtractError, ConfigError) as exc:
             raise IngestError(str(exc)) from exc
     return [(day, src.file_for(settings.landing_dir, day.isoformat()))
             for day in partitions_to_load(wh, src, settings.landing_dir, logical_date)]
@@ -780,7 +779,7 @@ def record_load(wh: Warehouse, run_id: str, logical_date: dt.date, source: str, 
         "recorded_at) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (run_id, logical_date, source, partition_date, source_file, read, loaded, quarantined, duplicates,
          after_as_of, json.dumps(list(extras)) if extras else None, status, error,
-         dt.datetime.now(dt.UTC).replace(tzinfo=None)),
+         utc_now()),
     )
 
 

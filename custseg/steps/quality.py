@@ -87,7 +87,6 @@ def validate_raw(settings: Settings, logical_date: dt.date, run_id: str) -> dict
     A date on which no customer has a purchase in ``raw`` fails too (:func:`visible_purchases_report`).
     Every outcome goes to ``ops.quality_results`` and the Data Docs before any gate raises.
     """
-    from custseg.steps.quality import quarantine_share_reports, raw_batch_reports
 
     config = QualityConfig.from_env()
     sources = load_sources(settings.sources_file)
@@ -190,7 +189,6 @@ def audit(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:
     DataFrame, chunked when large), and each segment's share is compared with the previous published date
     (skipped, with a recorded note, on the first run).
     """
-    from custseg.steps.quality import published_reports
 
     release_dbt_duckdb()  # the suites read 1M rows into pandas: not next to dbt's DuckDB buffer pool
     with connect(settings) as wh:

@@ -277,7 +277,6 @@ def score(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:
     task's memory is bounded by a chunk, not by the customer base. The labels go to a staging table
     chunk by chunk, and replace ``ml_customer_labels`` only once every chunk passed the label checks.
     """
-    from custseg.steps.score import bootstrap_model, choose_model, read_ml_inputs, record_scoring
 
     release_dbt_duckdb()  # this task's frames must not come on top of dbt's DuckDB buffer pool
     _return_free_memory()  # nor on what earlier tasks of this process freed but the allocator kept
@@ -334,7 +333,6 @@ def _score_in_chunks(settings: Settings, bundle: ModelBundle, as_of: dt.date, st
                      ) -> tuple[ScoringResult, list[ValidationReport]]:
     """Score every customer chunk by chunk into the build table ``staged`` (made anew), validating
     each chunk's labels; the scoring result over all chunks and each chunk's validation report."""
-    from custseg.steps.score import customer_chunks, read_ml_inputs
     from ml.scoring import ChunkScorer
 
     build, suite = settings.build_schema, suites.ml_labels_suite()

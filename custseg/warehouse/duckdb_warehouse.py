@@ -21,7 +21,6 @@ class DuckDBWarehouse(Warehouse):
     kind = "duckdb"
 
     def __init__(self, settings: Settings, read_only: bool = False):
-
         super().__init__(settings)
         settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = duckdb.connect(str(settings.duckdb_path), read_only=read_only)

@@ -32,7 +32,6 @@ class PostgresWarehouse(Warehouse):
                          f"on raw.{quote_ident(channel.table)} (_partition_date)")
 
     def __init__(self, settings: Settings):
-
         super().__init__(settings)
         if settings.postgres is None:
             raise ValueError("PostgreSQL settings missing")
