@@ -29,8 +29,8 @@ SEGMENTS = {  # classic RFM map on r and (f+m)/2, first match wins
 }
 
 
-def load_orders(landing: Path, as_of: dt.date) -> pd.DataFrame:
-    shop_files, pos_files = order_files(landing, as_of)
+def load_orders(landing: Path, as_of_date: dt.date) -> pd.DataFrame:
+    shop_files, pos_files = order_files(landing, as_of_date)
     shop = pd.concat((pd.read_csv(f, dtype=str) for f in shop_files), ignore_index=True)
     shop = shop[shop["order_status"].str.strip().str.lower() == "completed"]
     email = shop["customer_email"].str.strip().str.lower()
@@ -48,13 +48,13 @@ def load_orders(landing: Path, as_of: dt.date) -> pd.DataFrame:
     })
     orders = pd.concat([shop_orders, till], ignore_index=True).dropna()
     orders["day"] = orders["when"].dt.date
-    return orders[orders["day"] <= as_of]
+    return orders[orders["day"] <= as_of_date]
 
 
-def rfm(orders: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
+def rfm(orders: pd.DataFrame, as_of_date: dt.date) -> pd.DataFrame:
     g = orders.groupby("customer")
     out = pd.DataFrame({
-        "recency_days": (pd.Timestamp(as_of) - pd.to_datetime(g["day"].max())).dt.days,
+        "recency_days": (pd.Timestamp(as_of_date) - pd.to_datetime(g["day"].max())).dt.days,
         "frequency": g["day"].nunique(),
         "monetary": g["amount"].sum().clip(lower=0),
     })

@@ -60,10 +60,10 @@ def landing_bytes(out: Path) -> int:
     return sum(p.stat().st_size for p in (out / "landing").rglob("*") if p.is_file())
 
 
-def order_files(landing: Path, as_of: dt.date) -> tuple[list[Path], list[Path]]:
-    """Shop-order CSVs and POS Parquet files landed on or before ``as_of`` (file name = landing date)."""
+def order_files(landing: Path, as_of_date: dt.date) -> tuple[list[Path], list[Path]]:
+    """Shop-order CSVs and POS Parquet files landed on or before ``as_of_date`` (file name = landing date)."""
 
     def upto(pattern: str) -> list[Path]:
-        return sorted(p for p in landing.glob(pattern) if dt.date.fromisoformat(p.stem) <= as_of)
+        return sorted(p for p in landing.glob(pattern) if dt.date.fromisoformat(p.stem) <= as_of_date)
 
     return upto("shop/orders/*.csv"), upto("pos/sales/*.parquet")

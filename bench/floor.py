@@ -46,13 +46,13 @@ till as (
     where loyalty_card is not null
 )
 select * from (select * from shop union all select * from till)
-where customer_id is not null and net_amount is not null and order_date <= $as_of
+where customer_id is not null and net_amount is not null and order_date <= $as_of_date
 """
 
 FEATURES_SQL = """
 select
     customer_id,
-    date_diff('day', max(order_date) filter (where net_amount >= 0), $as_of) as recency_days,
+    date_diff('day', max(order_date) filter (where net_amount >= 0), $as_of_date) as recency_days,
     count(distinct order_date) filter (where net_amount >= 0) as frequency,
     greatest(sum(net_amount), 0) as monetary,
     avg(net_amount) filter (where net_amount >= 0) as avg_order_value,

@@ -83,24 +83,24 @@ def customers_of(tx: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"customer_id": sorted(tx["customer_id"].astype(str).unique())})
 
 
-def fit(tx: pd.DataFrame, as_of: dt.date, previous: Any = None) -> Any:
+def fit(tx: pd.DataFrame, as_of_date: dt.date, previous: Any = None) -> Any:
     from ml.bundle import fit_models
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return fit_models(tx, customers_of(tx), as_of, random_state=0,
+        return fit_models(tx, customers_of(tx), as_of_date, random_state=0,
                           previous_centroids=None if previous is None else previous.centroids,
                           previous_names=None if previous is None else previous.cluster_names)
 
 
-def next_quarter_churn(tx: pd.DataFrame, bundle: Any, as_of: dt.date, days: int = 90) -> pd.DataFrame:
-    """Each buyer's churn probability as of ``as_of`` and whether they bought in ``(as_of, as_of + days]``."""
+def next_quarter_churn(tx: pd.DataFrame, bundle: Any, as_of_date: dt.date, days: int = 90) -> pd.DataFrame:
+    """Each buyer's churn probability as of ``as_of_date``, and whether they bought in the ``days`` after it."""
     from ml.scoring import score_with
 
-    labels = score_with(bundle, tx, customers_of(tx), as_of).labels
+    labels = score_with(bundle, tx, customers_of(tx), as_of_date).labels
     labels = labels[labels["churn_probability"].notna()]
-    later = tx[(tx["order_date"] > pd.Timestamp(as_of)) & (tx["order_date"] <= pd.Timestamp(as_of + dt.timedelta(days)))
-               & (tx["net_amount"] >= 0)]
+    end = pd.Timestamp(as_of_date + dt.timedelta(days))
+    later = tx[(tx["order_date"] > pd.Timestamp(as_of_date)) & (tx["order_date"] <= end) & (tx["net_amount"] >= 0)]
     churned = ~labels["customer_id"].isin(set(later["customer_id"].astype(str)))
     return pd.DataFrame({"customer_id": labels["customer_id"].to_numpy(),
                          "p": labels["churn_probability"].to_numpy(), "churned": churned.astype(int).to_numpy()})

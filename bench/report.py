@@ -48,7 +48,7 @@ def rerender(path: Path) -> str:
     """Recompute the ratios of a saved record (e.g. after the other warehouse ran) and rewrite its .md."""
     record = json.loads(path.read_text())
     other = latest(record["scale"], "duckdb" if record["warehouse"] == "postgres" else "postgres")
-    record["ratios"] = ratios(record, other if other and other["as_of"] == record["as_of"] else None)
+    record["ratios"] = ratios(record, other if other and other["as_of_date"] == record["as_of_date"] else None)
     path.write_text(json.dumps(record, indent=2, default=str) + "\n")
     text = markdown(record)
     path.with_suffix(".md").write_text(text)
@@ -76,7 +76,7 @@ def markdown(record: Record) -> str:
     lines = [
         f"### {record['scale']} customers on {record['warehouse']} ({record['date']}, commit {record['git']})",
         "",
-        f"Order rows read (as of {record['as_of']['full']}): {f'{order_rows:,}' if order_rows else '?'}; "
+        f"Order rows read (as of {record['as_of_date']['full']}): {f'{order_rows:,}' if order_rows else '?'}; "
         f"landing files {record['data']['landing_gb']:.2f} GB.",
         "",
         "| scenario | wall s | CPU s | CPU/wall | peak RSS MB | ok |",

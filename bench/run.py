@@ -101,16 +101,16 @@ def _pipeline_env(scale: str, warehouse: str, landing: Path, work: Path) -> dict
     return env
 
 
-def _run_pipeline(name: str, as_of: dt.date, env: dict[str, str], work: Path, log_name: str | None = None
+def _run_pipeline(name: str, as_of_date: dt.date, env: dict[str, str], work: Path, log_name: str | None = None
                   ) -> dict[str, Any]:
-    cmd = [str(BIN / "custseg"), "run", "--as-of", as_of.isoformat()]
+    cmd = [str(BIN / "custseg"), "run", "--as-of", as_of_date.isoformat()]
     m = run_child(cmd, env, work / "logs" / f"{log_name or name}.log")
     tasks = run_audit_times(env["CUSTSEG_WAREHOUSE"], Path(env["CUSTSEG_DUCKDB_PATH"]),
-                            env.get("CUSTSEG_POSTGRES_URL"), as_of)
+                            env.get("CUSTSEG_POSTGRES_URL"), as_of_date)
     source = "ops.run_audit"
     if not tasks:
-        tasks, source = task_times(Path(env["AIRFLOW_HOME"]) / "airflow.db", as_of), "airflow task_instance"
-    return {**m.as_dict(), "as_of": as_of.isoformat(), "stages": stage_summary(tasks, m.wall_s),
+        tasks, source = task_times(Path(env["AIRFLOW_HOME"]) / "airflow.db", as_of_date), "airflow task_instance"
+    return {**m.as_dict(), "as_of_date": as_of_date.isoformat(), "stages": stage_summary(tasks, m.wall_s),
             "stage_source": source, "peak_rss_task": task_at(tasks, m.peak_seen_at),
             "tasks": with_rss(tasks, m.rss_samples)}
 
@@ -146,21 +146,21 @@ def _restore(snap: Path, work: Path, env: dict[str, str]) -> None:
         _copy_postgres(_snapshot_db(env), env["CUSTSEG_POSTGRES_URL"].rsplit("/", 1)[1])
 
 
-def _run_nightly(as_of: dt.date, env: dict[str, str], work: Path, repeats: int) -> dict[str, Any]:
+def _run_nightly(as_of_date: dt.date, env: dict[str, str], work: Path, repeats: int) -> dict[str, Any]:
     """`nightly` on the warehouse `full` left, `repeats` times from the same state; the fastest is kept.
 
     On a shared machine one slow attempt says more about the neighbours than about the pipeline; the
     minimum of several attempts from an identical state is the standard way to read through that.
     """
     if repeats <= 1:
-        return _run_pipeline("nightly", as_of, env, work)
+        return _run_pipeline("nightly", as_of_date, env, work)
     snap = _snapshot(work, env)
     attempts = []
     try:
         for attempt in range(repeats):
             if attempt:
                 _restore(snap, work, env)
-            attempts.append(_run_pipeline("nightly", as_of, env, work, log_name=f"nightly-{attempt + 1}"))
+            attempts.append(_run_pipeline("nightly", as_of_date, env, work, log_name=f"nightly-{attempt + 1}"))
             print(f"[bench]   nightly attempt {attempt + 1}: wall {attempts[-1]['wall_s']} s", flush=True)
     finally:
         shutil.rmtree(snap, ignore_errors=True)
@@ -176,8 +176,8 @@ def _run_nightly(as_of: dt.date, env: dict[str, str], work: Path, repeats: int) 
                                  for a in attempts]}
 
 
-def _run_script(module: str, landing: Path, work: Path, out_name: str, as_of: dt.date) -> dict[str, Any]:
-    cmd = [str(BIN / "python"), "-m", module, "--landing", str(landing), "--as-of", as_of.isoformat(),
+def _run_script(module: str, landing: Path, work: Path, out_name: str, as_of_date: dt.date) -> dict[str, Any]:
+    cmd = [str(BIN / "python"), "-m", module, "--landing", str(landing), "--as-of", as_of_date.isoformat(),
            "--out", str(work / out_name)]
     log = work / "logs" / f"{module.rsplit('.', 1)[-1]}.log"
     m = run_child(cmd, {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}, log, cwd=PROJECT_ROOT)
@@ -202,7 +202,7 @@ def bench_one(scale: str, warehouse: str, seed: int, scenarios: list[str], full_
         "date": dt.date.today().isoformat(),  # when the benchmark ran: a record, not a computation
         "scale": scale, "warehouse": warehouse, "seed": seed, "git": _git_rev(),
         "machine": {"cpus": os.cpu_count(), "loadavg_before": os.getloadavg()},
-        "as_of": {"full": full_as_of.isoformat(), "nightly": nightly_as_of.isoformat()},
+        "as_of_date": {"full": full_as_of.isoformat(), "nightly": nightly_as_of.isoformat()},
         "nightly_repeats": nightly_repeats,
         "data": {"customers": SCALES[scale], "generated_rows": rows,
                  "order_rows_generated": sum(rows.get(s, 0) for s in ORDER_SOURCES),
@@ -213,12 +213,12 @@ def bench_one(scale: str, warehouse: str, seed: int, scenarios: list[str], full_
     for name in scenarios:
         print(f"[bench] {scale} {warehouse}: {name} ...", flush=True)
         if name in ("full", "nightly"):
-            as_of = full_as_of if name == "full" else nightly_as_of
+            as_of_date = full_as_of if name == "full" else nightly_as_of
             if name == "nightly" and record["scenarios"].get("full", {}).get("returncode") != 0:
                 print("[bench] nightly skipped: full did not succeed", flush=True)
                 continue
-            result = (_run_pipeline(name, as_of, env, work) if name == "full"
-                      else _run_nightly(as_of, env, work, nightly_repeats))
+            result = (_run_pipeline(name, as_of_date, env, work) if name == "full"
+                      else _run_nightly(as_of_date, env, work, nightly_repeats))
         elif name == "baseline-pandas":
             result = _run_script("bench.baseline_pandas", landing, work, "baseline_pandas.csv", full_as_of)
         else:
@@ -229,7 +229,7 @@ def bench_one(scale: str, warehouse: str, seed: int, scenarios: list[str], full_
         if name == "floor" and result.get("output", {}).get("order_rows"):
             record["data"]["order_rows"] = result["output"]["order_rows"]
     other = report.latest(scale, "duckdb" if warehouse == "postgres" else "postgres")
-    same = other is not None and other["date"] == record["date"] and other["as_of"] == record["as_of"]
+    same = other is not None and other["date"] == record["date"] and other["as_of_date"] == record["as_of_date"]
     record["ratios"] = report.ratios(record, other if same else None)
     path = report.save(record)
     path.with_suffix(".md").write_text(report.markdown(record))

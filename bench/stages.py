@@ -25,12 +25,12 @@ def _ts(value: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value) if value and value != "None" else None
 
 
-def task_times(airflow_db: Path, logical_date: dt.date) -> list[dict[str, object]]:
-    """Every task instance of the latest run for ``logical_date``: id, stage, seconds, state, tries."""
+def task_times(airflow_db: Path, as_of_date: dt.date) -> list[dict[str, object]]:
+    """Every task instance of the latest run for ``as_of_date``: id, stage, seconds, state, tries."""
     with sqlite3.connect(f"file:{airflow_db}?mode=ro", uri=True) as con:
         run = con.execute(
-            "select run_id from dag_run where dag_id = ? and logical_date like ? order by id desc limit 1",
-            (DAG_ID, f"{logical_date.isoformat()}%"),
+            "select run_id from dag_run where dag_id = ? and as_of_date like ? order by id desc limit 1",
+            (DAG_ID, f"{as_of_date.isoformat()}%"),
         ).fetchone()
         if run is None:
             return []
@@ -70,16 +70,16 @@ def stage_summary(tasks: list[dict[str, object]], wall_s: float | None = None) -
 
 _RUN_AUDIT_SQL = (
     "select task_id, started_at, ended_at, duration_seconds, status, try_number, rows_in, rows_out "
-    "from ops.run_audit where dag_id = '{dag}' and logical_date = '{day}' and run_id = "
-    "(select max(run_id) from ops.run_audit where dag_id = '{dag}' and logical_date = '{day}') "
+    "from ops.run_audit where dag_id = '{dag}' and as_of_date = '{day}' and run_id = "
+    "(select max(run_id) from ops.run_audit where dag_id = '{dag}' and as_of_date = '{day}') "
     "order by started_at"
 )
 
 
 def run_audit_times(warehouse: str, duckdb_path: Path, postgres_url: str | None,
-                    logical_date: dt.date) -> list[dict[str, object]]:
+                    as_of_date: dt.date) -> list[dict[str, object]]:
     """Task times from the pipeline's own ``ops.run_audit`` (one row per task try), if it exists."""
-    sql = _RUN_AUDIT_SQL.format(dag=DAG_ID, day=logical_date.isoformat())
+    sql = _RUN_AUDIT_SQL.format(dag=DAG_ID, day=as_of_date.isoformat())
     try:
         if warehouse == "duckdb":
             import duckdb

@@ -160,8 +160,8 @@ def cmd_docs(args: argparse.Namespace) -> int:
     from custseg.config import load_settings
     from custseg.steps.docs import build_docs
 
-    as_of = dt.date.fromisoformat(args.as_of)
-    path = build_docs(load_settings(), as_of)
+    as_of_date = dt.date.fromisoformat(args.as_of)
+    path = build_docs(load_settings(), as_of_date)
     print(f"dbt docs site: {path}")
     return 0
 
@@ -201,8 +201,8 @@ def print_summary() -> None:
     # not read_only: dbt (run in this process by the DAG) may still hold the file open read-write,
     # and DuckDB refuses a second connection to one file with a different configuration
     with connect(settings) as wh:
-        as_of = wh.fetchall("select max(as_of_date), count(*) from analytics.customer_segments")[0]
-        print(f"\nanalytics.customer_segments as of {as_of[0]}: {as_of[1]:,} customers\n")
+        as_of_date = wh.fetchall("select max(as_of_date), count(*) from analytics.customer_segments")[0]
+        print(f"\nanalytics.customer_segments as of {as_of_date[0]}: {as_of_date[1]:,} customers\n")
         for column in ("rfm_segment", "lifecycle_stage"):
             rows = wh.fetchall(
                 f"select coalesce({column}, '(no purchase yet)'), count(*) from analytics.customer_segments "

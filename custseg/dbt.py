@@ -20,21 +20,21 @@ class DbtError(RuntimeError):
     pass
 
 
-#: The environment variables that carry a run's date into dbt (dbt_project/macros/as_of.sql). Not
+#: The environment variables that carry a run's date into dbt (dbt_project/macros/as_of_date.sql). Not
 #: --vars: a changed --vars value makes dbt re-parse the whole project (2-4 s, in the first dbt task
 #: of each task group and in docs), while parsing reads neither variable, so a new date re-parses nothing.
 AS_OF_DATE_ENV = "CUSTSEG_AS_OF_DATE"
 SCORED_AT_ENV = "CUSTSEG_SCORED_AT"
 
 
-def run_date_env(as_of: str, scored_at: str) -> dict[str, str]:
+def as_of_date_env(as_of_date: str, scored_at: str) -> dict[str, str]:
     """The environment of a dbt command for one run (the DAG passes Jinja templates of the dates)."""
-    return {AS_OF_DATE_ENV: as_of, SCORED_AT_ENV: scored_at}
+    return {AS_OF_DATE_ENV: as_of_date, SCORED_AT_ENV: scored_at}
 
 
-def dbt_run_env(as_of: dt.date) -> dict[str, str]:
-    """:func:`run_date_env` of ``as_of``: scored_at is the end of that day (UTC)."""
-    return run_date_env(as_of.isoformat(), f"{as_of + dt.timedelta(days=1)} 00:00:00")
+def dbt_run_env(as_of_date: dt.date) -> dict[str, str]:
+    """:func:`as_of_date_env` of ``as_of_date``: scored_at is the end of that day (UTC)."""
+    return as_of_date_env(as_of_date.isoformat(), f"{as_of_date + dt.timedelta(days=1)} 00:00:00")
 
 
 def run_dbt(

@@ -173,13 +173,13 @@ class Registry:
             self.wh.execute(f"insert into ml.model_runs ({', '.join(row)}) values ({', '.join(['%s'] * len(row))})",
                             tuple(row.values()))
 
-    def latest_approved(self, as_of: dt.date) -> RegistryEntry | None:
-        """The approved model with the latest training date on or before ``as_of`` (never a future one)."""
+    def latest_approved(self, as_of_date: dt.date) -> RegistryEntry | None:
+        """The approved model with the latest training date on or before ``as_of_date`` (never a future one)."""
         rows = self.wh.fetchall(
             "select model_version, as_of_date, status, artifact_path, artifact_sha256, metrics from ml.model_runs "
             "where status = %s and as_of_date <= %s and artifact_sha256 is not null "
             "order by as_of_date desc, recorded_at desc limit 1",
-            (APPROVED, as_of),
+            (APPROVED, as_of_date),
         )
         if not rows:
             return None

@@ -40,7 +40,7 @@ from cosmos.constants import InvocationMode, LoadMode, TestBehavior
 
 from custseg import steps
 from custseg.config import DBT_PROJECT_DIR, PUBLISHED_TABLES, load_settings
-from custseg.dbt import run_date_env
+from custseg.dbt import as_of_date_env
 from custseg.ops.run_audit import EARLIEST_LOGICAL_DATE, default_args
 
 settings = load_settings()
@@ -83,7 +83,7 @@ def _dbt_group(group_id: str, select: list[str], exclude: list[str]) -> DbtTaskG
         operator_args={
             "vars": DBT_VARS,
             # the dates go in the environment, not in vars: changed vars make dbt re-parse the whole project
-            "env": run_date_env(AS_OF, SCORED_AT),
+            "env": as_of_date_env(AS_OF, SCORED_AT),
             "install_deps": False,
             "retries": 0,
             # manifest.json and run_results.json would be written twice per task into a temp dir that

@@ -219,7 +219,7 @@ def matches(column: str, regex: str, severity: Severity = BLOCKING) -> Check:
 # -- the suites -------------------------------------------------------------------------------------
 
 
-def _raw_specific_checks(source: str, logical_date: date) -> list[Check]:
+def _raw_specific_checks(source: str, as_of_date: date) -> list[Check]:
     """Value checks that only make sense for one source."""
     if source == "shop_orders":
         return [
@@ -244,7 +244,7 @@ def _raw_specific_checks(source: str, logical_date: date) -> list[Check]:
             matches("country", r"^[A-Z]{2}$", WARNING),
             in_set("gender", ("f", "m", "x"), WARNING),
             in_set("signup_source", ("web", "store", "app", "referral", "social"), WARNING),
-            between("birth_year", 1900, logical_date.year, WARNING),
+            between("birth_year", 1900, as_of_date.year, WARNING),
         ]
     if source == "email_events":
         return [in_set("event_type", ("send", "open", "click", "unsubscribe"))]
@@ -260,23 +260,23 @@ def _raw_specific_checks(source: str, logical_date: date) -> list[Check]:
 
 def raw_suite(
     source: str,
-    logical_date: date,
+    as_of_date: date,
     *,
     event_time_grace: timedelta = timedelta(0),
     include_load_metadata: bool = True,
 ) -> Suite:
-    """Checks for one loaded partition of ``raw.<source>`` at ``logical_date``.
+    """Checks for one loaded partition of ``raw.<source>`` at ``as_of_date``.
 
     Blocking: the canonical (and load metadata) columns exist; the key is not null; the key is unique
     within the batch, except for ``shop_orders`` where exact duplicate rows are expected in raw (staging
     dedupes), so there it is a warning; the event time is not null and not after the end of the logical date
-    (naive UTC, ``< logical_date + 1 day + event_time_grace``); the source's value ranges and allowed values.
+    (naive UTC, ``< as_of_date + 1 day + event_time_grace``); the source's value ranges and allowed values.
     """
     if source not in RAW_COLUMNS:
         raise ValueError(f"unknown raw source {source!r}; expected one of {', '.join(RAW_SOURCES)}")
     columns = RAW_COLUMNS[source] + (LOAD_METADATA_COLUMNS if include_load_metadata else ())
     key, event_time = RAW_KEYS[source], RAW_EVENT_TIMES[source]
-    end_of_day = datetime.combine(logical_date + timedelta(days=1), time()) + event_time_grace
+    end_of_day = datetime.combine(as_of_date + timedelta(days=1), time()) + event_time_grace
     checks = [
         *(exists(column) for column in columns),
         not_null(key),
@@ -284,7 +284,7 @@ def raw_suite(
         unique(key, WARNING if source in ("shop_orders", "crm_customers") else BLOCKING),
         not_null(event_time),
         between(event_time, max_value=end_of_day, strict_max=True),
-        *_raw_specific_checks(source, logical_date),
+        *_raw_specific_checks(source, as_of_date),
     ]
     return Suite(name=f"raw.{source}", checks=tuple(checks))
 

@@ -1,9 +1,9 @@
 """Pure machine-learning layer of custseg: features → estimators → labels.
 
 Nothing here imports Airflow, dbt or a database driver: every function takes pandas
-DataFrames and an explicit ``as_of`` date, so the package can be unit-tested on its own
+DataFrames and an explicit ``as_of_date`` date, so the package can be unit-tested on its own
 and called from any orchestrator. The wall clock is never read; "today" is always the
-``as_of`` argument.
+``as_of_date`` argument.
 
 Modules:
     features    per-customer behavioural features and the BG/NBD summary (frequency, recency, T)

@@ -1,6 +1,6 @@
 """Fit once, score many times: the clusterer, churn model and CLV model as one versioned bundle.
 
-``fit_models`` fits everything on the history up to ``as_of`` and returns a :class:`ModelBundle`
+``fit_models`` fits everything on the history up to ``as_of_date`` and returns a :class:`ModelBundle`
 that carries what a registry needs (version, training window, training-data hash, parameters
 including the CLV parameters, holdout metrics, library versions, and the training
 distribution of the main features for drift). ``ml.scoring.score_with`` applies a bundle to
@@ -93,11 +93,11 @@ def training_data_hash(
 
 
 def _model_version(
-    data_hash: str, as_of: dt.date, params: dict[str, Any], previous_centroids: pd.DataFrame | None
+    data_hash: str, as_of_date: dt.date, params: dict[str, Any], previous_centroids: pd.DataFrame | None
 ) -> str:
-    """Short hash of everything that determines the models: data as of ``as_of``, params, versions."""
+    """Short hash of everything that determines the models: data as of ``as_of_date``, params, versions."""
     digest = hashlib.sha256()
-    digest.update(json.dumps({"as_of": as_of.isoformat(), **params}, sort_keys=True, default=str).encode())
+    digest.update(json.dumps({"as_of_date": as_of_date.isoformat(), **params}, sort_keys=True, default=str).encode())
     digest.update(data_hash.encode())
     if previous_centroids is not None:
         digest.update(pd.util.hash_pandas_object(previous_centroids.sort_index(), index=True).to_numpy().tobytes())
@@ -167,13 +167,13 @@ def churn_inputs(
     features: pd.DataFrame,
     summary: pd.DataFrame,
     engagement: pd.DataFrame | None = None,
-    as_of: dt.date | None = None,
+    as_of_date: dt.date | None = None,
     snapshot_exists: bool = False,
 ) -> pd.DataFrame:
     """Today's churn-model inputs: the features plus BG/NBD P(no purchase) from the bundle's CLV model
-    and, when the model was trained with them, the engagement snapshot as of ``as_of``.
+    and, when the model was trained with them, the engagement snapshot as of ``as_of_date``.
 
-    ``snapshot_exists``: the snapshot as of ``as_of`` exists even if ``engagement`` holds none of these
+    ``snapshot_exists``: the snapshot as of ``as_of_date`` exists even if ``engagement`` holds none of these
     customers (a chunk of unengaged customers): they get the defaults instead of an error."""
     used = getattr(bundle.churn, "features_", ()) if bundle.churn is not None else ()
     if BGNBD_FEATURE in used:
@@ -182,11 +182,12 @@ def churn_inputs(
                        index=summary["customer_id"].astype(str).to_numpy())
         features = features.assign(**{BGNBD_FEATURE: p0.reindex(features.index).fillna(0.5).to_numpy()})
     if any(name in used for name in SNAPSHOT_FEATURES):
-        today = engagement_at(engagement, as_of, features.index, snapshot_exists) if as_of is not None else None
+        today = (engagement_at(engagement, as_of_date, features.index, snapshot_exists) if as_of_date is not None
+                 else None)
         if today is None:
             # defaults would make every customer look unengaged, i.e. about to churn: refuse instead
             raise ValueError(f"model {bundle.model_version} uses engagement snapshots, but there is none as of "
-                             f"{as_of} (fct_customer_engagement_snapshots)")
+                             f"{as_of_date} (fct_customer_engagement_snapshots)")
         # the snapshot's definition wins over a same-named column of today's customer snapshot
         features = features.drop(columns=[c for c in today.columns if c in features.columns]).join(today)
     return features
@@ -214,7 +215,7 @@ def fit_shortfall(features: pd.DataFrame, min_buyers: int, min_repeat_buyers: in
 def fit_models(
     transactions: pd.DataFrame,
     customers: pd.DataFrame,
-    as_of: dt.date,
+    as_of_date: dt.date,
     *,
     random_state: int = 0,
     previous_centroids: pd.DataFrame | None = None,
@@ -228,7 +229,7 @@ def fit_models(
     clv_holdout_days: int = 273,
     previous_names: Mapping[int, str] | None = None,
 ) -> ModelBundle:
-    """Fit clusters, churn and CLV on the history up to ``as_of`` (rows after it are ignored).
+    """Fit clusters, churn and CLV on the history up to ``as_of_date`` (rows after it are ignored).
 
     With fewer than ``min_buyers`` buyers, or fewer than ``min_repeat_buyers`` of them buying on
     two days or more, nothing is fitted: the bundle has no models (``has_models`` is False, it
@@ -248,11 +249,11 @@ def fit_models(
     at the churn cutoff to the churn model's inputs; without a snapshot of that date the churn
     model uses purchases only (``metrics['churn_engagement']`` says which).
     """
-    as_of = pd.Timestamp(as_of).date()
+    as_of_date = pd.Timestamp(as_of_date).date()
     started = time.perf_counter()
     timings: dict[str, float] = {}
-    tx = prepare_transactions(transactions, as_of)
-    cutoff = pd.Timestamp(as_of) - pd.Timedelta(days=horizon_days)
+    tx = prepare_transactions(transactions, as_of_date)
+    cutoff = pd.Timestamp(as_of_date) - pd.Timedelta(days=horizon_days)
     cutoff_engagement = engagement_at(engagement, cutoff, tx["customer_id"].unique())
     params = {
         "random_state": random_state,
@@ -261,16 +262,16 @@ def fit_models(
         "discount_rate_annual": discount_rate_annual,
     }
     data_hash = training_data_hash(tx, customers, cutoff_engagement)
-    model_version = _model_version(data_hash, as_of, params, previous_centroids)
-    features = customer_features(tx, as_of, customers)
+    model_version = _model_version(data_hash, as_of_date, params, previous_centroids)
+    features = customer_features(tx, as_of_date, customers)
     timings["features"] = time.perf_counter() - started
-    metrics: dict[str, Any] = {"trained_as_of": as_of.isoformat(), "n_train_buyers": len(features),
+    metrics: dict[str, Any] = {"trained_as_of": as_of_date.isoformat(), "n_train_buyers": len(features),
                                "n_train_repeat_buyers": repeat_buyers(features)}
     bundle = ModelBundle(
         model_version=model_version,
-        trained_as_of=as_of,
+        trained_as_of=as_of_date,
         training_window_start=tx["order_date"].min().date() if len(tx) else None,
-        training_window_end=as_of,
+        training_window_end=as_of_date,
         training_data_hash=data_hash,
         params=params,
         clusterer=None,
@@ -355,7 +356,7 @@ def fit_models(
 
     t0 = time.perf_counter()
     churn = ChurnModel(horizon_days, random_state=random_state, n_threads=n_threads).fit(
-        tx, as_of, baselines, extra_features=extra, previous_extra_features=previous_extra
+        tx, as_of_date, baselines, extra_features=extra, previous_extra_features=previous_extra
     )
     metrics["churn"] = churn.metrics_
     metrics["churn_baseline"] = churn.baseline_metrics_
@@ -366,13 +367,14 @@ def fit_models(
     timings["churn"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    clv = CLVModel(random_state=random_state).fit(clv_summary(tx, as_of))
+    clv = CLVModel(random_state=random_state).fit(clv_summary(tx, as_of_date))
     metrics["clv"] = {**clv.params_, **{k: v for k, v in clv.fit_info_.items() if not k.endswith("_seconds")}}
     # Validation only: BG/NBD + Gamma-Gamma refitted on a calibration period and checked on the
     # holdout that follows it (ml.clv.holdout_validation); the model above, fitted on everything
-    # up to as_of, is the one that scores.
+    # up to as_of_date, is the one that scores.
     t1 = time.perf_counter()
-    metrics["clv_holdout"] = holdout_validation(tx, as_of, holdout_days=clv_holdout_days, random_state=random_state)
+    metrics["clv_holdout"] = holdout_validation(tx, as_of_date, holdout_days=clv_holdout_days,
+                                                random_state=random_state)
     timings["clv_holdout"] = time.perf_counter() - t1
     bundle.clv = clv
     timings["clv"] = time.perf_counter() - t0

@@ -1,15 +1,15 @@
 """Churn propensity: probability that a buyer makes no purchase in the next ``horizon_days``.
 
 Training uses a time split inside the history we already have, so labels are observed, not
-guessed: features are computed as of ``cutoff = as_of - horizon`` from transactions on or before
-the cutoff, and the label is 1 when the customer made no purchase in ``(cutoff, as_of]``. The
-fitted model is then applied to features computed as of ``as_of``.
+guessed: features are computed as of ``cutoff = as_of_date - horizon`` from transactions on or before
+the cutoff, and the label is 1 when the customer made no purchase in ``(cutoff, as_of_date]``. The
+fitted model is then applied to features computed as of ``as_of_date``.
 
 Model (``estimator="logistic"``, the default): a logistic regression on standardised features:
 ``log1p`` of the counts, money and durations, the channel and discount shares, and the logit
 of ``bgnbd_p_no_purchase``, BG/NBD's own probability of no purchase in the horizon (computed
 by the caller from a BG/NBD fitted on the history up to the same date as the other features:
-the cutoff for training, ``as_of`` for scoring; BG/NBD uses no labels, so nothing leaks). The
+the cutoff for training, ``as_of_date`` for scoring; BG/NBD uses no labels, so nothing leaks). The
 supervised model therefore starts from the buy-till-you-die model and learns what the RFM
 summary misses (channel mix, discount affinity, basket breadth, spend) and, when the caller has
 them, point-in-time engagement (``ml.features.SNAPSHOT_FEATURES``: web sessions and recency,
@@ -122,16 +122,16 @@ def risk_band(p: Sequence[float] | np.ndarray | pd.Series | float) -> np.ndarray
 
 def build_training_set(
     transactions: pd.DataFrame,
-    as_of: dt.date | pd.Timestamp | str,
+    as_of_date: dt.date | pd.Timestamp | str,
     horizon_days: int = DEFAULT_HORIZON_DAYS,
 ) -> tuple[pd.DataFrame, pd.Series]:
-    """Features as of ``as_of - horizon_days`` and the churn label observed in the following window.
+    """Features as of ``as_of_date - horizon_days`` and the churn label observed in the following window.
 
     Population: customers with at least one purchase on or before the cutoff. ``y`` is 1 when
-    they have no purchase event (``net_amount >= 0``) in ``(cutoff, as_of]``. Transactions
-    after ``as_of`` are ignored.
+    they have no purchase event (``net_amount >= 0``) in ``(cutoff, as_of_date]``. Transactions
+    after ``as_of_date`` are ignored.
     """
-    as_of_ts = pd.Timestamp(as_of).normalize()
+    as_of_ts = pd.Timestamp(as_of_date).normalize()
     cutoff = as_of_ts - pd.Timedelta(days=horizon_days)
     X = customer_features(transactions, cutoff)
     dates = pd.to_datetime(transactions["order_date"])
@@ -306,10 +306,10 @@ def _logit(p: np.ndarray) -> np.ndarray:
 class ChurnModel:
     """Churn classifier trained on the customer base's own recent history, calibrated on the latest window.
 
-    Two labelled windows before ``as_of`` (``H = horizon_days``):
+    Two labelled windows before ``as_of_date`` (``H = horizon_days``):
 
-    * the **latest** window: features as of ``as_of − H``, outcome in ``(as_of − H, as_of]``;
-    * the **previous** window: features as of ``as_of − 2H``, outcome in ``(as_of − 2H, as_of − H]``.
+    * the **latest** window: features as of ``as_of_date − H``, outcome in ``(as_of_date − H, as_of_date]``;
+    * the **previous** window: features as of ``as_of_date − 2H``, outcome in ``(as_of_date − 2H, as_of_date − H]``.
 
     The ranking model (logistic regression on purchase features and BG/NBD's P(no purchase)) is
     fitted on the previous window; a calibrator (a logistic regression on the ranking model's
@@ -383,15 +383,15 @@ class ChurnModel:
     def fit(
         self,
         transactions: pd.DataFrame,
-        as_of: dt.date | pd.Timestamp | str,
+        as_of_date: dt.date | pd.Timestamp | str,
         baselines: Mapping[str, Baseline] | None = None,
         extra_features: pd.DataFrame | None = None,
         previous_extra_features: pd.DataFrame | None = None,
     ) -> ChurnModel:
         """Fit the ranking model on the previous window and the calibrator on the latest one.
 
-        ``extra_features`` (indexed by customer_id, as of the latest window's date ``as_of − H``)
-        and ``previous_extra_features`` (as of ``as_of − 2H``) add columns such as
+        ``extra_features`` (indexed by customer_id, as of the latest window's date ``as_of_date − H``)
+        and ``previous_extra_features`` (as of ``as_of_date − 2H``) add columns such as
         :data:`BGNBD_FEATURE`; a configured feature that is absent is left out (``features_``).
         Engagement snapshot columns are used by the calibrator only (the warehouse keeps no
         snapshot two horizons back). ``baselines`` are scored on the latest window's customers,
@@ -399,7 +399,7 @@ class ChurnModel:
         """
         self._check_estimator()
         with threadpool_limits(limits=self.n_threads):
-            return self._fit(transactions, as_of, dict(baselines or {}), extra_features, previous_extra_features)
+            return self._fit(transactions, as_of_date, dict(baselines or {}), extra_features, previous_extra_features)
 
     def _check_estimator(self) -> None:
         if self.estimator not in {"logistic", "hgb"}:
@@ -437,12 +437,12 @@ class ChurnModel:
     def _fit(
         self,
         transactions: pd.DataFrame,
-        as_of: dt.date | pd.Timestamp | str,
+        as_of_date: dt.date | pd.Timestamp | str,
         baselines: dict[str, Baseline],
         extra_features: pd.DataFrame | None,
         previous_extra_features: pd.DataFrame | None,
     ) -> ChurnModel:
-        as_of_ts = pd.Timestamp(as_of).normalize()
+        as_of_ts = pd.Timestamp(as_of_date).normalize()
         horizon = pd.Timedelta(days=self.horizon_days)
         X, y = self._window(transactions, as_of_ts, extra_features)
         self.features_ = [f for f in self.features if f in X.columns]
@@ -579,7 +579,7 @@ class ChurnModel:
         return np.column_stack([_logit(score), _design(X, self.stage2_features_)])
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
-        """P(no purchase in the next ``horizon_days``) for each row of ``customer_features(..., as_of)``.
+        """P(no purchase in the next ``horizon_days``) for each row of ``customer_features(..., as_of_date)``.
 
         ``features`` must also carry the extra columns the model was fitted with (``features_``).
         Returns a 1-D float array in [0, 1] (the churn class only, unlike sklearn's 2 columns).

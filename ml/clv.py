@@ -341,7 +341,7 @@ CONDITIONAL_MAX_FREQUENCY = 7
 
 
 def holdout_split(
-    first_day: dt.date, as_of: dt.date, holdout_days: int = DEFAULT_HOLDOUT_DAYS
+    first_day: dt.date, as_of_date: dt.date, holdout_days: int = DEFAULT_HOLDOUT_DAYS
 ) -> tuple[int, str | None]:
     """The holdout length used for data starting on ``first_day``, and why there is none (or None).
 
@@ -349,17 +349,17 @@ def holdout_split(
     twice that (the calibration period is never shorter than the holdout, as in the paper's 39 + 39
     weeks); skipped below :data:`MIN_HOLDOUT_DAYS`. The history counts both ends:
     1997-01-01..1998-06-30 is 546 days, so CDNOW as of 1998-06-30 gets the full 273."""
-    history = (as_of - first_day).days + 1
+    history = (as_of_date - first_day).days + 1
     days = min(int(holdout_days), history // 2)
     if days < MIN_HOLDOUT_DAYS:
-        return 0, (f"history too short for a holdout: {history} days from {first_day} to {as_of}; a holdout needs "
+        return 0, (f"history too short for a holdout: {history} days from {first_day} to {as_of_date}; a holdout needs "
                    f"at least {MIN_HOLDOUT_DAYS} days and a calibration period at least as long")
     return days, None
 
 
 def holdout_validation(
     transactions: pd.DataFrame,
-    as_of: dt.date | pd.Timestamp | str,
+    as_of_date: dt.date | pd.Timestamp | str,
     *,
     holdout_days: int = DEFAULT_HOLDOUT_DAYS,
     random_state: int = 0,
@@ -367,10 +367,10 @@ def holdout_validation(
 ) -> dict[str, Any]:
     """Validate BG/NBD and Gamma-Gamma the way Fader, Hardie & Lee (2005) do on CDNOW.
 
-    The history up to ``as_of`` is split at ``calibration_end = as_of − holdout`` (the holdout length
+    The history up to ``as_of_date`` is split at ``calibration_end = as_of_date − holdout`` (the holdout length
     by :func:`holdout_split`). Both models are fitted on the calibration period only; each customer
     who bought by ``calibration_end`` gets a predicted number of repeat purchase days in the
-    holdout ``(calibration_end, as_of]`` (BG/NBD's conditional expectation), compared with the
+    holdout ``(calibration_end, as_of_date]`` (BG/NBD's conditional expectation), compared with the
     actual number (same-day purchases count once, as in training). Returns a JSON-ready dict:
 
     * ``status`` ("validated" / "skipped") and ``reason`` when skipped;
@@ -385,20 +385,20 @@ def holdout_validation(
       customers by the day of their first purchase), the data of the paper's tracking plot;
     * ``params`` and ``bgnbd_method``/``gg_method`` of the calibration fit.
     """
-    as_of = pd.Timestamp(as_of).date()
-    tx = prepare_transactions(transactions, as_of)
+    as_of_date = pd.Timestamp(as_of_date).date()
+    tx = prepare_transactions(transactions, as_of_date)
     purchases = tx[is_purchase(tx["net_amount"])]
     if purchases.empty:
         return {"status": "skipped", "reason": "no purchase to validate on"}
     first_day = purchases["order_date"].min().date()
-    days, reason = holdout_split(first_day, as_of, holdout_days)
+    days, reason = holdout_split(first_day, as_of_date, holdout_days)
     if reason is not None:
         return {"status": "skipped", "reason": reason, "configured_holdout_days": int(holdout_days)}
-    calibration_end = as_of - dt.timedelta(days=days)
+    calibration_end = as_of_date - dt.timedelta(days=days)
     out: dict[str, Any] = {
         "calibration_start": first_day.isoformat(),
         "calibration_end": calibration_end.isoformat(),
-        "holdout_end": as_of.isoformat(),
+        "holdout_end": as_of_date.isoformat(),
         "holdout_days": days,
         "holdout_weeks": days / DAYS_PER_UNIT,
         "configured_holdout_days": int(holdout_days),
@@ -447,7 +447,7 @@ def holdout_validation(
                       "mean_predicted": float(predicted[members].mean()) if members.any() else float("nan"),
                       "mean_actual": float(actual[members].mean()) if members.any() else float("nan")})
     out["conditional_expectation"] = table
-    tracking = _tracking(purchases, ids, model.params_, first_day, calibration_end, as_of)
+    tracking = _tracking(purchases, ids, model.params_, first_day, calibration_end, as_of_date)
     out["tracking"] = tracking
     # FHL 2005's aggregate check: the cohort's cumulative repeat purchases over calibration + holdout
     if tracking:
@@ -460,11 +460,11 @@ def holdout_validation(
 
 def _tracking(
     purchases: pd.DataFrame, ids: pd.Series, params: dict[str, float], first_day: dt.date,
-    calibration_end: dt.date, as_of: dt.date,
+    calibration_end: dt.date, as_of_date: dt.date,
 ) -> list[dict[str, Any]]:
     """Weekly repeat purchases of the calibration cohort, actual and expected (FHL 2005, figure 2).
 
-    Weeks run from ``first_day``; the last week may be shorter (it ends at ``as_of``). A customer's
+    Weeks run from ``first_day``; the last week may be shorter (it ends at ``as_of_date``). A customer's
     first purchase day is not a repeat purchase; the expectation for a customer who first bought
     at ``s`` is E[X(t − s)] with BG/NBD's unconditional mean (x = t_x = T = 0 in eq. 10)."""
     cohort = purchases[purchases["customer_id"].astype(str).isin(set(ids))]
@@ -474,9 +474,9 @@ def _tracking(
     # customers grouped by the day of their first purchase: a few hundred distinct days at most
     starts = (days.groupby("customer_id")["order_date"].min() - pd.Timestamp(first_day)).dt.days
     start_day, start_count = np.unique(starts.to_numpy(), return_counts=True)
-    total_days = (as_of - first_day).days + 1
+    total_days = (as_of_date - first_day).days + 1
     edges = np.append(np.arange(0, total_days, 7), total_days)  # day offsets; purchase on day d is in (d-1, d]
-    # Week w covers day offsets < edges[w]. As in clv_summary (T = as_of - first day), a customer who
+    # Week w covers day offsets < edges[w]. As in clv_summary (T = as_of_date - first day), a customer who
     # first bought on day offset s has been observed e - 1 - s days once day e - 1 is over.
     actual_cum = np.searchsorted(np.sort(repeat_days + 1), edges[1:], side="right")
     shifted = np.clip(edges[1:, None] - (start_day[None, :] + 1), 0.0, None) / DAYS_PER_UNIT

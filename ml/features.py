@@ -2,7 +2,7 @@
 
 Conventions (shared by every model in ``ml``):
 
-* Only rows with ``order_date <= as_of`` are used. ``as_of`` is the DAG's logical date, never
+* Only rows with ``order_date <= as_of_date`` are used. ``as_of_date`` is the DAG's logical date, never
   the wall clock, so a re-run of a past date reproduces its features exactly, and rows that
   arrive late with a future date cannot leak into the past.
 * A *purchase event* is a row with ``net_amount >= 0`` (a fully discounted or free order is still
@@ -92,13 +92,13 @@ _PREPARED_FLAG = "ml_prepared_transactions"
 CUSTOMER_CODE = "_customer_code"
 
 
-def _as_timestamp(as_of: dt.date | pd.Timestamp | str) -> pd.Timestamp:
-    """Normalise ``as_of`` to a midnight Timestamp (the day is what matters, not the time)."""
-    return pd.Timestamp(as_of).normalize()
+def _as_timestamp(as_of_date: dt.date | pd.Timestamp | str) -> pd.Timestamp:
+    """Normalise ``as_of_date`` to a midnight Timestamp (the day is what matters, not the time)."""
+    return pd.Timestamp(as_of_date).normalize()
 
 
-def prepare_transactions(transactions: pd.DataFrame, as_of: dt.date | pd.Timestamp | str) -> pd.DataFrame:
-    """Return a clean copy of ``transactions`` restricted to ``order_date <= as_of``.
+def prepare_transactions(transactions: pd.DataFrame, as_of_date: dt.date | pd.Timestamp | str) -> pd.DataFrame:
+    """Return a clean copy of ``transactions`` restricted to ``order_date <= as_of_date``.
 
     Dates are normalised to days (times and time zones dropped), ``customer_id`` becomes ``str``,
     optional columns get neutral defaults (no discount, unknown channel/category) so callers
@@ -107,7 +107,7 @@ def prepare_transactions(transactions: pd.DataFrame, as_of: dt.date | pd.Timesta
     missing = [c for c in _REQUIRED_TX if c not in transactions.columns]
     if missing:
         raise ValueError(f"transactions is missing required columns: {missing}")
-    cutoff = _as_timestamp(as_of)
+    cutoff = _as_timestamp(as_of_date)
     if transactions.attrs.get(_PREPARED_FLAG):
         # Already clean and sorted (scoring prepares once, then every model re-cuts it): a
         # date filter keeps the order, and skips re-sorting ten million rows per model.
@@ -171,20 +171,20 @@ def _engagement(customers: pd.DataFrame | None, index: pd.Index) -> pd.DataFrame
 
 def customer_features(
     transactions: pd.DataFrame,
-    as_of: dt.date | pd.Timestamp | str,
+    as_of_date: dt.date | pd.Timestamp | str,
     customers: pd.DataFrame | None = None,
     *,
     window_days: int = WINDOW_DAYS,
 ) -> pd.DataFrame:
-    """Behavioural features per customer with at least one purchase on or before ``as_of``.
+    """Behavioural features per customer with at least one purchase on or before ``as_of_date``.
 
     Returns a float DataFrame indexed by ``customer_id`` (sorted) with the
     :data:`BASE_FEATURE_COLUMNS` plus any :data:`ENGAGEMENT_COLUMNS` present in ``customers``:
 
-    * ``recency_days``: days from the last purchase day to ``as_of`` (0 = bought today);
+    * ``recency_days``: days from the last purchase day to ``as_of_date`` (0 = bought today);
     * ``frequency``: distinct purchase days;
     * ``monetary``: sum of ``net_amount`` including refunds, floored at 0;
-    * ``tenure_days``: days from the first purchase day to ``as_of``;
+    * ``tenure_days``: days from the first purchase day to ``as_of_date``;
     * ``avg_order_value``: gross purchase amount / number of purchase events (rows), i.e. the
       basket size, not the daily spend;
     * ``<channel>_share``: share of purchase events made in that channel;
@@ -192,10 +192,10 @@ def customer_features(
       price the customer did not pay;
     * ``category_breadth``: distinct categories bought;
     * ``orders_90d`` / ``spend_90d``: purchase events and net spend (floored at 0) in the window
-      ``(as_of - window_days, as_of]``.
+      ``(as_of_date - window_days, as_of_date]``.
     """
-    tx = prepare_transactions(transactions, as_of)
-    cutoff = _as_timestamp(as_of)
+    tx = prepare_transactions(transactions, as_of_date)
+    cutoff = _as_timestamp(as_of_date)
     purchases = tx[is_purchase(tx["net_amount"])]
     if purchases.empty:
         cols = list(BASE_FEATURE_COLUMNS) + list(_engagement(customers, pd.Index([])).columns)
@@ -248,7 +248,8 @@ def customer_features(
 _TIME_UNIT_DAYS = {"D": 1.0, "W": 7.0}
 
 
-def clv_summary(transactions: pd.DataFrame, as_of: dt.date | pd.Timestamp | str, time_unit: str = "W") -> pd.DataFrame:
+def clv_summary(transactions: pd.DataFrame, as_of_date: dt.date | pd.Timestamp | str,
+                time_unit: str = "W") -> pd.DataFrame:
     """Frequency / recency / T / monetary_value per buyer, the input of BG/NBD and Gamma-Gamma.
 
     Same-day purchases are summed into one transaction (see module docstring). With
@@ -256,7 +257,7 @@ def clv_summary(transactions: pd.DataFrame, as_of: dt.date | pd.Timestamp | str,
 
     * ``frequency``: repeat purchase days = distinct purchase days − 1;
     * ``recency``: first → last purchase day;
-    * ``T``: first purchase day → ``as_of``;
+    * ``T``: first purchase day → ``as_of_date``;
     * ``monetary_value``: mean spend per *repeat* purchase day (the first day is excluded, as
       Gamma-Gamma is fitted on repeat transactions only), 0 when ``frequency`` is 0.
 
@@ -266,8 +267,8 @@ def clv_summary(transactions: pd.DataFrame, as_of: dt.date | pd.Timestamp | str,
     if time_unit not in _TIME_UNIT_DAYS:
         raise ValueError(f"time_unit must be one of {sorted(_TIME_UNIT_DAYS)}, got {time_unit!r}")
     unit = _TIME_UNIT_DAYS[time_unit]
-    cutoff = _as_timestamp(as_of)
-    tx = prepare_transactions(transactions, as_of)
+    cutoff = _as_timestamp(as_of_date)
+    tx = prepare_transactions(transactions, as_of_date)
     purchases = tx[is_purchase(tx["net_amount"])]
     columns = ["customer_id", "frequency", "recency", "T", "monetary_value"]
     if purchases.empty:

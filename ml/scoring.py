@@ -76,7 +76,7 @@ def _empty_profiles() -> pd.DataFrame:
 def score_customers(
     transactions: pd.DataFrame,
     customers: pd.DataFrame,
-    as_of: dt.date,
+    as_of_date: dt.date,
     *,
     random_state: int = 0,
     previous_centroids: pd.DataFrame | None = None,
@@ -86,7 +86,7 @@ def score_customers(
     n_threads: int | None = 1,
     engagement: pd.DataFrame | None = None,
 ) -> ScoringResult:
-    """Fit the models on the history up to ``as_of``, then score every customer as of ``as_of``.
+    """Fit the models on the history up to ``as_of_date``, then score every customer as of ``as_of_date``.
 
     See :func:`score_with` for the labels. ``metrics`` holds the fit's metrics (k, silhouette,
     churn with its baselines, CLV parameters) plus the scoring counts.
@@ -95,7 +95,7 @@ def score_customers(
     bundle = fit_models(
         transactions,
         customers,
-        as_of,
+        as_of_date,
         random_state=random_state,
         previous_centroids=previous_centroids,
         horizon_days=horizon_days,
@@ -104,7 +104,7 @@ def score_customers(
         n_threads=n_threads,
         engagement=engagement,
     )
-    result = score_with(bundle, transactions, customers, as_of, engagement)
+    result = score_with(bundle, transactions, customers, as_of_date, engagement)
     result.timings = {**bundle.timings, **result.timings, "total": time.perf_counter() - started}
     return result
 
@@ -113,17 +113,17 @@ def score_with(
     bundle: ModelBundle,
     transactions: pd.DataFrame,
     customers: pd.DataFrame,
-    as_of: dt.date,
+    as_of_date: dt.date,
     engagement: pd.DataFrame | None = None,
 ) -> ScoringResult:
-    """Label every customer of ``customers`` as of ``as_of`` with the models of ``bundle``.
+    """Label every customer of ``customers`` as of ``as_of_date`` with the models of ``bundle``.
 
     ``engagement`` (``fct_customer_engagement_snapshots`` rows) must hold the snapshot as of
-    ``as_of`` when the churn model was trained with engagement features.
+    ``as_of_date`` when the churn model was trained with engagement features.
 
-    ``as_of`` may be later than ``bundle.trained_as_of`` (the nightly run scores with the latest
+    ``as_of_date`` may be later than ``bundle.trained_as_of`` (the nightly run scores with the latest
     approved model) but not earlier: a model trained on the future must not score the past.
-    Buyers (≥ 1 purchase on or before ``as_of``) get a cluster, churn probability and band, and
+    Buyers (≥ 1 purchase on or before ``as_of_date``) get a cluster, churn probability and band, and
     CLV outputs. Prospects get ``cluster_id`` <NA>, ``cluster_name`` "prospects (no purchase
     yet)", NaN scores and a None band. Buyers missing from ``customers`` are not labelled (the
     contract is one row per known customer) and are counted in ``metrics['buyers_not_in_customers']``.
@@ -131,7 +131,7 @@ def score_with(
 
     The same as one chunk of :class:`ChunkScorer`, which scores a population too large to hold at once.
     """
-    scorer = ChunkScorer(bundle, as_of)
+    scorer = ChunkScorer(bundle, as_of_date)
     labels = scorer.score(transactions, customers, engagement)
     return scorer.result(labels)
 
@@ -148,12 +148,13 @@ class ChunkScorer:
     ``snapshot_exists`` when tonight's engagement snapshot exists: a chunk may hold none of its rows.
     """
 
-    def __init__(self, bundle: ModelBundle, as_of: dt.date, *, snapshot_exists: bool = False) -> None:
-        as_of = pd.Timestamp(as_of).date()
-        if as_of < bundle.trained_as_of:
-            raise ValueError(f"model {bundle.model_version} was trained as of {bundle.trained_as_of}, after {as_of}")
+    def __init__(self, bundle: ModelBundle, as_of_date: dt.date, *, snapshot_exists: bool = False) -> None:
+        as_of_date = pd.Timestamp(as_of_date).date()
+        if as_of_date < bundle.trained_as_of:
+            raise ValueError(f"model {bundle.model_version} was trained as of {bundle.trained_as_of}, "
+                             f"after {as_of_date}")
         self.bundle = bundle
-        self.as_of = as_of
+        self.as_of_date = as_of_date
         self.snapshot_exists = snapshot_exists
         self.chunks = 0
         self._counts = {"n_customers": 0, "n_buyers": 0, "n_prospects": 0, "buyers_not_in_customers": 0,
@@ -169,11 +170,11 @@ class ChunkScorer:
         self, transactions: pd.DataFrame, customers: pd.DataFrame, engagement: pd.DataFrame | None = None
     ) -> pd.DataFrame:
         """The labels (:data:`LABEL_COLUMNS`) of one chunk's customers, in the order of ``customers``."""
-        bundle, as_of = self.bundle, self.as_of
+        bundle, as_of_date = self.bundle, self.as_of_date
         started = time.perf_counter()
-        tx = prepare_transactions(transactions, as_of)
+        tx = prepare_transactions(transactions, as_of_date)
         customer_ids = customers["customer_id"].astype(str).drop_duplicates()
-        features = customer_features(tx, as_of, customers)
+        features = customer_features(tx, as_of_date, customers)
         self._time("score_features", started)
         self.chunks += 1
         counts = self._counts
@@ -197,8 +198,8 @@ class ChunkScorer:
             self._time("score_clusters", t0)
 
             t0 = time.perf_counter()
-            summary = clv_summary(tx, as_of)
-            inputs = churn_inputs(bundle, features, summary, engagement, as_of, self.snapshot_exists)
+            summary = clv_summary(tx, as_of_date)
+            inputs = churn_inputs(bundle, features, summary, engagement, as_of_date, self.snapshot_exists)
             scores["churn_probability"] = bundle.churn.predict_proba(inputs)
             self._time("score_churn", t0)
 
@@ -238,7 +239,7 @@ class ChunkScorer:
         unscored = counts.pop("unscored_buyers")
         metrics: dict[str, Any] = {
             **bundle.metrics,
-            "as_of": self.as_of.isoformat(),
+            "as_of_date": self.as_of_date.isoformat(),
             "model_version": bundle.model_version,
             **counts,
         }

@@ -8,10 +8,10 @@ Generative story per customer (a buy-till-you-die process, like BG/NBD/Pareto-NB
 
 * a planted type decides the purchase rate, basket size, channel mix, discount affinity,
   category breadth and mean lifetime;
-* the first purchase happens on a uniform day in the ``history_days`` before ``as_of``;
+* the first purchase happens on a uniform day in the ``history_days`` before ``as_of_date``;
 * the customer stays alive for an exponential lifetime, buying as a Poisson process meanwhile;
-* purchases are generated up to ``as_of + future_days`` so callers can verify that rows after
-  ``as_of`` are ignored.
+* purchases are generated up to ``as_of_date + future_days`` so callers can verify that rows after
+  ``as_of_date`` are ignored.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class SyntheticData:
 
 def make_customer_base(
     n_customers: int = 500,
-    as_of: dt.date = dt.date(2024, 6, 30),
+    as_of_date: dt.date = dt.date(2024, 6, 30),
     *,
     seed: int = 0,
     history_days: int = 730,
@@ -72,8 +72,8 @@ def make_customer_base(
     is_prospect = rng.random(n_customers) < prospect_share
     weights = np.array([t.weight for t in types])
     type_id = rng.choice(len(types), size=n_customers, p=weights / weights.sum())
-    as_of_ts = pd.Timestamp(as_of)
-    end_offset = history_days + future_days  # day index of as_of + future_days, day 0 = start
+    as_of_ts = pd.Timestamp(as_of_date)
+    end_offset = history_days + future_days  # day index of as_of_date + future_days, day 0 = start
 
     buyers = np.flatnonzero(~is_prospect)
     tid = type_id[buyers]

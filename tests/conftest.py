@@ -156,12 +156,12 @@ def run_cli(args: list[str], env: dict[str, str], home: Path, timeout: int = 900
     return subprocess.run([str(exe), *args], env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
-def run_nightly(env: dict[str, str], home: Path, as_of: dt.date = E2E_END) -> None:
+def run_nightly(env: dict[str, str], home: Path, as_of_date: dt.date = E2E_END) -> None:
     """`custseg run --as-of` (the real DAG) that must succeed."""
-    result = run_cli(["run", "--as-of", as_of.isoformat()], env, home)
+    result = run_cli(["run", "--as-of", as_of_date.isoformat()], env, home)
     tail = (result.stdout + result.stderr)[-4000:]
     assert result.returncode == 0, f"DAG run failed:\n{tail}"
-    assert f"as of {as_of}: success" in result.stdout, tail
+    assert f"as of {as_of_date}: success" in result.stdout, tail
 
 
 @pytest.fixture(scope="session")

@@ -53,16 +53,16 @@ UTF8_HINT = "not valid UTF-8; if the file is Latin-1 or Windows-1252 pass --enco
 def split(tmp_path: Path):
     """Split bytes as an export; returns (info, {day: [row dicts]}, [reject dicts], meta of the as-of file)."""
 
-    def run(content: bytes, as_of: dt.date = AS_OF, name: str = "orders.csv", **options: object):
+    def run(content: bytes, as_of_date: dt.date = AS_OF, name: str = "orders.csv", **options: object):
         path = tmp_path / name
         path.write_bytes(content)
-        info = prepare_byo_orders(path, as_of, tmp_path / "work", normalise_options(options))
-        return (info, *read_split(tmp_path / "work", as_of))
+        info = prepare_byo_orders(path, as_of_date, tmp_path / "work", normalise_options(options))
+        return (info, *read_split(tmp_path / "work", as_of_date))
 
     return run
 
 
-def read_split(work_dir: Path, as_of: dt.date) -> tuple[dict[str, list[dict]], list[dict], dict]:
+def read_split(work_dir: Path, as_of_date: dt.date) -> tuple[dict[str, list[dict]], list[dict], dict]:
     orders = work_dir / "landing" / "shop" / "orders"
     rows = {}
     for path in sorted(orders.glob("*.csv")):
@@ -72,7 +72,7 @@ def read_split(work_dir: Path, as_of: dt.date) -> tuple[dict[str, list[dict]], l
             rows[path.stem] = list(reader)
     rejects = [json.loads(line) for path in sorted(orders.glob("*.rejects.jsonl"))
                for line in path.read_text(encoding="utf-8").splitlines()]
-    meta = json.loads((orders / f"{as_of.isoformat()}.csv.meta.json").read_text(encoding="utf-8"))
+    meta = json.loads((orders / f"{as_of_date.isoformat()}.csv.meta.json").read_text(encoding="utf-8"))
     return rows, rejects, meta
 
 
@@ -402,13 +402,13 @@ def test_cdnow_through_the_orders_entry_point_reproduces_published_clv(airflow_h
 
     data_dir = session_dir / "byo_cdnow"
     env = warehouse_env("duckdb", data_dir, duckdb_path=data_dir / "warehouse.duckdb")
-    as_of = dt.date(1997, 9, 30)
-    result = run_cli(["run", "--orders", str(CDNOW), "--as-of", as_of.isoformat(), "--delimiter", "whitespace",
+    as_of_date = dt.date(1997, 9, 30)
+    result = run_cli(["run", "--orders", str(CDNOW), "--as-of", as_of_date.isoformat(), "--delimiter", "whitespace",
                       "--names", "customer,sample_id,order_date,cds,amount", "--date-format", "%Y%m%d",
                       "--items", "cds", "--currency", "USD"], env, airflow_home)
     tail = (result.stdout + result.stderr)[-4000:]
     assert result.returncode == 0, tail
-    assert f"as of {as_of}: success" in result.stdout, tail
+    assert f"as of {as_of_date}: success" in result.stdout, tail
     assert "4,960 rows up to 1997-09-30" in result.stdout and "1,959 rows after 1997-09-30 not loaded" in result.stdout
     with connect(load_settings(env)) as wh:
         runs = wh.query_df("select params, metrics, training_window_start, training_window_end, status "
@@ -419,14 +419,14 @@ def test_cdnow_through_the_orders_entry_point_reproduces_published_clv(airflow_h
         guests = wh.fetchall("select count(*) from analytics.customer_segments where is_guest")[0][0]
     assert len(runs) == 1 and runs["status"][0] == "approved"
     assert (runs["training_window_start"][0].date(), runs["training_window_end"][0].date()) == (
-        dt.date(1997, 1, 1), as_of)
+        dt.date(1997, 1, 1), as_of_date)
     params, metrics = (json.loads(v) if isinstance(v, str) else v for v in (runs["params"][0], runs["metrics"][0]))
     assert params["clv_time_unit"] == "weeks"
     for name, expected in PUBLISHED.items():
         assert _same_to_two_significant_digits(params["clv"][name], expected), (name, params["clv"][name])
     # every CDNOW customer bought in 1997 Q1, so all 2,357 are scored as of 1997-09-30, and their
     # lifetime revenue is the export's dollars up to that date, unconverted
-    assert segments[:3] == (2357, 2357, as_of)
+    assert segments[:3] == (2357, 2357, as_of_date)
     assert float(segments[3]) == pytest.approx(raw_sum, abs=0.01)
     # each CDNOW row names its customer by the export's key: none of them is a guest
     assert guests == 0

@@ -175,14 +175,14 @@ def test_debug_shows_the_traceback(small_warehouse: dict[str, str]) -> None:
 
 @pytest.mark.e2e
 def test_a_failed_dag_run_names_its_failed_task_and_reason(env: dict[str, str], airflow_home: Path) -> None:
-    as_of = dt.date(2026, 10, 31)
-    result = run_cli(["run", "--as-of", as_of.isoformat()], {**env, "CUSTSEG_FAIL_TASK": "prepare"}, airflow_home)
-    assert result.returncode != 0 and f"as of {as_of}: failed" in result.stdout, result.stdout[-3000:]
+    as_of_date = dt.date(2026, 10, 31)
+    result = run_cli(["run", "--as-of", as_of_date.isoformat()], {**env, "CUSTSEG_FAIL_TASK": "prepare"}, airflow_home)
+    assert result.returncode != 0 and f"as of {as_of_date}: failed" in result.stdout, result.stdout[-3000:]
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("custseg run: error:")]
     assert lines == [
-        f"custseg run: error: customer_segmentation as of {as_of} failed in task prepare: AirflowFailException: "
+        f"custseg run: error: customer_segmentation as of {as_of_date} failed in task prepare: AirflowFailException: "
         "injected failure in task 'prepare' (CUSTSEG_FAIL_TASK) (run " + lines[0].split("(run ", 1)[1]
     ], result.stderr[-3000:]
     assert lines[0].endswith(f"the published analytics tables were not changed by it; fix the cause and rerun the "
-                             f"date (custseg run --as-of {as_of})")
+                             f"date (custseg run --as-of {as_of_date})")

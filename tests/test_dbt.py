@@ -45,7 +45,7 @@ def test_release_dbt_duckdb_closes_the_database_dbt_keeps_open(dbt_settings) -> 
     run_dbt(dbt_settings, ["show", "--inline", "select 1 as one"])  # the next dbt command opens a new one
 
 
-def test_a_new_run_date_reaches_every_model_without_a_full_reparse(dbt_settings) -> None:
+def test_a_new_as_of_date_reaches_every_model_without_a_full_reparse(dbt_settings) -> None:
     # The run date reaches dbt through the environment (custseg/dbt.py), because a changed --vars
     # value made dbt re-parse the whole project in the first dbt task of every night. Partial
     # parsing must still give every model tonight's date, never the date of the run before.
@@ -159,7 +159,7 @@ def test_unique_incremental_reads_only_what_was_written_since_the_table_was_veri
                 wh.execute("insert into raw.web_sessions (session_id, started_at, platform, _partition_date, "
                            "_source_file, _source_line, _run_id) values (%s, %s, 'web', %s, 'test.jsonl', %s, 'test')",
                            (session_id, dt.datetime.combine(night, dt.time(9)), night, line))
-            wh.execute("insert into ops.load_audit (run_id, logical_date, source, partition_date, source_file, "
+            wh.execute("insert into ops.load_audit (run_id, as_of_date, source, partition_date, source_file, "
                        "rows_read, rows_loaded, rows_quarantined, status, recorded_at) "
                        "values ('test', %s, 'web_sessions', %s, 'test.jsonl', %s, %s, 0, 'success', %s)",
                        (night, night, len(session_ids), len(session_ids), dt.datetime.now(dt.UTC).replace(tzinfo=None)))

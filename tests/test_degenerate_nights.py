@@ -117,7 +117,7 @@ def test_the_share_is_this_runs_last_load_of_each_partition(gate_warehouse: Sett
     with connect(settings) as wh:
         for run, source, day, read, bad, status, second in rows:
             wh.execute(
-                "insert into ops.load_audit (run_id, logical_date, source, partition_date, source_file, rows_read, "
+                "insert into ops.load_audit (run_id, as_of_date, source, partition_date, source_file, rows_read, "
                 "rows_loaded, rows_quarantined, status, recorded_at) values (%s, %s, %s, %s, 'f', %s, %s, %s, %s, %s)",
                 (run, d1, source, day, read, read - bad, bad, status, dt.datetime(2026, 11, 2, 0, 0, second)))
         reports = {r.suite_name: r for r in quarantine_share_reports(
@@ -178,24 +178,24 @@ def test_below_the_minimum_the_bundle_has_no_models_and_buyers_no_cluster_name()
 
 
 def test_nightly_and_weekly_fits_wait_for_the_minimum(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    as_of, next_week = dt.date(2024, 6, 30), dt.date(2024, 7, 7)
+    as_of_date, next_week = dt.date(2024, 6, 30), dt.date(2024, 7, 7)
     env = {"CUSTSEG_DATA_DIR": str(tmp_path), "CUSTSEG_MODEL_DIR": str(tmp_path / "models")}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("CUSTSEG_MIN_BUYERS", raising=False)
     monkeypatch.delenv("CUSTSEG_MIN_REPEAT_BUYERS", raising=False)
     settings = load_settings(env)
-    data = make_customer_base(1500, as_of, seed=3)
+    data = make_customer_base(1500, as_of_date, seed=3)
     # the first weeks of a new shop: 150 of the customers have bought
     few = data.transactions[data.transactions["customer_id"].isin(data.customers["customer_id"][:150])]
-    seed_build(settings, data, as_of, as_of, transactions=few)
-    night = score(settings, as_of, "nightly-few")
-    weekly = retrain(settings, as_of, "retrain-few")
+    seed_build(settings, data, as_of_date, as_of_date, transactions=few)
+    night = score(settings, as_of_date, "nightly-few")
+    weekly = retrain(settings, as_of_date, "retrain-few")
     with connect(settings) as wh:
         registry = wh.query_df("select status, decision_reason, metrics, artifact_path, dag_id from ml.model_runs")
         scoring = json.loads(wh.fetchall("select metrics from ml.scoring_runs where run_id = 'nightly-few'")[0][0])
         labels = wh.query_df(f"select * from {quote_ident(settings.build_schema)}.ml_customer_labels")
-        approved = Registry(wh).latest_approved(as_of)
+        approved = Registry(wh).latest_approved(as_of_date)
     assert night["models_not_fitted"] == scoring["not_fitted"]
     assert scoring["not_fitted"].startswith("too few buyers to fit models: ") and scoring["n_buyers"] <= 150
     assert labels["cluster_id"].isna().all() and labels["predicted_clv_12m"].isna().all()
@@ -246,7 +246,7 @@ def degenerate_nights(e2e_duckdb_env: dict[str, str], demo_data, airflow_home: P
     status = run_cli(["status"], env, airflow_home)
     with connect(settings, read_only=True) as wh:
         quality = wh.query_df(
-            "select run_id, logical_date, suite_name, success, observed_value from ops.quality_results "
+            "select run_id, as_of_date, suite_name, success, observed_value from ops.quality_results "
             "where suite_name in ('raw.shop_orders.quarantine_share', 'raw.visible_purchases') and not success "
             "order by recorded_at")
         published = wh.fetchall("select count(*) from ops.run_audit where task_id = 'publish' and status = 'success'")
@@ -291,7 +291,7 @@ def test_a_night_before_all_data_with_a_header_only_export_fails_and_keeps_yeste
             f"as of {BEFORE_ALL_DATA} no purchase is visible") in degenerate_nights["status"].stdout
     quality = degenerate_nights["quality"]
     assert list(quality["suite_name"]) == ["raw.shop_orders.quarantine_share", "raw.visible_purchases"]
-    assert [pd.Timestamp(d).date() for d in quality["logical_date"]] == [QUARANTINE_NIGHT, BEFORE_ALL_DATA]
+    assert [pd.Timestamp(d).date() for d in quality["as_of_date"]] == [QUARANTINE_NIGHT, BEFORE_ALL_DATA]
 
 
 @pytest.mark.e2e

@@ -40,12 +40,12 @@ def read_segments(env: dict[str, str]) -> pd.DataFrame:
         return wh.query_df("select * from analytics.customer_segments order by customer_id")
 
 
-def assert_segments_are_sound(segments: pd.DataFrame, as_of: dt.date) -> None:
+def assert_segments_are_sound(segments: pd.DataFrame, as_of_date: dt.date) -> None:
     missing = [c for c in CONTRACT_COLUMNS if c not in segments.columns]
     assert not missing, f"contract columns missing: {missing}"
     assert len(segments) > 100
     assert segments["customer_id"].is_unique
-    assert set(pd.to_datetime(segments["as_of_date"]).dt.date) == {as_of}
+    assert set(pd.to_datetime(segments["as_of_date"]).dt.date) == {as_of_date}
     buyers = segments[segments["lifecycle_stage"] != "prospect"]
     prospects = segments[segments["lifecycle_stage"] == "prospect"]
     assert len(buyers) > 0 and len(prospects) > 0
@@ -70,7 +70,7 @@ def assert_segments_are_sound(segments: pd.DataFrame, as_of: dt.date) -> None:
     for col in ("churn_probability", "p_alive", "predicted_clv_12m", "cluster_id", "value_tier", "loyalty_tier"):
         assert buyers[col].nunique() > 1, f"{col} is constant"
     assert segments["model_version"].nunique() == 1
-    assert set(pd.to_datetime(segments["scored_at"])) == {pd.Timestamp(as_of + dt.timedelta(days=1))}
+    assert set(pd.to_datetime(segments["scored_at"])) == {pd.Timestamp(as_of_date + dt.timedelta(days=1))}
 
 
 def _comparable(frame: pd.DataFrame) -> pd.DataFrame:

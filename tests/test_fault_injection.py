@@ -411,7 +411,7 @@ def _context(task_id: str, error: BaseException | None = None, result: object = 
         xcom_pull=lambda **kwargs: result,
     )  # fmt: skip
     return {"ti": ti, "task_instance": ti, "run_id": ti.run_id, "ds": "2026-10-31",
-            "logical_date": dt.datetime(2026, 10, 31, tzinfo=dt.UTC), "exception": error}
+            "as_of_date": dt.datetime(2026, 10, 31, tzinfo=dt.UTC), "exception": error}
 
 
 def test_callbacks_write_run_audit_and_notify_through_a_webhook(tmp_path: Path, monkeypatch, caplog) -> None:
@@ -436,7 +436,7 @@ def test_callbacks_write_run_audit_and_notify_through_a_webhook(tmp_path: Path, 
         assert "ValueError: labels out of range" in caplog.text and "http://airflow/log" in caplog.text
         assert len(_Hook.received) == 1
         body = _Hook.received[0]
-        assert body["task_id"] == "score" and body["logical_date"] == "2026-10-31"
+        assert body["task_id"] == "score" and body["as_of_date"] == "2026-10-31"
         assert "ValueError: labels out of range" in body["text"] and "rerun the same date" in body["text"]
 
         # a broken notifier never masks the task's outcome

@@ -197,7 +197,7 @@ def test_daily_runs_equal_a_backfill(demo_data, tmp_path: Path, capfd: pytest.Ca
         wh.execute("insert into raw.web_sessions (session_id, started_at, platform, _partition_date, _source_file, "
                    "_source_line, _run_id) values ('WS-LATE-FILE', %s, 'web', %s, 'late.jsonl', 1, 'late')",
                    (dt.datetime.combine(late, dt.time(9)), late))
-        wh.execute("insert into ops.load_audit (run_id, logical_date, source, partition_date, source_file, rows_read, "
+        wh.execute("insert into ops.load_audit (run_id, as_of_date, source, partition_date, source_file, rows_read, "
                    "rows_loaded, rows_quarantined, status, recorded_at) "
                    "values ('late', %s, 'web_sessions', %s, 'late.jsonl', 1, 1, 0, 'success', %s)",
                    (DAYS[-1], late, dt.datetime.now(dt.UTC).replace(tzinfo=None)))

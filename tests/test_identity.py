@@ -128,12 +128,12 @@ def settings(request, tmp_path: Path) -> Iterator:
     yield s
 
 
-def _map(settings, as_of: dt.date) -> dict[tuple[str, str], str]:
-    resolve_identities(settings, as_of)
+def _map(settings, as_of_date: dt.date) -> dict[tuple[str, str], str]:
+    resolve_identities(settings, as_of_date)
     with connect(settings) as wh:
         rows = wh.fetchall("select key_type, key_value, customer_id from raw.identity_map")
         dates = wh.fetchall("select as_of_date from raw.identity_state")
-    assert [d[0] if isinstance(d[0], dt.date) else d[0].date() for d in dates] == [as_of]
+    assert [d[0] if isinstance(d[0], dt.date) else d[0].date() for d in dates] == [as_of_date]
     return {(t, v): c for t, v, c in rows}
 
 
@@ -224,7 +224,7 @@ def test_extending_night_by_night_equals_rebuilding(settings) -> None:
 def test_a_reloaded_old_partition_rebuilds_the_map(settings) -> None:
     resolve_identities(settings, day(3))
     with connect(settings) as wh:  # a late file for day 2 is loaded after the day-3 run
-        wh.execute("insert into ops.load_audit (run_id, logical_date, source, partition_date, rows_read, "
+        wh.execute("insert into ops.load_audit (run_id, as_of_date, source, partition_date, rows_read, "
                    "rows_loaded, rows_quarantined, status, recorded_at) "
                    "values ('late', %s, 'web_sessions', %s, 0, 0, 0, 'success', %s)",
                    (day(4), day(2), dt.datetime(2100, 1, 1)))

@@ -36,7 +36,7 @@ def test_training_set_labels_by_hand() -> None:
             "net_amount": [10.0, 10.0, 10.0, 10.0, 10.0, -10.0, 10.0],
         }
     )
-    # "future" buys again only after as_of: that must not count as staying.
+    # "future" buys again only after as_of_date: that must not count as staying.
     tx = pd.concat(
         [
             tx,

@@ -1,4 +1,4 @@
-"""Customer features and the CLV summary: hand-computed values, as_of cut-off, edge cases."""
+"""Customer features and the CLV summary: hand-computed values, as_of_date cut-off, edge cases."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def tiny() -> tuple[pd.DataFrame, pd.DataFrame]:
             ("A", "2024-01-25", -20.0, 0.0, "online", "shoes"),
             # B: one old store purchase
             ("B", "2023-09-01", 40.0, 10.0, "store", "home"),
-            # C: only a refund, D: only a purchase after as_of -> neither is a buyer
+            # C: only a refund, D: only a purchase after as_of_date -> neither is a buyer
             ("C", "2024-01-05", -10.0, 0.0, "online", "home"),
             ("D", "2024-03-01", 70.0, 0.0, "online", "home"),
         ]
@@ -100,8 +100,8 @@ def test_clv_summary_matches_hand_computed_values(tiny: tuple[pd.DataFrame, pd.D
 
 def test_future_rows_change_nothing() -> None:
     data = make_customer_base(300, dt.date(2024, 6, 30), seed=3)
-    as_of = dt.date(2024, 6, 30)
-    past = data.transactions[data.transactions["order_date"] <= pd.Timestamp(as_of)]
+    as_of_date = dt.date(2024, 6, 30)
+    past = data.transactions[data.transactions["order_date"] <= pd.Timestamp(as_of_date)]
     assert len(past) < len(data.transactions)  # the generator does produce future rows
     future = pd.DataFrame(
         {
@@ -115,9 +115,9 @@ def test_future_rows_change_nothing() -> None:
     )
     with_future = pd.concat([data.transactions, future], ignore_index=True)
     pdt.assert_frame_equal(
-        customer_features(past, as_of, data.customers), customer_features(with_future, as_of, data.customers)
+        customer_features(past, as_of_date, data.customers), customer_features(with_future, as_of_date, data.customers)
     )
-    pdt.assert_frame_equal(clv_summary(past, as_of), clv_summary(with_future, as_of))
+    pdt.assert_frame_equal(clv_summary(past, as_of_date), clv_summary(with_future, as_of_date))
 
 
 def test_row_order_and_date_types_do_not_matter(tiny: tuple[pd.DataFrame, pd.DataFrame]) -> None:
@@ -130,7 +130,7 @@ def test_row_order_and_date_types_do_not_matter(tiny: tuple[pd.DataFrame, pd.Dat
     )
     for variant in (shuffled, as_dates, with_times_tz):
         pdt.assert_frame_equal(customer_features(variant, AS_OF, customers), expected)
-    # as_of may be a date, a Timestamp or an ISO string
+    # as_of_date may be a date, a Timestamp or an ISO string
     pdt.assert_frame_equal(customer_features(transactions, "2024-01-31", customers), expected)
     # A frame prepared once (as scoring does) and re-cut at an earlier date gives the same answer.
     prepared = prepare_transactions(shuffled, dt.date(2024, 12, 31))

@@ -32,10 +32,10 @@ AS_OF = dt.date(2024, 6, 30)
 NEXT_WEEK = AS_OF + dt.timedelta(days=7)
 
 
-def seed_build(settings: Settings, data: SyntheticData, upto: dt.date, as_of: dt.date,
+def seed_build(settings: Settings, data: SyntheticData, upto: dt.date, as_of_date: dt.date,
                transactions: pd.DataFrame | None = None) -> None:
     """(Re)create build.fct_purchases / fct_customer_features (and an empty engagement snapshot table)
-    as the nightly dbt run would for ``as_of``."""
+    as the nightly dbt run would for ``as_of_date``."""
     tx = (data.transactions if transactions is None else transactions).copy()
     tx = tx[tx["order_date"] <= pd.Timestamp(upto)].reset_index(drop=True)
     purchases = pd.DataFrame({
@@ -48,7 +48,7 @@ def seed_build(settings: Settings, data: SyntheticData, upto: dt.date, as_of: dt
         "category": tx["category"].astype(str),
         "is_refund": False,
     })
-    features = data.customers.assign(as_of_date=as_of)
+    features = data.customers.assign(as_of_date=as_of_date)
     build = settings.build_schema
     with connect(settings) as wh:
         wh.bootstrap()

@@ -44,7 +44,7 @@ def test_one_row_per_customer_with_the_contract_columns(result: ScoringResult, d
 def test_prospects_are_labelled_as_such(result: ScoringResult, data: SyntheticData) -> None:
     labels = result.labels.set_index("customer_id")
     truth = data.truth.set_index("customer_id")
-    # Prospects: never bought, or bought only after as_of.
+    # Prospects: never bought, or bought only after as_of_date.
     first = truth["first_date"]
     is_prospect = first.isna() | (first > pd.Timestamp(AS_OF))
     prospects = labels[is_prospect.loc[labels.index].to_numpy()]

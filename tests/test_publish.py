@@ -281,7 +281,7 @@ def test_postgres_run_audit_and_status(pg_database: str, tmp_path: Path) -> None
     prepare_warehouse(settings)
     now = dt.datetime(2026, 11, 1, 1, 0)
     row = {"run_id": "scheduled__2026-10-31", "dag_id": "customer_segmentation", "task_id": "audit",
-           "logical_date": dt.date(2026, 10, 31), "try_number": 1, "status": "failed", "started_at": now,
+           "as_of_date": dt.date(2026, 10, 31), "try_number": 1, "status": "failed", "started_at": now,
            "ended_at": now + dt.timedelta(seconds=3), "duration_seconds": 3.0, "rows_in": 400, "rows_out": None,
            "error": "QualityGateError: Quality gate failed for suite 'analytics.segment_shares'", "recorded_at": now}
     with connect(settings) as wh:

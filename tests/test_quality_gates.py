@@ -46,22 +46,22 @@ def _insert_shop(wh: Warehouse, rows: list[tuple]) -> None:
         wh.execute(f"insert into raw.shop_orders ({cols}) values ({', '.join(['%s'] * len(row))})", row)
 
 
-def _segment_row(i: int, segment: str | None, stage: str, as_of: dt.date) -> tuple:
+def _segment_row(i: int, segment: str | None, stage: str, as_of_date: dt.date) -> tuple:
     buyer = segment is not None
     return (
-        f"C-{i:04d}", as_of, 10 if buyer else None, 2 if buyer else 0, 100.0 if buyer else 0.0,
+        f"C-{i:04d}", as_of_date, 10 if buyer else None, 2 if buyer else 0, 100.0 if buyer else 0.0,
         3 if buyer else None, 3 if buyer else None, 3 if buyer else None, segment, stage, "mid", "regular",
         "web", "none", "neutral", 1 if buyer else None, "Regulars" if buyer else None, 0.2 if buyer else None,
         "low" if buyer else None, 0.8 if buyer else None, 1.0 if buyer else None, 50.0 if buyer else None, "m-1",
-        dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time()),
+        dt.datetime.combine(as_of_date + dt.timedelta(days=1), dt.time()),
     )  # fmt: skip
 
 
-def _customers(mix: dict[tuple[str | None, str], int], as_of: dt.date) -> list[tuple]:
+def _customers(mix: dict[tuple[str | None, str], int], as_of_date: dt.date) -> list[tuple]:
     rows, i = [], 0
     for (segment, stage), n in mix.items():
         for _ in range(n):
-            rows.append(_segment_row(i, segment, stage, as_of))
+            rows.append(_segment_row(i, segment, stage, as_of_date))
             i += 1
     return rows
 

@@ -73,7 +73,7 @@ def test_rebuild_after_a_key_rotation_equals_a_fresh_warehouse(e2e_duckdb_env: d
     assert not _hex_values(rotated) & old_ids, "a published row keeps an id or reference of the old key"
     with connect(load_settings(rotated)) as wh:
         history = wh.fetchall("select distinct as_of_date from analytics.segment_history order by 1")
-        loads = wh.fetchall("select logical_date, count(*) from ops.load_audit where status = 'from_raw' "
+        loads = wh.fetchall("select as_of_date, count(*) from ops.load_audit where status = 'from_raw' "
                             "group by 1 order by 1")
         models = dict(wh.fetchall("select status, count(*) from ml.model_runs group by 1"))
         leftover = wh.fetchall("select count(*) from ops.rebuild_dates")[0][0]

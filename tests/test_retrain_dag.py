@@ -30,14 +30,14 @@ DEMO_END = dt.date(2026, 10, 31)
 RETRAIN_LOGICAL = DEMO_END + dt.timedelta(days=1)  # the DAG trains as of the day before its logical date
 
 
-def run_dag_test(dag_id: str, logical_date: dt.date, env: dict[str, str], home: Path, timeout: int = 900) -> str:
+def run_dag_test(dag_id: str, as_of_date: dt.date, env: dict[str, str], home: Path, timeout: int = 900) -> str:
     """``dag.test()`` of one DAG in its own process (custseg-independent); returns the run's state."""
     code = (
         "import datetime as dt, sys\n"
         "from airflow.dag_processing.dagbag import DagBag\n"
         f"bag = DagBag(dag_folder={str(PROJECT_ROOT / 'dags')!r})\n"
         "assert not bag.import_errors, bag.import_errors\n"
-        f"run = bag.get_dag({dag_id!r}).test(logical_date=dt.datetime.fromisoformat({logical_date.isoformat()!r})"
+        f"run = bag.get_dag({dag_id!r}).test(logical_date=dt.datetime.fromisoformat({as_of_date.isoformat()!r})"
         ".replace(tzinfo=dt.UTC))\n"
         "print('DAG_STATE=' + str(run.state).rsplit('.', 1)[-1].lower())\n"
     )

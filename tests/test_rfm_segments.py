@@ -84,19 +84,19 @@ def demo_purchases(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
     return purchases
 
 
-def purchase_stats(purchases: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
-    seen = purchases[purchases["day"] <= pd.Timestamp(as_of)]
+def purchase_stats(purchases: pd.DataFrame, as_of_date: dt.date) -> pd.DataFrame:
+    seen = purchases[purchases["day"] <= pd.Timestamp(as_of_date)]
     stats = seen.groupby("customer").agg(last=("day", "max"), purchase_days=("day", "nunique"),
                                          net_revenue=("amount", "sum"))
-    stats["recency_days"] = (pd.Timestamp(as_of) - stats["last"]).dt.days
+    stats["recency_days"] = (pd.Timestamp(as_of_date) - stats["last"]).dt.days
     return stats.drop(columns="last").reset_index(names="customer_id")
 
 
-def scored_segments(settings, purchases: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
+def scored_segments(settings, purchases: pd.DataFrame, as_of_date: dt.date) -> pd.DataFrame:
     """The real dbt model on these customers, with each customer's next-quarter repurchase."""
     import pyarrow as pa
 
-    stats = purchase_stats(purchases, as_of)
+    stats = purchase_stats(purchases, as_of_date)
     with connect(settings) as wh:
         wh.execute("drop table if exists analytics_build.int_customer_purchase_stats")
         wh.execute("create table analytics_build.int_customer_purchase_stats (customer_id text, "
@@ -107,8 +107,8 @@ def scored_segments(settings, purchases: pd.DataFrame, as_of: dt.date) -> pd.Dat
     with connect(settings) as wh:
         scores = wh.query_df("select customer_id, frequency, r_score, f_score, m_score, rfm_segment "
                              "from analytics_build.int_customer_rfm_scores")
-    later = purchases[(purchases["day"] > pd.Timestamp(as_of))
-                      & (purchases["day"] <= pd.Timestamp(as_of + NEXT_QUARTER))]
+    later = purchases[(purchases["day"] > pd.Timestamp(as_of_date))
+                      & (purchases["day"] <= pd.Timestamp(as_of_date + NEXT_QUARTER))]
     scores["repurchased"] = scores["customer_id"].isin(set(later["customer"]))
     assert len(scores) == len(stats), "every buyer is scored"
     return scores
@@ -140,16 +140,16 @@ def assert_segments_mean_something(table: pd.DataFrame, label: str) -> None:
     assert champions.low > ranked.iloc[-1].high, f"{label}: Champions and {ranked.index[-1]} overlap\n{table}"
 
 
-@pytest.mark.parametrize("as_of", [dt.date(1997, 9, 30), dt.date(1997, 12, 31), dt.date(1998, 3, 31)])
-def test_cdnow_segments_rank_next_quarter_repurchase(rfm_settings, as_of: dt.date) -> None:
-    table = segment_table(scored_segments(rfm_settings, cdnow_purchases(), as_of))
-    assert_segments_mean_something(table, f"CDNOW as of {as_of}")
+@pytest.mark.parametrize("as_of_date", [dt.date(1997, 9, 30), dt.date(1997, 12, 31), dt.date(1998, 3, 31)])
+def test_cdnow_segments_rank_next_quarter_repurchase(rfm_settings, as_of_date: dt.date) -> None:
+    table = segment_table(scored_segments(rfm_settings, cdnow_purchases(), as_of_date))
+    assert_segments_mean_something(table, f"CDNOW as of {as_of_date}")
 
 
-@pytest.mark.parametrize("as_of", [dt.date(2026, 6, 30), dt.date(2026, 7, 31)])
-def test_demo_segments_rank_next_quarter_repurchase(rfm_settings, demo_purchases, as_of: dt.date) -> None:
-    table = segment_table(scored_segments(rfm_settings, demo_purchases, as_of))
-    assert_segments_mean_something(table, f"demo data as of {as_of}")
+@pytest.mark.parametrize("as_of_date", [dt.date(2026, 6, 30), dt.date(2026, 7, 31)])
+def test_demo_segments_rank_next_quarter_repurchase(rfm_settings, demo_purchases, as_of_date: dt.date) -> None:
+    table = segment_table(scored_segments(rfm_settings, demo_purchases, as_of_date))
+    assert_segments_mean_something(table, f"demo data as of {as_of_date}")
 
 
 def test_ties_never_let_fewer_purchase_days_score_higher(rfm_settings) -> None:

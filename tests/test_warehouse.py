@@ -100,3 +100,19 @@ def test_customer_chunks_split_the_ml_inputs_into_disjoint_ranges_that_miss_nobo
     for tx, customers, engagement in reads:
         assert set(engagement["customer_id"]) == set(customers["customer_id"])
         assert set(tx["customer_id"]) - set(orphans) == set(customers["customer_id"])
+
+
+def test_bootstrap_renames_the_columns_an_earlier_release_named_logical_date(wh) -> None:
+    """A warehouse made before 2.0.0 keeps its audit history under the new column name."""
+    wh.execute("create schema if not exists ops")
+    wh.execute("create table ops.run_audit (run_id text not null, dag_id text not null, task_id text not null, "
+               "logical_date date, try_number integer, status text not null, started_at timestamp, "
+               "ended_at timestamp, duration_seconds double precision, rows_in bigint, rows_out bigint, error text, "
+               "recorded_at timestamp not null)")
+    wh.execute("insert into ops.run_audit (run_id, dag_id, task_id, logical_date, status, recorded_at) "
+               "values ('old-run', 'customer_segmentation', 'publish', '2026-06-30', 'success', '2026-07-01')")
+    wh.bootstrap()
+    wh.bootstrap()  # idempotent: the second bootstrap finds nothing to rename
+    assert "as_of_date" in wh.columns("ops", "run_audit") and "logical_date" not in wh.columns("ops", "run_audit")
+    assert wh.fetchall("select run_id, as_of_date from ops.run_audit") == [("old-run", dt.date(2026, 6, 30))]
+    assert "as_of_date" in wh.columns("ops", "load_audit")

@@ -50,7 +50,7 @@ def ensure_airflow_db() -> None:
 EVERY_RUN_IMPORTS = ("dbt.cli.main", "great_expectations", "custseg.steps.quality", "custseg.steps.score")
 
 
-def run_dag(as_of: dt.date, conf: dict | None = None) -> str:
+def run_dag(as_of_date: dt.date, conf: dict | None = None) -> str:
     """Run the real customer_segmentation DAG for one logical date (dag.test: in-process, no scheduler)."""
     airflow_env_defaults()
     ensure_airflow_db()
@@ -60,7 +60,7 @@ def run_dag(as_of: dt.date, conf: dict | None = None) -> str:
     if bag.import_errors:
         raise SystemExit(f"DAG import errors: {bag.import_errors}")
     dag = bag.get_dag("customer_segmentation")
-    logical = dt.datetime.combine(as_of, dt.time(), tzinfo=dt.UTC)
+    logical = dt.datetime.combine(as_of_date, dt.time(), tzinfo=dt.UTC)
     for module in EVERY_RUN_IMPORTS:
         importlib.import_module(module)
     dag_run = dag.test(logical_date=logical, run_conf=conf or {})
@@ -69,5 +69,5 @@ def run_dag(as_of: dt.date, conf: dict | None = None) -> str:
     if state == "success" and not ran:
         # Airflow marks a run without schedulable tasks (e.g. a logical date before the DAG's
         # start_date) successful; nothing was computed, so that is a failure for the caller.
-        raise SystemExit(f"customer_segmentation as of {as_of}: no task ran (logical date before start_date?)")
+        raise SystemExit(f"customer_segmentation as of {as_of_date}: no task ran (logical date before start_date?)")
     return state

@@ -95,7 +95,7 @@ class FailureNotifier(_notifier_base()):  # type: ignore[misc]
             "dag_id": getattr(ti, "dag_id", None),
             "task_id": task_id(context),
             "run_id": context.get("run_id"),
-            "logical_date": context.get("ds"),
+            "as_of_date": context.get("ds"),
         }).encode()
         request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
         with urllib.request.urlopen(request, timeout=self.timeout) as response:  # the operator's own connection

@@ -126,12 +126,12 @@ def _one(wh: Warehouse, sql: str, params: tuple = ()) -> tuple:
 
 
 def reconcile_source(wh: Warehouse, settings: Settings, source: str, channel_name: str,
-                     as_of: dt.date) -> Reconciliation:
-    """The counts of one source as of ``as_of`` (see the module's docstring)."""
+                     as_of_date: dt.date) -> Reconciliation:
+    """The counts of one source as of ``as_of_date`` (see the module's docstring)."""
     flow = FLOWS[channel_name]
     key = quote_ident(CHANNELS[channel_name].key)
     build = quote_ident(settings.build_schema)
-    day_after = dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time())
+    day_after = dt.datetime.combine(as_of_date + dt.timedelta(days=1), dt.time())
     # the latest successful load of each partition is what raw holds now (a rerun reloads its date)
     (read,) = _one(wh, """
         select sum(rows_read)
@@ -141,16 +141,16 @@ def reconcile_source(wh: Warehouse, settings: Settings, source: str, channel_nam
             from ops.load_audit
             where source = %s and status = 'success' and partition_date <= %s
         ) as loads
-        where load_rank = 1""", (source, as_of))
+        where load_rank = 1""", (source, as_of_date))
     (quarantined,) = _one(wh, "select count(*) from raw.quarantine where source = %s and partition_date <= %s",
-                          (source, as_of))
+                          (source, as_of_date))
     later = f"{quote_ident(flow.event_at)} >= %s" if flow.event_at else "false"
     loaded, not_yet_visible, visible_keys = _one(wh, f"""
         select count(*),
                count(*) filter (where {later}),
                count(distinct case when not ({later}) then trim({key}) end)
         from raw.{quote_ident(flow.raw_table)}
-        where _partition_date <= %s""", (day_after, day_after, as_of) if flow.event_at else (as_of,))
+        where _partition_date <= %s""", (day_after, day_after, as_of_date) if flow.event_at else (as_of_date,))
     (staged,) = _one(wh, f"select count(*) from {build}.{quote_ident(flow.staging_model)}")
     superseded = loaded - not_yet_visible - visible_keys
     excluded, reasons, published = 0, [], staged
@@ -165,10 +165,10 @@ def reconcile_source(wh: Warehouse, settings: Settings, source: str, channel_nam
                           "; ".join(reasons), published)
 
 
-def reconcile(wh: Warehouse, settings: Settings, sources: dict[str, str], as_of: dt.date,
+def reconcile(wh: Warehouse, settings: Settings, sources: dict[str, str], as_of_date: dt.date,
               run_id: str) -> list[Reconciliation]:
-    """Reconcile every source (name -> channel) as of ``as_of``, record it, and raise if rows are missing."""
-    results = [reconcile_source(wh, settings, name, channel, as_of) for name, channel in sources.items()]
+    """Reconcile every source (name -> channel) as of ``as_of_date``, record it, and raise if rows are missing."""
+    results = [reconcile_source(wh, settings, name, channel, as_of_date) for name, channel in sources.items()]
     recorded_at = utc_now()  # when it was written, not a computed value
     with wh.transaction():
         wh.execute(RECONCILIATION_DDL)
@@ -179,7 +179,7 @@ def reconcile(wh: Warehouse, settings: Settings, sources: dict[str, str], as_of:
                 "rows_loaded, rows_not_yet_visible, rows_superseded, rows_staged, rows_excluded, excluded, "
                 "rows_published, rows_unaccounted, recorded_at) "
                 "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (run_id, as_of, r.source, r.rows_read, r.rows_quarantined, r.rows_loaded, r.rows_not_yet_visible,
+                (run_id, as_of_date, r.source, r.rows_read, r.rows_quarantined, r.rows_loaded, r.rows_not_yet_visible,
                  r.rows_superseded, r.rows_staged, r.rows_excluded, r.excluded or None, r.rows_published,
                  r.rows_unaccounted, recorded_at),
             )

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-RUN_AUDIT_COLUMNS = ("run_id", "dag_id", "task_id", "logical_date", "try_number", "status", "started_at",
+RUN_AUDIT_COLUMNS = ("run_id", "dag_id", "task_id", "as_of_date", "try_number", "status", "started_at",
                      "ended_at", "duration_seconds", "rows_in", "rows_out", "error", "recorded_at")
 
 
@@ -108,15 +108,15 @@ def audit_row(context: Mapping[str, Any], status: str, error: BaseException | st
     started = _naive_utc(getattr(ti, "start_date", None))
     ended = utc_now()
     logical = context.get("logical_date") or getattr(dag_run, "logical_date", None)
-    logical_date = logical.date() if isinstance(logical, dt.datetime) else None
-    if logical_date is None and context.get("ds"):
-        logical_date = dt.date.fromisoformat(str(context["ds"]))
+    as_of_date = logical.date() if isinstance(logical, dt.datetime) else None
+    if as_of_date is None and context.get("ds"):
+        as_of_date = dt.date.fromisoformat(str(context["ds"]))
     rows_in, rows_out = rows_in_out(result)
     return {
         "run_id": str(context.get("run_id") or getattr(ti, "run_id", "") or ""),
         "dag_id": str(getattr(ti, "dag_id", "") or getattr(dag_run, "dag_id", "") or ""),
         "task_id": task_id(context),
-        "logical_date": logical_date,
+        "as_of_date": as_of_date,
         "try_number": _int(getattr(ti, "try_number", None)),
         "status": status,
         "started_at": started,

@@ -32,7 +32,7 @@ def status_report(settings: Settings, runs: int = 5, failures: int = 20) -> str:
         out.append(f"last {runs} runs (ops.run_audit):")
         if wh.table_exists("ops", "run_audit"):
             rows = wh.fetchall(
-                "select run_id, max(logical_date), min(started_at), max(ended_at), count(distinct task_id), "
+                "select run_id, max(as_of_date), min(started_at), max(ended_at), count(distinct task_id), "
                 "sum(case when status = 'failed' then 1 else 0 end), "
                 "max(case when task_id = 'publish' and status = 'success' then 1 else 0 end), max(recorded_at) "
                 "from ops.run_audit group by run_id order by max(recorded_at) desc limit %s",
@@ -61,13 +61,13 @@ def status_report(settings: Settings, runs: int = 5, failures: int = 20) -> str:
                 continue
             rel = f"{quote_ident(pub)}.{quote_ident(table)}"
             count = wh.fetchall(f"select count(*) from {rel}")[0][0]
-            as_of = ""
+            as_of_date = ""
             if "as_of_date" in wh.columns(pub, table):
-                as_of = f"  as of {wh.fetchall(f'select max(as_of_date) from {rel}')[0][0]}"
-            out.append(f"  {table:<20} {count:>10,} rows{as_of}")
+                as_of_date = f"  as of {wh.fetchall(f'select max(as_of_date) from {rel}')[0][0]}"
+            out.append(f"  {table:<20} {count:>10,} rows{as_of_date}")
         if wh.table_exists("ops", "run_audit"):
             last = wh.fetchall(
-                "select run_id, logical_date, ended_at, rows_out from ops.run_audit "
+                "select run_id, as_of_date, ended_at, rows_out from ops.run_audit "
                 "where task_id = 'publish' and status = 'success' order by ended_at desc limit 1"
             )
             if last:
@@ -79,7 +79,7 @@ def status_report(settings: Settings, runs: int = 5, failures: int = 20) -> str:
             rows = wh.fetchall(
                 "with latest as (select suite_name, max(recorded_at) as at from ops.quality_results "
                 "group by suite_name) "
-                "select q.logical_date, q.suite_name, q.severity, q.expectation, q.column_name, q.observed_value, "
+                "select q.as_of_date, q.suite_name, q.severity, q.expectation, q.column_name, q.observed_value, "
                 "q.run_id from ops.quality_results q join latest l "
                 "on q.suite_name = l.suite_name and q.recorded_at = l.at "
                 "where not q.success order by q.severity, q.suite_name, q.expectation limit %s",
@@ -101,7 +101,7 @@ class RunFailure:
     run_id: str
     dag_id: str
     task_id: str
-    logical_date: dt.date | None
+    as_of_date: dt.date | None
     error: str
 
     @property
@@ -111,7 +111,7 @@ class RunFailure:
         return first.removeprefix("QualityGateError: ")
 
     def describe(self) -> str:
-        when = f" as of {self.logical_date}" if self.logical_date else ""
+        when = f" as of {self.as_of_date}" if self.as_of_date else ""
         return f"{self.dag_id}{when} failed in task {self.task_id}: {self.reason} (run {self.run_id})"
 
     def fix(self) -> str:
@@ -120,7 +120,7 @@ class RunFailure:
         if self.task_id == "docs":  # the one task after publish
             return "the analytics tables were published, only the docs failed: fix the cause, then `custseg docs`"
         return ("the published analytics tables were not changed by it; fix the cause and rerun the date"
-                + (f" (custseg run --as-of {self.logical_date})" if self.logical_date else ""))
+                + (f" (custseg run --as-of {self.as_of_date})" if self.as_of_date else ""))
 
 
 def latest_failure(wh: Warehouse, since: dt.datetime | None = None) -> RunFailure | None:
@@ -135,7 +135,7 @@ def latest_failure(wh: Warehouse, since: dt.datetime | None = None) -> RunFailur
         return None
     run_id = latest[0][0]
     dag_id, task_id, logical, error = wh.fetchall(
-        "select dag_id, task_id, logical_date, error from ops.run_audit where run_id = %s and status = 'failed' "
+        "select dag_id, task_id, as_of_date, error from ops.run_audit where run_id = %s and status = 'failed' "
         f"{where} order by ended_at, recorded_at limit 1",
         (run_id, *params),
     )[0]

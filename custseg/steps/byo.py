@@ -270,14 +270,14 @@ def check_params(params: dict[str, Any] | None) -> dict[str, Any] | None:
     return normalise_options(params.get("orders_options"))
 
 
-def split_for_run(settings: Settings, params: dict[str, Any], run_date: dt.date, run_id: str
+def split_for_run(settings: Settings, params: dict[str, Any], as_of_date: dt.date, run_id: str
                   ) -> dict[str, object] | None:
-    """The ``prepare`` task's part: make sure the run's split of the export covers ``run_date``."""
+    """The ``prepare`` task's part: make sure the run's split of the export covers ``as_of_date``."""
     options = check_params(params)
     if options is None:
         return None
     path = resolve_orders_path(settings, params["orders"])
-    return ensure_split(path, run_date, work_dir_for(settings, run_id, params.get("orders_work_dir")), options)
+    return ensure_split(path, as_of_date, work_dir_for(settings, run_id, params.get("orders_work_dir")), options)
 
 
 # -- reading the export ----------------------------------------------------------------------------

@@ -13,9 +13,9 @@ from custseg.dbt import dbt_run_env, run_dbt
 log = logging.getLogger(__name__)
 
 
-def build_docs(settings: Settings, as_of: dt.date) -> Path:
+def build_docs(settings: Settings, as_of_date: dt.date) -> Path:
     """Generate the static dbt docs site (a single self-contained HTML file) into docs_dir."""
-    run_dbt(settings, ["docs", "generate", "--static"], dbt_run_env(as_of))
+    run_dbt(settings, ["docs", "generate", "--static"], dbt_run_env(as_of_date))
     settings.docs_dir.mkdir(parents=True, exist_ok=True)
     target = settings.docs_dir / "dbt"
     target.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,7 @@ def connection_url(conn_id: str) -> str:
     return parse_postgres_url(value).url
 
 
-def extract_pending(src: SourceConfig, logical_date: dt.date, loaded: set[dt.date], extract_dir: Path
+def extract_pending(src: SourceConfig, as_of_date: dt.date, loaded: set[dt.date], extract_dir: Path
                     ) -> list[tuple[dt.date, Path]]:
     """Copy the partitions this run loads to CSV files, over one connection.
 
@@ -60,12 +60,12 @@ def extract_pending(src: SourceConfig, logical_date: dt.date, loaded: set[dt.dat
             # timestamps as ISO text in UTC, whatever the server's defaults
             con.execute("set time zone 'UTC'")
             con.execute("set datestyle = 'ISO, YMD'")
-            days = [logical_date]
+            days = [as_of_date]
             if row_date:
                 available = {row[0] for row in con.execute(
                     sql.SQL("select distinct {d} from {t} where {d} <= %s").format(d=row_date, t=table),
-                    (logical_date,))}
-                days = sorted((available - loaded) | {logical_date})
+                    (as_of_date,))}
+                days = sorted((available - loaded) | {as_of_date})
             for day in days:
                 path = src.file_for(extract_dir, day.isoformat())
                 path.parent.mkdir(parents=True, exist_ok=True)

@@ -261,11 +261,11 @@ def records_sql(country_code: str, since: bool = False, kind: str = "duckdb") ->
 SINCE_LOOKBACK_DAYS = math.ceil((FUTURE_TOLERANCE + dt.timedelta(days=1)) / dt.timedelta(days=1))
 
 
-def _records_params(as_of: dt.date, since: dt.date | None = None) -> tuple[dt.date, ...]:
+def _records_params(as_of_date: dt.date, since: dt.date | None = None) -> tuple[dt.date, ...]:
     if since is None:
-        per_source: tuple[dt.date, ...] = (as_of, as_of)
+        per_source: tuple[dt.date, ...] = (as_of_date, as_of_date)
     else:
-        per_source = (as_of, as_of, since - dt.timedelta(days=SINCE_LOOKBACK_DAYS), since, since)
+        per_source = (as_of_date, as_of_date, since - dt.timedelta(days=SINCE_LOOKBACK_DAYS), since, since)
     return per_source * len(RECORD_SOURCES)
 
 
@@ -389,10 +389,10 @@ def _fingerprint(settings: Settings) -> str:
     return hashlib.sha256(f"{settings.hash_key}|{settings.phone_country_code}|{RULES_VERSION}".encode()).hexdigest()
 
 
-def _extendable_from(wh: Warehouse, settings: Settings, as_of: dt.date) -> dt.date | None:
+def _extendable_from(wh: Warehouse, settings: Settings, as_of_date: dt.date) -> dt.date | None:
     """The state's date when tonight's map can be computed by extending it, else None (rebuild).
 
-    Extending is exact when the state is older than `as_of`, was made with the same hash key and rules,
+    Extending is exact when the state is older than `as_of_date`, was made with the same hash key and rules,
     and no landing partition it had read was (re)loaded since (a late file for an old day or a
     reloaded partition would change what was visible back then).
     """
@@ -400,7 +400,7 @@ def _extendable_from(wh: Warehouse, settings: Settings, as_of: dt.date) -> dt.da
     if len(rows) != 1:
         return None
     since, loads_seen_at, fingerprint = _as_date(rows[0][0]), rows[0][1], rows[0][2]
-    if fingerprint != _fingerprint(settings) or since >= as_of:
+    if fingerprint != _fingerprint(settings) or since >= as_of_date:
         return None
     reloaded = wh.fetchall(
         "select count(*) from ops.load_audit where status = 'success' and partition_date <= %s and recorded_at > %s",
@@ -408,19 +408,19 @@ def _extendable_from(wh: Warehouse, settings: Settings, as_of: dt.date) -> dt.da
     return None if reloaded else since
 
 
-def _record_state(wh: Warehouse, settings: Settings, as_of: dt.date, rebuilt: bool) -> None:
+def _record_state(wh: Warehouse, settings: Settings, as_of_date: dt.date, rebuilt: bool) -> None:
     """Write the state row (caller's transaction, with the map it describes).
 
     An extension keeps the date of the last rebuild; a state written before that date was recorded
     (null) gets the date extended from, since no rebuild can have happened after it.
     """
     previous = wh.fetchall("select coalesce(rebuilt_as_of, as_of_date) from raw.identity_state")
-    rebuilt_as_of = as_of if rebuilt or len(previous) != 1 else _as_date(previous[0][0])
+    rebuilt_as_of = as_of_date if rebuilt or len(previous) != 1 else _as_date(previous[0][0])
     wh.execute("delete from raw.identity_state")
     wh.execute(
         "insert into raw.identity_state (as_of_date, loads_seen_at, fingerprint, rebuilt_as_of) "
         "select %s, (select max(recorded_at) from ops.load_audit where status = 'success'), %s, %s",
-        (as_of, _fingerprint(settings), rebuilt_as_of))
+        (as_of_date, _fingerprint(settings), rebuilt_as_of))
 
 
 #: PostgreSQL only (DuckDB joins by hashing and keeps no secondary index cheaply): the nightly extension
@@ -432,7 +432,7 @@ POSTGRES_INDEXES = (
 )
 
 
-def resolve_identities(settings: Settings, as_of: dt.date) -> dict[str, int]:
+def resolve_identities(settings: Settings, as_of_date: dt.date) -> dict[str, int]:
     """Compute the identity map as of the date into `raw.identity_map`.
 
     A night after the map's date extends it with what became visible since (`_extend`), which gives
@@ -447,11 +447,11 @@ def resolve_identities(settings: Settings, as_of: dt.date) -> dict[str, int]:
         wh.execute(MAP_DDL)
         for ddl in STATE_DDL + (POSTGRES_INDEXES if wh.kind == "postgres" else ()):
             wh.execute(ddl)
-        since = _extendable_from(wh, settings, as_of)
-        summary = _extend(wh, settings, since, as_of) if since is not None else None
+        since = _extendable_from(wh, settings, as_of_date)
+        summary = _extend(wh, settings, since, as_of_date) if since is not None else None
         if summary is None:
-            summary = _rebuild(wh, settings, as_of)
-    log.info("identity map as of %s: %s", as_of, summary)
+            summary = _rebuild(wh, settings, as_of_date)
+    log.info("identity map as of %s: %s", as_of_date, summary)
     return summary
 
 
@@ -463,14 +463,14 @@ def _counts(wh: Warehouse) -> dict[str, int]:
     return {"keys": int(keys or 0), "customers": int(customers or 0), "merged_ids": int(merged or 0)}
 
 
-def _rebuild(wh: Warehouse, settings: Settings, as_of: dt.date) -> dict[str, int]:
+def _rebuild(wh: Warehouse, settings: Settings, as_of_date: dt.date) -> dict[str, int]:
     """The map as of the date from every visible record: union-find replayed from the first day."""
     prio = "case key_type " + " ".join(f"when '{k}' then {i}" for i, k in enumerate(KEY_TYPES)) + " end"
     for table in WORK:
         wh.execute(f"drop table if exists {table}")
     wh.execute("drop table if exists identity_records")
     wh.execute(f"create temp table identity_records as {records_sql(settings.phone_country_code, kind=wh.kind)}",
-               _records_params(as_of))
+               _records_params(as_of_date))
     try:
         households = wh.fetchall(
             f"with records as (select * from identity_records) select count(*) from ({HOUSEHOLD_SQL}) as h")[0][0]
@@ -505,17 +505,17 @@ def _rebuild(wh: Warehouse, settings: Settings, as_of: dt.date) -> dict[str, int
                 "insert into raw.identity_map (key_type, key_value, customer_id, first_seen_date, as_of_date) "
                 "select k.key_type, k.key_value, b.natural_id, k.first_seen_date, %s from raw._identity_keys as k "
                 "inner join raw._identity_roots as r on r.key_rank = k.key_rank "
-                "inner join raw._identity_keys as b on b.key_rank = r.best_rank", (as_of,))
+                "inner join raw._identity_keys as b on b.key_rank = r.best_rank", (as_of_date,))
             wh.execute(
                 f"insert into raw.identity_map (key_type, key_value, customer_id, first_seen_date, as_of_date) "
                 f"select '{ALIAS}', k.natural_id, b.natural_id, a.merged_on, %s from raw._identity_aliases as a "
                 "inner join raw._identity_keys as k on k.key_rank = a.key_rank "
                 "inner join raw._identity_roots as r on r.key_rank = a.key_rank "
-                "inner join raw._identity_keys as b on b.key_rank = r.best_rank", (as_of,))
+                "inner join raw._identity_keys as b on b.key_rank = r.best_rank", (as_of_date,))
             wh.execute("delete from raw.identity_phone_crm")
             wh.execute("insert into raw.identity_phone_crm (phone, crm_id, first_seen_date) "
                        "select phone, crm_id, first_seen_date from raw._identity_phone_crm")
-            _record_state(wh, settings, as_of, rebuilt=True)
+            _record_state(wh, settings, as_of_date, rebuilt=True)
     finally:
         wh.execute("drop table if exists identity_records")
         for table in WORK:
@@ -537,8 +537,8 @@ def _analyze(wh: Warehouse, table: str) -> None:
         wh.execute(f"analyze {table}")
 
 
-def _extend(wh: Warehouse, settings: Settings, since: dt.date, as_of: dt.date) -> dict[str, int] | None:
-    """Extend the map as of `since` to `as_of` with the records that became visible in between.
+def _extend(wh: Warehouse, settings: Settings, since: dt.date, as_of_date: dt.date) -> dict[str, int] | None:
+    """Extend the map as of `since` to `as_of_date` with the records that became visible in between.
 
     Every new record is seen after `since`, so its keys and links come after everything the map
     already holds in the replay order of `_rebuild`: replaying only the new links over the map's
@@ -560,7 +560,7 @@ def _extend(wh: Warehouse, settings: Settings, since: dt.date, as_of: dt.date) -
     for table in ("identity_records", "identity_new_keys", *EXTEND_WORK):
         wh.execute(f"drop table if exists {table}")
     records = records_sql(settings.phone_country_code, since=True, kind=wh.kind)
-    wh.execute(f"create temp table identity_records as {records}", _records_params(as_of, since))
+    wh.execute(f"create temp table identity_records as {records}", _records_params(as_of_date, since))
     _analyze(wh, "identity_records")
     try:
         households, in_map = wh.fetchall(
@@ -640,20 +640,20 @@ def _extend(wh: Warehouse, settings: Settings, since: dt.date, as_of: dt.date) -
         with wh.transaction():
             # a merge moves every row of the losing customer (keys and earlier aliases) to the survivor
             wh.execute("update raw.identity_map as m set customer_id = r.new_id, as_of_date = %s "
-                       "from raw._identity_renamed as r where m.customer_id = r.old_id", (as_of,))
+                       "from raw._identity_renamed as r where m.customer_id = r.old_id", (as_of_date,))
             wh.write_arrow("raw", "identity_map", pa.table({
                 "key_type": pa.array(new_keys["key_type"].astype(str).tolist(), type=pa.string()),
                 "key_value": pa.array(new_keys["key_value"].astype(str).tolist(), type=pa.string()),
                 "customer_id": pa.array([renamed.get(n, n) for n in new_keys["natural_id"]], type=pa.string()),
                 "first_seen_date": pa.array([_as_date(d) for d in new_keys["first_seen_date"]], type=pa.date32()),
-                "as_of_date": pa.array([as_of] * len(new_keys), type=pa.date32()),
+                "as_of_date": pa.array([as_of_date] * len(new_keys), type=pa.date32()),
             }))
             wh.write_arrow("raw", "identity_map", pa.table({
                 "key_type": pa.array([ALIAS] * len(retired), type=pa.string()),
                 "key_value": pa.array(list(retired), type=pa.string()),
                 "customer_id": pa.array([find(node) for node in retired], type=pa.string()),
                 "first_seen_date": pa.array(list(retired.values()), type=pa.date32()),
-                "as_of_date": pa.array([as_of] * len(retired), type=pa.date32()),
+                "as_of_date": pa.array([as_of_date] * len(retired), type=pa.date32()),
             }))
             wh.execute(
                 "insert into raw.identity_phone_crm (phone, crm_id, first_seen_date) "
@@ -661,7 +661,7 @@ def _extend(wh: Warehouse, settings: Settings, since: dt.date, as_of: dt.date) -
                 "where r.phone is not null and r.crm_id is not null and not exists (select 1 from "
                 "raw.identity_phone_crm as p where p.phone = r.phone and p.crm_id = r.crm_id) "
                 "group by r.phone, r.crm_id")
-            _record_state(wh, settings, as_of, rebuilt=False)
+            _record_state(wh, settings, as_of_date, rebuilt=False)
         summary = _counts(wh)
     finally:
         for table in ("identity_records", "identity_new_keys", *EXTEND_WORK):

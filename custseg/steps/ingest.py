@@ -44,7 +44,7 @@ def source_names(settings: Settings) -> list[str]:
     return list(load_sources(settings.sources_file))
 
 
-def ingest(settings: Settings, source: str, logical_date: dt.date, run_id: str,
+def ingest(settings: Settings, source: str, as_of_date: dt.date, run_id: str,
            from_raw: bool = False) -> dict[str, int | str]:
     """Load one source's pending partitions; a source this run does not declare is skipped and audited.
 
@@ -57,16 +57,16 @@ def ingest(settings: Settings, source: str, logical_date: dt.date, run_id: str,
     if from_raw:
         reason = "rebuild from raw: landing files not read (custseg rebuild)"
         with connect(settings) as wh:
-            record_load(wh, run_id, logical_date, source, logical_date, None, 0, 0, 0, (), FROM_RAW, reason)
+            record_load(wh, run_id, as_of_date, source, as_of_date, None, 0, 0, 0, (), FROM_RAW, reason)
         log.info("%s: %s", source, reason)
         return {"partitions": 0, "rows_read": 0, "rows_loaded": 0, "rows_quarantined": 0, "skipped": reason}
     if source not in load_sources(settings.sources_file):
         reason = f"source not declared in {settings.sources_file} for this run (bring-your-own-orders run)"
         with connect(settings) as wh:
-            record_load(wh, run_id, logical_date, source, logical_date, None, 0, 0, 0, (), "skipped", reason)
+            record_load(wh, run_id, as_of_date, source, as_of_date, None, 0, 0, 0, (), "skipped", reason)
         log.info("%s: skipped: %s", source, reason)
         return {"partitions": 0, "rows_read": 0, "rows_loaded": 0, "rows_quarantined": 0, "skipped": reason}
-    results: list[LoadResult] = ingest_source(settings, source, logical_date, run_id)
+    results: list[LoadResult] = ingest_source(settings, source, as_of_date, run_id)
     return {
         "partitions": len(results),
         "rows_read": sum(r.rows_read for r in results),
@@ -704,14 +704,14 @@ def loaded_partitions(wh: Warehouse, source: str) -> set[dt.date]:
     }
 
 
-def partitions_to_load(wh: Warehouse, src: SourceConfig, landing_dir: Path, logical_date: dt.date) -> list[dt.date]:
+def partitions_to_load(wh: Warehouse, src: SourceConfig, landing_dir: Path, as_of_date: dt.date) -> list[dt.date]:
     """Landing dates on disk up to the logical date that were never loaded, plus the logical date.
 
     A snapshot source is one file that always holds the current state: it is loaded as the logical
     date's partition, and there is no history to catch up on.
     """
     if src.layout == "snapshot":
-        return [logical_date]
+        return [as_of_date]
     pattern = re.escape(src.path).replace(re.escape("{date}"), r"(\d{4}-\d{2}-\d{2})")
     regex = re.compile(pattern + "$")
     on_disk = set()
@@ -719,25 +719,25 @@ def partitions_to_load(wh: Warehouse, src: SourceConfig, landing_dir: Path, logi
         m = regex.search(path.relative_to(landing_dir).as_posix())
         if m:
             day = dt.date.fromisoformat(m.group(1))
-            if day <= logical_date:
+            if day <= as_of_date:
                 on_disk.add(day)
-    return sorted((on_disk - loaded_partitions(wh, src.name)) | {logical_date})
+    return sorted((on_disk - loaded_partitions(wh, src.name)) | {as_of_date})
 
 
-def pending_files(settings: Settings, wh: Warehouse, src: SourceConfig, logical_date: dt.date
+def pending_files(settings: Settings, wh: Warehouse, src: SourceConfig, as_of_date: dt.date
                   ) -> list[tuple[dt.date, Path]]:
     """The (partition date, file) pairs this run loads: landing files, or fresh extracts of a table."""
     if src.format == "postgres_table":
         try:
-            return extract_pending(src, logical_date, loaded_partitions(wh, src.name), settings.data_dir / "extracts")
+            return extract_pending(src, as_of_date, loaded_partitions(wh, src.name), settings.data_dir / "extracts")
         except (ExtractError, ConfigError) as exc:
             raise IngestError(str(exc)) from exc
     return [(day, src.file_for(settings.landing_dir, day.isoformat()))
-            for day in partitions_to_load(wh, src, settings.landing_dir, logical_date)]
+            for day in partitions_to_load(wh, src, settings.landing_dir, as_of_date)]
 
 
 def load_batch(
-    wh: Warehouse, src: SourceConfig, batch: ParsedBatch, run_id: str, logical_date: dt.date
+    wh: Warehouse, src: SourceConfig, batch: ParsedBatch, run_id: str, as_of_date: dt.date
 ) -> list[LoadResult]:
     """Replace the batch's partitions in raw and quarantine, and audit each (caller's transaction)."""
     days = [day for day, _ in batch.files]
@@ -755,7 +755,7 @@ def load_batch(
             raise IngestError(f"{src.name}: {path}: row counts do not add up (read {read}, loaded {ok}, "
                               f"quarantined {bad})")
         dups, later = batch.duplicates.get(day, 0), batch.after_as_of.get(day, 0)
-        record_load(wh, run_id, logical_date, src.name, day, str(path), read, ok, bad, batch.extra_columns,
+        record_load(wh, run_id, as_of_date, src.name, day, str(path), read, ok, bad, batch.extra_columns,
                     "success", None, duplicates=dups, after_as_of=later)
         results.append(LoadResult(src.name, day, str(path), read, ok, bad, batch.extra_columns, dups, later))
     if batch.extra_columns:
@@ -770,14 +770,14 @@ def _count_by_day(table: pa.Table, column: str) -> dict[dt.date, int]:
     return dict(zip(counts[column].to_pylist(), counts[f"{column}_count"].to_pylist(), strict=True))
 
 
-def record_load(wh: Warehouse, run_id: str, logical_date: dt.date, source: str, partition_date: dt.date | None,
+def record_load(wh: Warehouse, run_id: str, as_of_date: dt.date, source: str, partition_date: dt.date | None,
                 source_file: str | None, read: int, loaded: int, quarantined: int, extras: tuple[str, ...],
                 status: str, error: str | None, *, duplicates: int = 0, after_as_of: int = 0) -> None:
     wh.execute(
-        "insert into ops.load_audit (run_id, logical_date, source, partition_date, source_file, rows_read, "
+        "insert into ops.load_audit (run_id, as_of_date, source, partition_date, source_file, rows_read, "
         "rows_loaded, rows_quarantined, rows_duplicate, rows_after_as_of, extra_columns, status, error, "
         "recorded_at) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (run_id, logical_date, source, partition_date, source_file, read, loaded, quarantined, duplicates,
+        (run_id, as_of_date, source, partition_date, source_file, read, loaded, quarantined, duplicates,
          after_as_of, json.dumps(list(extras)) if extras else None, status, error,
          utc_now()),
     )
@@ -797,7 +797,7 @@ def _chunks(pending: list[tuple[dt.date, Path]]) -> list[list[tuple[dt.date, Pat
     return chunks
 
 
-def ingest_source(settings: Settings, source_name: str, logical_date: dt.date, run_id: str) -> list[LoadResult]:
+def ingest_source(settings: Settings, source_name: str, as_of_date: dt.date, run_id: str) -> list[LoadResult]:
     """Load every pending partition of one source, chunk by chunk, each chunk all or nothing.
 
     Partitions are parsed in chunks of at most FILES_PER_CHUNK files and MAX_CHUNK_BYTES, and each
@@ -816,7 +816,7 @@ def ingest_source(settings: Settings, source_name: str, logical_date: dt.date, r
     with connect(settings) as wh:
         chunk: list[tuple[dt.date, Path]] = []
         try:
-            pending = pending_files(settings, wh, src, logical_date)
+            pending = pending_files(settings, wh, src, as_of_date)
             chunk = pending[:1]
             # One transaction per chunk, not per catch-up: DuckDB keeps a transaction's uncommitted
             # rows in memory (3.6 GB for a year of e-mail events at 1M customers, whatever the
@@ -824,14 +824,14 @@ def ingest_source(settings: Settings, source_name: str, logical_date: dt.date, r
             for chunk in _chunks(pending):
                 with wh.transaction():
                     batch = parse_files(src, chunk, run_id, scratch)
-                    results += load_batch(wh, src, batch, run_id, logical_date)
+                    results += load_batch(wh, src, batch, run_id, as_of_date)
         except IngestError as exc:
             failed = str(exc)
             # the file named in the error, else the chunk's first; a table that could not be
             # extracted has no file yet and is audited under the logical date
             day, where = next(((d, str(p)) for d, p in chunk if str(p) in failed),
-                              (chunk[0][0], str(chunk[0][1])) if chunk else (logical_date, src.table or src.path))
-            record_load(wh, run_id, logical_date, src.name, day, where, 0, 0, 0, (), "failed", failed)
+                              (chunk[0][0], str(chunk[0][1])) if chunk else (as_of_date, src.table or src.path))
+            record_load(wh, run_id, as_of_date, src.name, day, where, 0, 0, 0, (), "failed", failed)
             raise
         finally:
             scratch.close()
@@ -841,5 +841,5 @@ def ingest_source(settings: Settings, source_name: str, logical_date: dt.date, r
     return results
 
 
-def ingest_all(settings: Settings, logical_date: dt.date, run_id: str) -> dict[str, list[LoadResult]]:
-    return {name: ingest_source(settings, name, logical_date, run_id) for name in load_sources(settings.sources_file)}
+def ingest_all(settings: Settings, as_of_date: dt.date, run_id: str) -> dict[str, list[LoadResult]]:
+    return {name: ingest_source(settings, name, as_of_date, run_id) for name in load_sources(settings.sources_file)}

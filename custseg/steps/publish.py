@@ -13,13 +13,13 @@ from custseg.warehouse import connect
 log = logging.getLogger(__name__)
 
 
-def publish(settings: Settings, as_of: dt.date | None = None) -> dict[str, int]:
+def publish(settings: Settings, as_of_date: dt.date | None = None) -> dict[str, int]:
     """Replace every published table with the audited build in one transaction (see Warehouse.publish):
-    the history tables with the run's ``as_of`` date only (and newer ones), without it whole."""
+    the history tables with the run's ``as_of_date`` date only (and newer ones), without it whole."""
 
     try:
         with connect(settings) as wh:
-            counts = wh.publish(PUBLISHED_TABLES, as_of, on_table_published=publish_fault_point)
+            counts = wh.publish(PUBLISHED_TABLES, as_of_date, on_table_published=publish_fault_point)
     except Exception as exc:
         clear = explain_lock_error(settings, exc)
         if clear is exc:

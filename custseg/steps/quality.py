@@ -53,31 +53,31 @@ if TYPE_CHECKING:
     from expectations.report import ValidationReport
 
 
-def record_quality(wh: Warehouse, run_id: str, logical_date: dt.date, rows: list[dict]) -> None:
+def record_quality(wh: Warehouse, run_id: str, as_of_date: dt.date, rows: list[dict]) -> None:
     if not rows:
         return
     frame = pd.DataFrame(rows)
-    frame["logical_date"] = logical_date
+    frame["as_of_date"] = as_of_date
     frame["recorded_at"] = utc_now()
     wh.execute(
         "delete from ops.quality_results where run_id = %s and suite_name in ("
         + ", ".join(["%s"] * frame["suite_name"].nunique()) + ")",
         (run_id, *frame["suite_name"].unique().tolist()),
     )
-    cols = ["run_id", "logical_date", "suite_name", "expectation", "column_name", "severity", "success",
+    cols = ["run_id", "as_of_date", "suite_name", "expectation", "column_name", "severity", "success",
             "observed_value", "unexpected_sample", "recorded_at"]
     wh.write_arrow("ops", "quality_results", pa.Table.from_pandas(frame[cols], preserve_index=False))
 
 
-def data_docs(settings: Settings, name: str, reports: list, run_id: str, as_of: dt.date) -> Path:
+def data_docs(settings: Settings, name: str, reports: list, run_id: str, as_of_date: dt.date) -> Path:
     """GX Data Docs for this step's reports, written before any gate raises so failures are browsable."""
 
 
-    run_time = dt.datetime.combine(as_of, dt.time(), tzinfo=dt.UTC)
+    run_time = dt.datetime.combine(as_of_date, dt.time(), tzinfo=dt.UTC)
     return build_data_docs(settings.docs_dir / "gx" / name, reports, run_name=run_id, run_time=run_time)
 
 
-def validate_raw(settings: Settings, logical_date: dt.date, run_id: str) -> dict[str, object]:
+def validate_raw(settings: Settings, as_of_date: dt.date, run_id: str) -> dict[str, object]:
     """GX checks on the rows this run loaded, per source. A blocking failure stops the run.
 
     PostgreSQL: validated in the database through GX's SQL datasource; DuckDB: as DataFrames (chunked
@@ -93,16 +93,16 @@ def validate_raw(settings: Settings, logical_date: dt.date, run_id: str) -> dict
     reports = []
     with connect(settings) as wh:
         # what went in (quarantined share per source) and what is there (purchases as of the date)
-        gates = [*quarantine_share_reports(wh, list(sources), run_id, logical_date, config),
-                 visible_purchases_report(wh, sources, logical_date)]
+        gates = [*quarantine_share_reports(wh, list(sources), run_id, as_of_date, config),
+                 visible_purchases_report(wh, sources, as_of_date)]
         for name, src in sources.items():
             # same tolerance as ingestion: local evening times can fall on the next UTC day
-            reports += raw_batch_reports(wh, settings, name, src.channel.table, logical_date,
+            reports += raw_batch_reports(wh, settings, name, src.channel.table, as_of_date,
                                          event_time_grace=FUTURE_TOLERANCE, config=config)
         rows = sum(r.row_count or 0 for r in reports if not r.suite_name.endswith(".row_count"))
         reports += gates
-        record_quality(wh, run_id, logical_date, [row for r in reports for row in r.to_rows(run_id)])
-    data_docs(settings, "raw", reports, run_id, logical_date)
+        record_quality(wh, run_id, as_of_date, [row for r in reports for row in r.to_rows(run_id)])
+    data_docs(settings, "raw", reports, run_id, as_of_date)
     _raise_raw_gates(reports, gates)
     return {"suites": {r.suite_name: r.success for r in reports}, "rows_in": rows, "rows_out": rows}
 
@@ -111,8 +111,8 @@ def validate_raw(settings: Settings, logical_date: dt.date, run_id: str) -> dict
 PURCHASE_CHANNELS = ("online_orders", "store_sales")
 
 
-def visible_purchases_report(wh: Warehouse, sources: dict[str, SourceConfig], as_of: dt.date) -> ValidationReport:
-    """Blocking: as of ``as_of`` some customer has a purchase in ``raw`` (a row of a purchase source
+def visible_purchases_report(wh: Warehouse, sources: dict[str, SourceConfig], as_of_date: dt.date) -> ValidationReport:
+    """Blocking: as of ``as_of_date`` some customer has a purchase in ``raw`` (a row of a purchase source
     in a partition up to the date, with a customer reference).
 
     An empty or header-only export, an ``--as-of`` before all data, or orders without any customer
@@ -121,27 +121,28 @@ def visible_purchases_report(wh: Warehouse, sources: dict[str, SourceConfig], as
     history, or a rebuild that loads nothing new, passes. Checked on ``raw`` in this task (no
     retries, before identity resolution and dbt), so such a night fails in seconds."""
 
-    batch = as_of.isoformat()
+    batch = as_of_date.isoformat()
     purchase_sources = {name: src for name, src in sources.items() if src.channel.name in PURCHASE_CHANNELS}
     if not purchase_sources:
         return skipped_report(VISIBLE_PURCHASES_SUITE, batch, "expect_visible_purchases",
                               "no purchase source is declared", BLOCKING)
     tables = {f"raw.{src.channel.table}": _customer_reference(src) for src in purchase_sources.values()}
     # one row is enough, and a night that passes reads no more than that (raw grows with the history)
-    success = any(wh.fetchall(f"select 1 from {_raw(t)} where _partition_date <= %s and ({known}) limit 1", (as_of,))
+    success = any(wh.fetchall(f"select 1 from {_raw(t)} where _partition_date <= %s and ({known}) limit 1",
+                              (as_of_date,))
                   for t, known in tables.items())
     rows = with_customer = 0
-    observed = f"purchases with a customer are visible up to {as_of} in {', '.join(tables)}"
+    observed = f"purchases with a customer are visible up to {as_of_date} in {', '.join(tables)}"
     if not success:  # the counts and the next data, for the message
         later: list[dt.date] = []
         for table, known in tables.items():
             n, attributed = wh.fetchall(f"select count(*), sum(case when {known} then 1 else 0 end) from {_raw(table)} "
-                                        "where _partition_date <= %s", (as_of,))[0]
+                                        "where _partition_date <= %s", (as_of_date,))[0]
             rows, with_customer = rows + int(n or 0), with_customer + int(attributed or 0)
             nxt = wh.fetchall(f"select min(_partition_date) from {_raw(table)} where _partition_date > %s",
-                              (as_of,))[0][0]
+                              (as_of_date,))[0][0]
             later += [nxt] if nxt is not None else []
-        observed = (f"as of {as_of} no purchase is visible ({rows:,} purchase rows loaded up to this date in "
+        observed = (f"as of {as_of_date} no purchase is visible ({rows:,} purchase rows loaded up to this date in "
                     f"{', '.join(tables)}, {with_customer:,} of them with a customer"
                     + (f"; the first later partition is dated {min(later)}" if later else "")
                     + "): is --as-of before the export's first order date, or is the export empty (header "
@@ -182,7 +183,7 @@ def _raise_raw_gates(reports: list[ValidationReport], gates: list[ValidationRepo
         raise QualityGateError("; ".join(causes) + "\n\n" + str(exc), exc.report) from None
 
 
-def audit(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:
+def audit(settings: Settings, as_of_date: dt.date, run_id: str) -> dict[str, object]:
     """GX suites on the build schema's published tables; nothing is published unless they pass.
 
     The published-model suite runs on the build's ``customer_segments`` (PostgreSQL: SQL datasource; DuckDB:
@@ -192,23 +193,23 @@ def audit(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:
 
     release_dbt_duckdb()  # the suites read 1M rows into pandas: not next to dbt's DuckDB buffer pool
     with connect(settings) as wh:
-        reports = published_reports(wh, settings, as_of, QualityConfig.from_env())
-        record_quality(wh, run_id, as_of, [row for r in reports for row in r.to_rows(run_id)])
-        data_docs(settings, "audit", reports, run_id, as_of)
+        reports = published_reports(wh, settings, as_of_date, QualityConfig.from_env())
+        record_quality(wh, run_id, as_of_date, [row for r in reports for row in r.to_rows(run_id)])
+        data_docs(settings, "audit", reports, run_id, as_of_date)
         stale = wh.fetchall(
             f"select count(*) from {quote_ident(settings.build_schema)}.customer_segments where as_of_date <> %s",
-            (as_of,),
+            (as_of_date,),
         )[0][0]
         # every landed row is published, quarantined, or in a documented, counted merge or exclusion
         channels = {name: src.channel.name for name, src in load_sources(settings.sources_file).items()}
         try:
-            reconcile(wh, settings, channels, as_of, run_id)
+            reconcile(wh, settings, channels, as_of_date, run_id)
             unaccounted = None
         except ReconciliationError as exc:
             unaccounted = exc
     raise_if_any_blocking(reports)
     if stale:
-        raise RuntimeError(f"audit: {stale} rows of the build's customer_segments are not as of {as_of}")
+        raise RuntimeError(f"audit: {stale} rows of the build's customer_segments are not as of {as_of_date}")
     if unaccounted:
         raise unaccounted
     rows = reports[0].row_count
@@ -294,19 +295,19 @@ def _duckdb_chunks(wh: Warehouse, sql: str, params: tuple, chunk_rows: int) -> I
 
 
 def raw_batch_reports(
-    wh: Warehouse, settings: Settings, source: str, table: str, logical_date: dt.date,
+    wh: Warehouse, settings: Settings, source: str, table: str, as_of_date: dt.date,
     *, event_time_grace: dt.timedelta, config: QualityConfig,
 ) -> list[ValidationReport]:
     """The raw suite on this date's partition, and its row count against the previous partition."""
-    batch = logical_date.isoformat()
+    batch = as_of_date.isoformat()
     reports = [validate_table(
-        wh, settings, "raw", table, raw_suite(source, logical_date, event_time_grace=event_time_grace),
-        batch_name=batch, partition_date=logical_date, config=config,
+        wh, settings, "raw", table, raw_suite(source, as_of_date, event_time_grace=event_time_grace),
+        batch_name=batch, partition_date=as_of_date, config=config,
     )]  # fmt: skip
     previous = wh.fetchall(
         f"select {PARTITION_COLUMN}, count(*) from {_rel('raw', table)} where {PARTITION_COLUMN} < %s "
         f"group by 1 order by 1 desc limit 1",
-        (logical_date,),
+        (as_of_date,),
     )
     name = f"raw.{source}.row_count"
     if not previous:
@@ -319,7 +320,7 @@ def raw_batch_reports(
     rows = reports[0].row_count
     if rows is None:
         rows = int(wh.fetchall(f"select count(*) from {_rel('raw', table)} where {PARTITION_COLUMN} = %s",
-                               (logical_date,))[0][0])
+                               (as_of_date,))[0][0])
     report = _validate_row_count(rows, suite, batch)
     report.sample_note = (
         f"{rows} rows vs {prev_rows} in the previous partition ({prev_date}), band ±{config.row_count_band:.0%}"
@@ -337,10 +338,10 @@ def _validate_row_count(rows: int, suite: Suite, batch_name: str) -> ValidationR
                                      batch_name=batch_name)
 
 
-def segment_shares(wh: Warehouse, schema: str, table: str, as_of: dt.date | None) -> dict[str, float]:
-    """Share of customers per segment value (``share_column`` keys) in ``schema.table`` at ``as_of``
+def segment_shares(wh: Warehouse, schema: str, table: str, as_of_date: dt.date | None) -> dict[str, float]:
+    """Share of customers per segment value (``share_column`` keys) in ``schema.table`` at ``as_of_date``
     (``None``: the whole table)."""
-    where, params = ("where as_of_date = %s", (as_of,)) if as_of is not None else ("", ())
+    where, params = ("where as_of_date = %s", (as_of_date,)) if as_of_date is not None else ("", ())
     shares: dict[str, float] = {}
     for dimension in SEGMENT_SHARE_DIMENSIONS:
         rows = wh.fetchall(
@@ -352,13 +353,13 @@ def segment_shares(wh: Warehouse, schema: str, table: str, as_of: dt.date | None
     return shares
 
 
-def previous_published_date(wh: Warehouse, settings: Settings, as_of: dt.date) -> dt.date | None:
-    """The latest as-of date before ``as_of`` in the published ``segment_history``, if any."""
+def previous_published_date(wh: Warehouse, settings: Settings, as_of_date: dt.date) -> dt.date | None:
+    """The latest as-of date before ``as_of_date`` in the published ``segment_history``, if any."""
     pub = settings.publish_schema
     if not wh.table_exists(pub, "segment_history"):
         return None
     value = wh.fetchall(
-        f"select max(as_of_date) from {_rel(pub, 'segment_history')} where as_of_date < %s", (as_of,)
+        f"select max(as_of_date) from {_rel(pub, 'segment_history')} where as_of_date < %s", (as_of_date,)
     )[0][0]
     if value is None:
         return None
@@ -366,16 +367,16 @@ def previous_published_date(wh: Warehouse, settings: Settings, as_of: dt.date) -
 
 
 def published_reports(
-    wh: Warehouse, settings: Settings, as_of: dt.date, config: QualityConfig
+    wh: Warehouse, settings: Settings, as_of_date: dt.date, config: QualityConfig
 ) -> list[ValidationReport]:
     """The published-model suite on the build's ``customer_segments``, and segment shares vs the previous
     published date."""
 
 
-    batch = as_of.isoformat()
+    batch = as_of_date.isoformat()
     reports = [validate_table(wh, settings, settings.build_schema, "customer_segments", published_suite(),
                               batch_name=batch, config=config)]
-    previous_date = previous_published_date(wh, settings, as_of)
+    previous_date = previous_published_date(wh, settings, as_of_date)
     if previous_date is None:
         reports.append(skipped_report("analytics.segment_shares", batch, "expect_column_mean_to_be_between",
                                       "no earlier published date to compare segment shares with (first run)",
@@ -397,7 +398,7 @@ def published_reports(
     return reports
 
 
-def quarantine_share_reports(wh: Warehouse, sources: list[str], run_id: str, logical_date: dt.date,
+def quarantine_share_reports(wh: Warehouse, sources: list[str], run_id: str, as_of_date: dt.date,
                              config: QualityConfig) -> list[ValidationReport]:
     """:func:`quarantine_share_report` for every source, from this run's rows of ``ops.load_audit``.
 
@@ -414,5 +415,5 @@ def quarantine_share_reports(wh: Warehouse, sources: list[str], run_id: str, log
     )
     counts = {str(source): (int(read or 0), int(bad or 0)) for source, read, bad in rows}
     return [quarantine_share_report(source, *counts.get(source, (0, 0)), config.max_quarantine_share,
-                                    batch_name=logical_date.isoformat(), run_id=run_id)
+                                    batch_name=as_of_date.isoformat(), run_id=run_id)
             for source in sources]

@@ -19,10 +19,10 @@ log = logging.getLogger(__name__)
 
 
 # -- weekly ----------------------------------------------------------------------------------
-def retrain(settings: Settings, as_of: dt.date, run_id: str, dag_id: str = "retrain_models") -> dict[str, Any]:
-    """Fit a candidate as of ``as_of`` and approve it only if it is not worse than the current model.
+def retrain(settings: Settings, as_of_date: dt.date, run_id: str, dag_id: str = "retrain_models") -> dict[str, Any]:
+    """Fit a candidate as of ``as_of_date`` and approve it only if it is not worse than the current model.
 
-    Needs the nightly run of ``as_of`` to have built the feature marts (checked: training on a
+    Needs the nightly run of ``as_of_date`` to have built the feature marts (checked: training on a
     stale build would label recent buyers as churned). Returns the decision, also recorded in
     ``ml.model_runs.decision_reason``.
     """
@@ -33,12 +33,12 @@ def retrain(settings: Settings, as_of: dt.date, run_id: str, dag_id: str = "retr
         wh.bootstrap()
         built = wh.fetchall(f"select max(as_of_date) from {quote_ident(settings.build_schema)}.fct_customer_features")
         built_as_of = pd.Timestamp(built[0][0]).date() if built and built[0][0] is not None else None
-        if built_as_of != as_of:
-            raise RuntimeError(f"the build schema holds features as of {built_as_of}, not {as_of}: run the nightly "
-                               f"customer_segmentation DAG for {as_of} first")
+        if built_as_of != as_of_date:
+            raise RuntimeError(f"the build schema holds features as of {built_as_of}, not {as_of_date}: "
+                               f"run the nightly customer_segmentation DAG for {as_of_date} first")
         transactions, customers, engagement = read_ml_inputs(wh, settings.build_schema)
         registry = Registry(wh)
-        entry = registry.latest_approved(as_of)
+        entry = registry.latest_approved(as_of_date)
         current = None
         if entry is not None:
             try:
@@ -49,12 +49,12 @@ def retrain(settings: Settings, as_of: dt.date, run_id: str, dag_id: str = "retr
         fitted = current is not None and current.has_models
         previous = current.centroids if fitted else None
         minimum = FitMinimum.from_env()
-        candidate = fit_models(transactions, customers, as_of, random_state=0, previous_centroids=previous,
+        candidate = fit_models(transactions, customers, as_of_date, random_state=0, previous_centroids=previous,
                                previous_names=current.cluster_names if fitted else None,
                                engagement=engagement, min_buyers=minimum.buyers,
                                min_repeat_buyers=minimum.repeat_buyers)
         summary: dict[str, Any] = {
-            "as_of": as_of.isoformat(),
+            "as_of_date": as_of_date.isoformat(),
             "candidate": candidate.model_version,
             "current": entry.model_version if entry else None,
         }
@@ -63,7 +63,7 @@ def retrain(settings: Settings, as_of: dt.date, run_id: str, dag_id: str = "retr
             reason = f"{candidate.metrics.get('not_fitted')} ({MINIMUM_HINT})"
             registry.record_not_fitted(candidate, reason=reason, run_id=run_id, dag_id=dag_id)
             summary.update(decision=NOT_FITTED, reason=reason)
-            log.warning("retrain as of %s: %s", as_of, reason)
+            log.warning("retrain as of %s: %s", as_of_date, reason)
             return summary
         if entry is not None and candidate.model_version == entry.model_version:
             summary.update(decision="unchanged", reason="the candidate is the current model (same data and settings)")
@@ -77,6 +77,6 @@ def retrain(settings: Settings, as_of: dt.date, run_id: str, dag_id: str = "retr
         registry.register(candidate, status=APPROVED if decision.approved else REJECTED, reason=decision.reason,
                           run_id=run_id, dag_id=dag_id)
     summary.update(decision=APPROVED if decision.approved else REJECTED, reason=decision.reason)
-    (log.info if decision.approved else log.warning)("retrain as of %s: %s %s (%s)", as_of, summary["decision"],
+    (log.info if decision.approved else log.warning)("retrain as of %s: %s %s (%s)", as_of_date, summary["decision"],
                                                      candidate.model_version, decision.reason)
     return summary

@@ -122,13 +122,13 @@ def customer_chunks(wh: Warehouse, build_schema: str, size: int) -> list[tuple[s
     return list(itertools.pairwise(bounds))
 
 
-def previous_clusters(wh: Warehouse, as_of: dt.date) -> tuple[pd.DataFrame | None, dict[int, str] | None]:
+def previous_clusters(wh: Warehouse, as_of_date: dt.date) -> tuple[pd.DataFrame | None, dict[int, str] | None]:
     """Centroids and cluster names of the latest approved (or pre-registry) model trained before
-    ``as_of``: a refit keeps its cluster ids (centroids) and, where a cluster stayed alike, its name."""
+    ``as_of_date``: a refit keeps its cluster ids (centroids) and, where a cluster stayed alike, its name."""
     rows = wh.fetchall(
         "select params from ml.model_runs where as_of_date < %s and params is not null "
         "and (status is null or status = %s) order by as_of_date desc, recorded_at desc limit 1",
-        (as_of, APPROVED),
+        (as_of_date, APPROVED),
     )
     if not rows:
         return None, None
@@ -152,18 +152,18 @@ class ModelChoice:
     previous_names: dict[int, str] | None = None
 
 
-def choose_model(wh: Warehouse, registry: Registry, as_of: dt.date) -> ModelChoice:
+def choose_model(wh: Warehouse, registry: Registry, as_of_date: dt.date) -> ModelChoice:
     """The latest approved model trained on or before the date; if none (or it cannot be loaded),
     what `bootstrap_model` needs to fit one (the reason, and the centroids that keep cluster ids)."""
-    entry = registry.latest_approved(as_of)
-    reason = f"bootstrap: no approved model trained on or before {as_of}"
+    entry = registry.latest_approved(as_of_date)
+    reason = f"bootstrap: no approved model trained on or before {as_of_date}"
     if entry is not None:
         try:
             return ModelChoice(registry.load(entry), "approved")
         except Exception as exc:  # unloadable model: keep the nightly run alive, say why
             log.warning("approved model %s cannot be loaded (%s); fitting a new one", entry.model_version, exc)
             reason = f"bootstrap: approved model {entry.model_version} could not be loaded: {exc}"
-    return ModelChoice(None, reason, *previous_clusters(wh, as_of))
+    return ModelChoice(None, reason, *previous_clusters(wh, as_of_date))
 
 
 @dataclass(frozen=True)
@@ -200,7 +200,7 @@ def _count_setting(env: dict[str, str], name: str, default: int) -> int:
 MINIMUM_HINT = "CUSTSEG_MIN_BUYERS / CUSTSEG_MIN_REPEAT_BUYERS set the minimum"
 
 
-def bootstrap_model(choice: ModelChoice, transactions: pd.DataFrame, customers: pd.DataFrame, as_of: dt.date,
+def bootstrap_model(choice: ModelChoice, transactions: pd.DataFrame, customers: pd.DataFrame, as_of_date: dt.date,
                     engagement: pd.DataFrame | None = None, minimum: FitMinimum | None = None) -> ModelBundle:
     """Fit the first model of a warehouse (no warehouse access: pure ML on the frames).
 
@@ -209,16 +209,16 @@ def bootstrap_model(choice: ModelChoice, transactions: pd.DataFrame, customers: 
     from ml.bundle import fit_models
 
     minimum = minimum or FitMinimum.from_env()
-    bundle = fit_models(transactions, customers, as_of, random_state=0,
+    bundle = fit_models(transactions, customers, as_of_date, random_state=0,
                         previous_centroids=choice.previous_centroids, previous_names=choice.previous_names,
                         engagement=engagement, min_buyers=minimum.buyers, min_repeat_buyers=minimum.repeat_buyers)
     if not bundle.has_models:
         log.warning("no model fitted as of %s: %s (%s); the labels stay null until a night with enough "
-                    "buyers", as_of, bundle.metrics.get("not_fitted"), MINIMUM_HINT)
+                    "buyers", as_of_date, bundle.metrics.get("not_fitted"), MINIMUM_HINT)
     return bundle
 
 
-def record_scoring(wh: Warehouse, run_id: str, as_of: dt.date, result: Any) -> list[str]:
+def record_scoring(wh: Warehouse, run_id: str, as_of_date: dt.date, result: Any) -> list[str]:
     """ml.feature_drift (PSI per feature) and ml.scoring_runs rows; returns the drifted features."""
     from ml.drift import PSI_WARN
 
@@ -227,7 +227,7 @@ def record_scoring(wh: Warehouse, run_id: str, as_of: dt.date, result: Any) -> l
     now = utc_now()
     frame = pd.DataFrame({
         "run_id": run_id,
-        "as_of_date": as_of,
+        "as_of_date": as_of_date,
         "model_version": result.model_version,
         "model_trained_as_of": bundle.trained_as_of,
         "feature": drift["feature"].astype(str),
@@ -240,7 +240,7 @@ def record_scoring(wh: Warehouse, run_id: str, as_of: dt.date, result: Any) -> l
     drifted = frame.loc[frame["psi"] >= PSI_WARN, "feature"].tolist()
     if drifted:
         log.warning("feature drift: PSI >= %.2f between the training data of %s (as of %s) and %s for %s",
-                    PSI_WARN, result.model_version, bundle.trained_as_of, as_of,
+                    PSI_WARN, result.model_version, bundle.trained_as_of, as_of_date,
                     ", ".join(f"{f}={p:.3f}" for f, p in zip(frame["feature"], frame["psi"], strict=True)
                               if f in drifted))
     metrics = {k: result.metrics.get(k) for k in ("n_customers", "n_buyers", "n_prospects", "cluster_sizes",
@@ -249,23 +249,23 @@ def record_scoring(wh: Warehouse, run_id: str, as_of: dt.date, result: Any) -> l
         metrics["not_fitted"] = bundle.metrics.get("not_fitted")
         metrics["n_train_repeat_buyers"] = bundle.metrics.get("n_train_repeat_buyers")
     with wh.transaction():
-        wh.execute("delete from ml.feature_drift where run_id = %s and as_of_date = %s", (run_id, as_of))
-        wh.execute("delete from ml.scoring_runs where run_id = %s and as_of_date = %s", (run_id, as_of))
+        wh.execute("delete from ml.feature_drift where run_id = %s and as_of_date = %s", (run_id, as_of_date))
+        wh.execute("delete from ml.scoring_runs where run_id = %s and as_of_date = %s", (run_id, as_of_date))
         if len(frame):
             wh.write_arrow("ml", "feature_drift", pa.Table.from_pandas(frame, preserve_index=False))
         wh.execute(
             "insert into ml.scoring_runs (run_id, as_of_date, model_version, model_trained_as_of, n_customers, "
             "n_buyers, drift_max_psi, metrics, recorded_at) values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (run_id, as_of, result.model_version, bundle.trained_as_of, result.metrics.get("n_customers"),
+            (run_id, as_of_date, result.model_version, bundle.trained_as_of, result.metrics.get("n_customers"),
              result.metrics.get("n_buyers"), result.metrics.get("drift_max_psi"), json.dumps(metrics), now),
         )
     return drifted
 
 
-def score(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:
+def score(settings: Settings, as_of_date: dt.date, run_id: str) -> dict[str, object]:
     """Score every customer with the latest approved model and write the labels to the build schema.
 
-    The model is the registry's latest approved one trained on or before ``as_of`` (the weekly
+    The model is the registry's latest approved one trained on or before ``as_of_date`` (the weekly
     ``retrain_models`` DAG approves new ones); on the first run, with no approved model yet, one is
     fitted on this date's data and approved (custseg/registry.py), unless the date has fewer buyers
     than ``FitMinimum`` (then the labels are null and ``ml.scoring_runs`` says why; the next night
@@ -282,7 +282,7 @@ def score(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:
     _return_free_memory()  # nor on what earlier tasks of this process freed but the allocator kept
     build = settings.build_schema
     with connect(settings) as wh:
-        choice = choose_model(wh, Registry(wh), as_of)
+        choice = choose_model(wh, Registry(wh), as_of_date)
         training = read_ml_inputs(wh, build) if choice.bundle is None else None
     bundle = choice.bundle
     if training is not None:
@@ -291,28 +291,28 @@ def score(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:
         transactions, customers, engagement = training
         del training
         # cleaned and sorted once: every model of the fit reuses it instead of making a copy
-        transactions = prepare_transactions(transactions, as_of)
+        transactions = prepare_transactions(transactions, as_of_date)
         _return_free_memory()
-        bundle = bootstrap_model(choice, transactions, customers, as_of, engagement)
+        bundle = bootstrap_model(choice, transactions, customers, as_of_date, engagement)
         del transactions, customers, engagement
         _return_free_memory()
 
     staged = f"{LABELS_TABLE}_scoring"
-    result, reports = _score_in_chunks(settings, bundle, as_of, staged)
+    result, reports = _score_in_chunks(settings, bundle, as_of_date, staged)
     # one chunk: its own report (with the GX result for Data Docs); more: their sum, each chunk's
     # GX result on its own Data Docs page
     report = reports[0] if len(reports) == 1 else dataclasses.replace(combine_reports(reports, sample_note=(
         f"validated in {len(reports)} chunks of customers, {result.metrics['n_customers']} rows in all; "
         "each customer is in one chunk, so customer_id is checked unique over all of them")),
-        batch_name=as_of.isoformat())
+        batch_name=as_of_date.isoformat())
     profiles = _profile_table(result.cluster_profiles)
     profiles["model_version"] = result.model_version
     with connect(settings) as wh:
         if choice.bundle is None and bundle.has_models:
             Registry(wh).register(bundle, status=APPROVED, reason=choice.reason, run_id=run_id,
                                   dag_id="customer_segmentation")
-        record_quality(wh, run_id, as_of, report.to_rows(run_id))
-        data_docs(settings, "ml_labels", reports, run_id, as_of)
+        record_quality(wh, run_id, as_of_date, report.to_rows(run_id))
+        data_docs(settings, "ml_labels", reports, run_id, as_of_date)
         if not report.success:
             wh.execute(f"drop table if exists {quote_ident(build)}.{quote_ident(staged)}")
         report.raise_if_blocking_failed()
@@ -320,7 +320,7 @@ def score(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:
             wh.execute(f"drop table if exists {quote_ident(build)}.{quote_ident(LABELS_TABLE)}")
             wh.execute(f"alter table {quote_ident(build)}.{quote_ident(staged)} rename to {quote_ident(LABELS_TABLE)}")
         _replace_table(wh, build, "ml_cluster_profiles", profiles)
-        drifted = record_scoring(wh, run_id, as_of, result)
+        drifted = record_scoring(wh, run_id, as_of_date, result)
     summary: dict[str, object] = {"model_version": result.model_version,
                                   "model_trained_as_of": bundle.trained_as_of.isoformat(),
                                   "customers": result.metrics["n_customers"], "drifted_features": drifted}
@@ -329,7 +329,7 @@ def score(settings: Settings, as_of: dt.date, run_id: str) -> dict[str, object]:
     return summary
 
 
-def _score_in_chunks(settings: Settings, bundle: ModelBundle, as_of: dt.date, staged: str
+def _score_in_chunks(settings: Settings, bundle: ModelBundle, as_of_date: dt.date, staged: str
                      ) -> tuple[ScoringResult, list[ValidationReport]]:
     """Score every customer chunk by chunk into the build table ``staged`` (made anew), validating
     each chunk's labels; the scoring result over all chunks and each chunk's validation report."""
@@ -337,20 +337,21 @@ def _score_in_chunks(settings: Settings, bundle: ModelBundle, as_of: dt.date, st
 
     build, suite = settings.build_schema, suites.ml_labels_suite()
     with connect(settings) as wh:
-        snapshot_exists = _has_engagement_snapshot(wh, build, as_of)
+        snapshot_exists = _has_engagement_snapshot(wh, build, as_of_date)
         chunks = customer_chunks(wh, build, settings.score_chunk_customers)
         _create_table(wh, build, staged, LABEL_COLUMNS)
-    scorer = ChunkScorer(bundle, as_of, snapshot_exists=snapshot_exists)
+    scorer = ChunkScorer(bundle, as_of_date, snapshot_exists=snapshot_exists)
     reports = []
     for number, customer_range in enumerate(chunks, start=1):
         # A connection per read and per write: DuckDB's buffer pool (every purchase block a range
         # scan touched) is freed before the chunk's frames grow, and the file is not held while
         # the models score.
         with connect(settings) as wh:
-            transactions, customers, engagement = read_ml_inputs(wh, build, customer_range, snapshot_date=as_of)
+            transactions, customers, engagement = read_ml_inputs(wh, build, customer_range, snapshot_date=as_of_date)
         labels = scorer.score(transactions, customers, engagement)
         labels["model_version"] = bundle.model_version
-        batch = as_of.isoformat() if len(chunks) == 1 else f"{as_of.isoformat()} customers {number} of {len(chunks)}"
+        batch = (as_of_date.isoformat() if len(chunks) == 1
+                 else f"{as_of_date.isoformat()} customers {number} of {len(chunks)}")
         reports.append(validate_dataframe(labels, suite, suite_name="ml.customer_labels", batch_name=batch))
         with connect(settings) as wh:
             _append_frame(wh, build, staged, labels, LABEL_COLUMNS)
@@ -359,10 +360,10 @@ def _score_in_chunks(settings: Settings, bundle: ModelBundle, as_of: dt.date, st
     return scorer.result(), reports
 
 
-def _has_engagement_snapshot(wh: Warehouse, build_schema: str, as_of: dt.date) -> bool:
+def _has_engagement_snapshot(wh: Warehouse, build_schema: str, as_of_date: dt.date) -> bool:
     return bool(wh.fetchall(
         f"select 1 from {quote_ident(build_schema)}.fct_customer_engagement_snapshots where snapshot_date = %s limit 1",
-        (as_of,),
+        (as_of_date,),
     ))
 
 

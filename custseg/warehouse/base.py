@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from custseg.config import PUBLISHED_BY_DATE, PUBLISHED_TABLES, Settings
 from custseg.schemas import CHANNELS, raw_table_ddl
-from custseg.warehouse.ddl import OPS_DDL
+from custseg.warehouse.ddl import OPS_DDL, RENAMED_COLUMNS
 from custseg.warehouse.sql import quote_ident
 
 
@@ -87,10 +87,20 @@ class Warehouse:
             self.execute(f"create schema if not exists {quote_ident(schema)}")
         for channel in CHANNELS.values():
             self.execute(raw_table_ddl("raw", channel))
+        self._rename_old_columns()
         for ddl in OPS_DDL:
             self.execute(ddl)
         self._index_raw_partitions()
         self._grant_bi_role()
+
+    def _rename_old_columns(self) -> None:
+        """Bring a warehouse made by an earlier release up to date (:data:`RENAMED_COLUMNS`)."""
+        for schema, table, old, new in RENAMED_COLUMNS:
+            if self.table_exists(schema, table):
+                columns = self.columns(schema, table)
+                if old in columns and new not in columns:
+                    self.execute(f"alter table {quote_ident(schema)}.{quote_ident(table)} "
+                                 f"rename column {quote_ident(old)} to {quote_ident(new)}")
 
     def _index_raw_partitions(self) -> None:
         """DuckDB prunes partitions by its zone maps; PostgreSQL needs an index (see PostgresWarehouse)."""
@@ -107,7 +117,7 @@ class Warehouse:
         return hashlib.md5(frame.to_csv(index=False).encode(), usedforsecurity=False).hexdigest()
 
     # -- publish -------------------------------------------------------------------------------
-    def publish(self, tables: Sequence[str] = PUBLISHED_TABLES, as_of: dt.date | None = None,
+    def publish(self, tables: Sequence[str] = PUBLISHED_TABLES, as_of_date: dt.date | None = None,
                 on_table_published: Callable[[str, int], None] | None = None) -> dict[str, int]:
         """Replace every published table with the audited build, all in one transaction.
 
@@ -117,9 +127,9 @@ class Warehouse:
         Rows are swapped with delete + insert into the existing tables instead of dropping and
         renaming them, so grants and the views BI users built on `analytics` survive, and
         concurrent readers (PostgreSQL MVCC) see either yesterday's rows or today's, never a mix.
-        With the run's ``as_of`` date, the history tables (:data:`PUBLISHED_BY_DATE`) get the rows of
+        With the run's ``as_of_date`` date, the history tables (:data:`PUBLISHED_BY_DATE`) get the rows of
         that date and of any dates newer than their published ones (a night whose publish failed),
-        so a night does not copy the whole history; the other tables, and these without ``as_of``,
+        so a night does not copy the whole history; the other tables, and these without ``as_of_date``,
         are replaced whole. Returns the rows published in each table (of a history table published
         by date: the rows of the dates it replaced).
         On PostgreSQL a second publisher waits for the first (transaction-scoped advisory lock plus
@@ -156,7 +166,8 @@ class Warehouse:
                             ctype = self._column_type(build, table, col)
                             self.execute(f"alter table {dst} add column {quote_ident(col)} {ctype}")
                 col_list = ", ".join(quote_ident(c) for c in build_cols)
-                dates, params = self._dates_to_publish(pub, table, as_of) if table in PUBLISHED_BY_DATE else ("", ())
+                dates, params = (self._dates_to_publish(pub, table, as_of_date) if table in PUBLISHED_BY_DATE
+                                 else ("", ()))
                 self.execute(f"delete from {dst}{dates}", params)
                 self.execute(f"insert into {dst} ({col_list}) select {col_list} from {src}{dates}", params)
                 # the rows just written, not the whole table: a history table grows by a day of
@@ -167,9 +178,9 @@ class Warehouse:
             self._grant_bi_role()
         return counts
 
-    def _dates_to_publish(self, schema: str, table: str, as_of: dt.date | None) -> tuple[str, tuple]:
-        """The where clause of a history table's rows to replace: all of them without ``as_of``."""
-        if as_of is None:
+    def _dates_to_publish(self, schema: str, table: str, as_of_date: dt.date | None) -> tuple[str, tuple]:
+        """The where clause of a history table's rows to replace: all of them without ``as_of_date``."""
+        if as_of_date is None:
             return "", ()
         rel = f"{quote_ident(schema)}.{quote_ident(table)}"
         if self.kind == "postgres":  # max() and the delete below find a date's rows without a scan
@@ -177,7 +188,7 @@ class Warehouse:
         latest = self.fetchall(f"select max(as_of_date) from {rel}")[0][0]
         if latest is None:
             return "", ()
-        return " where as_of_date = %s or as_of_date > %s", (as_of, latest)
+        return " where as_of_date = %s or as_of_date > %s", (as_of_date, latest)
 
     def _column_type(self, schema: str, table: str, column: str) -> str:
         rows = self.fetchall(

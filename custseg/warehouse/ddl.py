@@ -6,11 +6,20 @@ from __future__ import annotations
 
 BI_ROLE = "custseg_bi"
 
+#: Columns of the pipeline's own tables renamed since an earlier release (CHANGELOG "Upgrade notes"):
+#: ``Warehouse.bootstrap`` renames them in place, so an upgraded warehouse keeps its history.
+RENAMED_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
+    # 2.0.0: one name for the run's date, as_of_date, everywhere after the DAG boundary
+    ("ops", "load_audit", "logical_date", "as_of_date"),
+    ("ops", "quality_results", "logical_date", "as_of_date"),
+    ("ops", "run_audit", "logical_date", "as_of_date"),
+)
+
 
 OPS_DDL = (
     """create table if not exists ops.load_audit (
         run_id text not null,
-        logical_date date not null,
+        as_of_date date not null,
         source text not null,
         partition_date date,
         source_file text,
@@ -98,7 +107,7 @@ OPS_DDL = (
     )""",
     """create table if not exists ops.quality_results (
         run_id text not null,
-        logical_date date not null,
+        as_of_date date not null,
         suite_name text not null,
         expectation text not null,
         column_name text,
@@ -108,12 +117,12 @@ OPS_DDL = (
         unexpected_sample text,
         recorded_at timestamp not null
     )""",
-    # one row per task try of the nightly DAG, written by its callbacks (custseg.ops)
+    # one row per task try of the nightly DAG, written by its callbacks (custseg.ops.run_audit)
     """create table if not exists ops.run_audit (
         run_id text not null,
         dag_id text not null,
         task_id text not null,
-        logical_date date,
+        as_of_date date,
         try_number integer,
         status text not null,
         started_at timestamp,
