@@ -34,7 +34,8 @@ from custseg.config import PUBLISHED_BY_DATE, Settings
 from custseg.ops.dag_runs import run_dag
 from custseg.ops.locks import run_lock
 from custseg.steps.prepare import prepare_warehouse
-from custseg.warehouse import Warehouse, connect, quote_ident
+from custseg.warehouse import Warehouse, connect
+from custseg.warehouse.sql import qualified, quote_ident
 
 #: the published dates of a rebuild under way: its history rows are cleared, so a rebuild that
 #: failed half-way finds its dates here instead of in segment_history
@@ -64,7 +65,7 @@ def planned_dates(wh: Warehouse, settings: Settings) -> list[dt.date]:
     wh.execute(PLAN_DDL)
     dates = {_as_date(d) for (d,) in wh.fetchall("select distinct as_of_date from ops.rebuild_dates")}
     if wh.table_exists(settings.publish_schema, "segment_history"):
-        history = f"{quote_ident(settings.publish_schema)}.{quote_ident('segment_history')}"
+        history = f"{qualified(settings.publish_schema, 'segment_history')}"
         dates |= {_as_date(d) for (d,) in wh.fetchall(f"select distinct as_of_date from {history}")}
     return sorted(dates)
 
@@ -85,7 +86,7 @@ def clear_derived_state(wh: Warehouse, settings: Settings, dates: list[dt.date],
                 wh.execute(f"delete from raw.{quote_ident(table)}")
         for table in PUBLISHED_BY_DATE:
             if wh.table_exists(settings.publish_schema, table):
-                wh.execute(f"delete from {quote_ident(settings.publish_schema)}.{quote_ident(table)}")
+                wh.execute(f"delete from {qualified(settings.publish_schema, table)}")
         if not keep_models:
             # as in a fresh warehouse, the first date fits its own model; the old ones stay as history
             retired = int(wh.fetchall(

@@ -9,7 +9,8 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from custseg.config import PUBLISHED_TABLES
-from custseg.warehouse import connect, quote_ident
+from custseg.warehouse import connect
+from custseg.warehouse.sql import qualified
 
 if TYPE_CHECKING:
     from custseg.config import Settings
@@ -59,7 +60,7 @@ def status_report(settings: Settings, runs: int = 5, failures: int = 20) -> str:
             if not wh.table_exists(pub, table):
                 out.append(f"  {table:<20} (not published yet)")
                 continue
-            rel = f"{quote_ident(pub)}.{quote_ident(table)}"
+            rel = f"{qualified(pub, table)}"
             count = wh.fetchall(f"select count(*) from {rel}")[0][0]
             as_of_date = ""
             if "as_of_date" in wh.columns(pub, table):

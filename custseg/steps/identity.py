@@ -94,6 +94,7 @@ import pyarrow as pa
 from custseg.config import Settings
 from custseg.steps.ingest import FUTURE_TOLERANCE
 from custseg.warehouse import Warehouse, connect
+from custseg.warehouse.sql import quote_literal
 
 log = logging.getLogger(__name__)
 
@@ -150,13 +151,13 @@ def namespace_sql(namespace: str) -> str:
     """A namespace as a SQL literal, from the fixed set only."""
     if namespace not in NAMESPACES:
         raise ValueError(f"unknown hash namespace {namespace!r}; one of {', '.join(NAMESPACES)}")
-    return sql_string(namespace)
+    return quote_literal(namespace)
 
 
 def customer_namespace_sql(key_type: str) -> str:
     """SQL: the `customer:` namespace of the key type in the column `key_type` (CUSTOMER_NAMESPACE)."""
     return f"case {key_type} " + " ".join(
-        f"when {sql_string(k)} then {namespace_sql(ns)}" for k, ns in CUSTOMER_NAMESPACE.items()) + " end"
+        f"when {quote_literal(k)} then {namespace_sql(ns)}" for k, ns in CUSTOMER_NAMESPACE.items()) + " end"
 
 
 def keyed_hash_sql(kind: str, expr: str, namespace: str, key: str = HASH_KEY_SQL) -> str:
@@ -180,11 +181,6 @@ def norm_email(expr: str) -> str:
     return f"case when position('@' in lower(trim({expr}))) > 1 then lower(trim({expr})) end"
 
 
-def sql_string(value: str) -> str:
-    """A SQL string literal (quotes doubled)."""
-    return "'" + value.replace("'", "''") + "'"
-
-
 def norm_phone(expr: str, country_code: str) -> str:
     """E.164 phone or null, by the rules in the module docstring; `country_code` is digits, e.g. "44"."""
     digits = f"regexp_replace({expr}, '[^0-9]', '', 'g')"
@@ -193,8 +189,8 @@ def norm_phone(expr: str, country_code: str) -> str:
         # substr instead of like '0%': a literal % would need escaping for psycopg's placeholders
         f"when substr(trim({expr}), 1, 1) = '+' then '+' || {digits} "
         f"when substr({digits}, 1, 2) = '00' then '+' || substr({digits}, 3) "
-        f"when substr({digits}, 1, 1) = '0' then {sql_string('+' + country_code)} || substr({digits}, 2) "
-        f"when {sql_string(country_code)} = '1' and length({digits}) = 10 then '+1' || {digits} "
+        f"when substr({digits}, 1, 1) = '0' then {quote_literal('+' + country_code)} || substr({digits}, 2) "
+        f"when {quote_literal(country_code)} = '1' and length({digits}) = 10 then '+1' || {digits} "
         f"else '+' || {digits} end"
     )
 

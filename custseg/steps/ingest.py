@@ -32,6 +32,7 @@ from custseg.schemas import SQL_TYPES, Column
 from custseg.sources import ColumnMapping, SourceConfig, load_sources
 from custseg.steps.extract import ExtractError, extract_pending
 from custseg.warehouse import Warehouse, connect
+from custseg.warehouse.sql import quote_ident
 
 log = logging.getLogger(__name__)
 
@@ -149,10 +150,6 @@ class _Binds:
         return f"${name}"
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _typed_expr(col: Column, mapping: ColumnMapping, text: str, bind: _Binds) -> str:
     """SQL turning the trimmed text `text` into the canonical type; NULL when it does not parse."""
     if mapping.decimal == "," and col.type in ("numeric", "double", "integer"):
@@ -161,7 +158,7 @@ def _typed_expr(col: Column, mapping: ColumnMapping, text: str, bind: _Binds) ->
         if mapping.parse == "epoch_ms":
             return f"epoch_ms(try_cast({text} as bigint))"
         if mapping.parse == "local":
-            tz = f"nullif(trim({_ident(mapping.parse_arg or '')}), '')"
+            tz = f"nullif(trim({quote_ident(mapping.parse_arg or '')}), '')"
             # an unknown zone name must not fail the file: the row is quarantined as unparseable
             return (f"case when {tz} in (select name from pg_timezone_names()) "
                     f"then timezone('UTC', timezone({tz}, try_cast({text} as timestamp))) end")
@@ -171,7 +168,7 @@ def _typed_expr(col: Column, mapping: ColumnMapping, text: str, bind: _Binds) ->
             return f"cast(try_strptime({text}, {bind(mapping.parse_arg or '')}) as date)"
         return f"try_cast({text} as date)"
     if col.type == "text":
-        return _ident(mapping.source_column)
+        return quote_ident(mapping.source_column)
     return f"try_cast({text} as {SQL_TYPES[col.type]})"
 
 
@@ -393,7 +390,7 @@ def _delimiter_hint(src: SourceConfig, file_cols: list[str]) -> str:
 
 
 def _json_object(columns: list[str], bind: _Binds) -> str:
-    return "cast(json_object(" + ", ".join(f"{bind(c)}, {_ident(c)}" for c in columns) + ") as varchar)"
+    return "cast(json_object(" + ", ".join(f"{bind(c)}, {quote_ident(c)}" for c in columns) + ") as varchar)"
 
 
 #: The columns every per-file select yields, in this order, before the mapped source columns.
@@ -424,7 +421,7 @@ def _file_select(src: SourceConfig, item: _FileInput, index: int, bind: _Binds,
         con.register(name, item.parsed.good)
     if src.file_format == "jsonl":
         drop_mapped = "{" + ", ".join(f'"{c}": null' for c in wanted) + "}"
-        cols = ", ".join(f"json ->> {bind(c)} as {_ident(c)}" for c in wanted)
+        cols = ", ".join(f"json ->> {bind(c)} as {quote_ident(c)}" for c in wanted)
         reader = (f"(select cast(_line as json) as json, _source_line from {name})" if item.parsed
                   else f"read_ndjson_objects({p}, maximum_object_size = {MAX_LINE_BYTES})")
         return (
@@ -436,7 +433,7 @@ def _file_select(src: SourceConfig, item: _FileInput, index: int, bind: _Binds,
         )
     extras = tuple(c for c in file_cols if c not in src.mapped_source_columns)
     extras_expr = _json_object(list(extras), bind) if extras else "cast(null as varchar)"
-    cols = ", ".join(f"cast({_ident(c)} as varchar) as {_ident(c)}" for c in wanted)
+    cols = ", ".join(f"cast({quote_ident(c)} as varchar) as {quote_ident(c)}" for c in wanted)
     if item.parsed is not None:
         reader = name
     elif src.file_format == "csv":
@@ -466,7 +463,7 @@ def _rejects_select(src: SourceConfig, items: list[_FileInput], bind: _Binds, co
         "_source_line": pa.array(line, pa.int64()), "_raw_record": pa.array(raw, pa.string()),
         "_pre_reason": pa.array(reason, pa.string()),
     }))
-    cols = ", ".join(f"cast(null as varchar) as {_ident(c)}" for c in sorted(src.mapped_source_columns))
+    cols = ", ".join(f"cast(null as varchar) as {quote_ident(c)}" for c in sorted(src.mapped_source_columns))
     return ("select _partition_date, _source_file, _source_line, _raw_record, cast(null as varchar) as _extras, "
             f"true as _is_object, _pre_reason, {cols} from _rejected")
 
@@ -545,7 +542,7 @@ def parse_files(
         extras.update(r[0] for r in con.execute(
             "select distinct unnest(json_keys(_extras)) from incoming where _extras is not null").fetchall())
     bind = _Binds()
-    canonical = ", ".join(_ident(c.name) for c in src.channel.columns)
+    canonical = ", ".join(quote_ident(c.name) for c in src.channel.columns)
     valid = con.sql(
         f"select {canonical}, _partition_date, _source_file, _source_line, {bind(run_id)} as _run_id, _extras "
         "from checked where _reason is null order by _partition_date, _source_line", params=bind.values,
@@ -634,14 +631,14 @@ def _check(src: SourceConfig, con: duckdb.DuckDBPyConnection) -> None:
     texts: dict[str, str] = {}
     for mapping in src.columns:
         col = src.channel.column(mapping.canonical)
-        text = f"nullif(trim({_ident(mapping.source_column)}), '')"
+        text = f"nullif(trim({quote_ident(mapping.source_column)}), '')"
         texts[col.name] = text
         typed = _typed_expr(col, mapping, text, bind)
-        select_cols.append(f"{typed} as {_ident(col.name)}")
+        select_cols.append(f"{typed} as {quote_ident(col.name)}")
         reasons += _reason_exprs(col, text, typed)
     for col in src.channel.columns:  # canonical columns this source does not provide
         if col.name not in mapped:
-            select_cols.append(f"cast(null as {SQL_TYPES[col.type]}) as {_ident(col.name)}")
+            select_cols.append(f"cast(null as {SQL_TYPES[col.type]}) as {quote_ident(col.name)}")
     if src.channel.customer_required:
         given = [texts[c] for c in src.channel.customer_columns if c in texts]
         names = ", ".join(src.channel.customer_columns)
@@ -662,9 +659,9 @@ def _check(src: SourceConfig, con: duckdb.DuckDBPyConnection) -> None:
 def _mark_shared_keys(src: SourceConfig, con: duckdb.DuckDBPyConnection) -> None:
     """Rows of one partition sharing a key (and version): exact duplicates are flagged, conflicts quarantined."""
     channel = src.channel
-    key = _ident(channel.key)
-    version = _ident(channel.version_column) if channel.version_column else "cast(null as varchar)"
-    content = "md5(to_json([" + ", ".join(f"cast({_ident(c.name)} as varchar)" for c in channel.columns) + "]))"
+    key = quote_ident(channel.key)
+    version = quote_ident(channel.version_column) if channel.version_column else "cast(null as varchar)"
+    content = "md5(to_json([" + ", ".join(f"cast({quote_ident(c.name)} as varchar)" for c in channel.columns) + "]))"
     con.execute(f"""
         create or replace temp table shared_keys as
         select _partition_date, {key} as _key, {version} as _version,

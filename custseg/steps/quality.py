@@ -22,7 +22,8 @@ from custseg.dbt import release_dbt_duckdb
 from custseg.ops.reconcile import ReconciliationError, reconcile
 from custseg.sources import SourceConfig, load_sources
 from custseg.steps.ingest import FUTURE_TOLERANCE
-from custseg.warehouse import DuckDBWarehouse, Warehouse, connect, quote_ident
+from custseg.warehouse import DuckDBWarehouse, Warehouse, connect
+from custseg.warehouse.sql import qualified, quote_ident
 from expectations import runner
 from expectations.config import QualityConfig
 from expectations.data_docs import build_data_docs
@@ -126,21 +127,20 @@ def visible_purchases_report(wh: Warehouse, sources: dict[str, SourceConfig], as
     if not purchase_sources:
         return skipped_report(VISIBLE_PURCHASES_SUITE, batch, "expect_visible_purchases",
                               "no purchase source is declared", BLOCKING)
-    tables = {f"raw.{src.channel.table}": _customer_reference(src) for src in purchase_sources.values()}
+    tables = {f"raw.{src.channel.table}": (qualified("raw", src.channel.table), _customer_reference(src))
+              for src in purchase_sources.values()}
     # one row is enough, and a night that passes reads no more than that (raw grows with the history)
-    success = any(wh.fetchall(f"select 1 from {_raw(t)} where _partition_date <= %s and ({known}) limit 1",
-                              (as_of_date,))
-                  for t, known in tables.items())
+    success = any(wh.fetchall(f"select 1 from {rel} where _partition_date <= %s and ({known}) limit 1", (as_of_date,))
+                  for rel, known in tables.values())
     rows = with_customer = 0
     observed = f"purchases with a customer are visible up to {as_of_date} in {', '.join(tables)}"
     if not success:  # the counts and the next data, for the message
         later: list[dt.date] = []
-        for table, known in tables.items():
-            n, attributed = wh.fetchall(f"select count(*), sum(case when {known} then 1 else 0 end) from {_raw(table)} "
+        for rel, known in tables.values():
+            n, attributed = wh.fetchall(f"select count(*), sum(case when {known} then 1 else 0 end) from {rel} "
                                         "where _partition_date <= %s", (as_of_date,))[0]
             rows, with_customer = rows + int(n or 0), with_customer + int(attributed or 0)
-            nxt = wh.fetchall(f"select min(_partition_date) from {_raw(table)} where _partition_date > %s",
-                              (as_of_date,))[0][0]
+            nxt = wh.fetchall(f"select min(_partition_date) from {rel} where _partition_date > %s", (as_of_date,))[0][0]
             later += [nxt] if nxt is not None else []
         observed = (f"as of {as_of_date} no purchase is visible ({rows:,} purchase rows loaded up to this date in "
                     f"{', '.join(tables)}, {with_customer:,} of them with a customer"
@@ -159,11 +159,6 @@ def _customer_reference(src: SourceConfig) -> str:
     columns (from the catalogue, quoted)."""
     return " or ".join(f"nullif(trim(cast({quote_ident(c)} as text)), '') is not null"
                        for c in src.channel.customer_columns) or "false"
-
-
-def _raw(table: str) -> str:
-    schema, name = table.split(".", 1)
-    return f"{quote_ident(schema)}.{quote_ident(name)}"
 
 
 VISIBLE_PURCHASES_SUITE = "raw.visible_purchases"
@@ -219,11 +214,6 @@ def audit(settings: Settings, as_of_date: dt.date, run_id: str) -> dict[str, obj
 PARTITION_COLUMN = "_partition_date"
 
 
-def _rel(schema: str, table: str) -> str:
-
-    return f"{quote_ident(schema)}.{quote_ident(table)}"
-
-
 def validate_table(
     wh: Warehouse,
     settings: Settings,
@@ -246,20 +236,20 @@ def validate_table(
         report.sample_note = "validated in PostgreSQL through GX's SQL datasource, every row"
         return report
     where, params = (f" where {PARTITION_COLUMN} = %s", (partition_date,)) if partition_date else ("", ())
-    total = int(wh.fetchall(f"select count(*) from {_rel(schema, table)}{where}", params)[0][0])
+    total = int(wh.fetchall(f"select count(*) from {qualified(schema, table)}{where}", params)[0][0])
     columns = wh.columns(schema, table)
     names, row_checks = suite.split_structure()
     read = row_checks.columns_read()
     kept = [c for c in columns if read is not None and c in read]
     if not names.checks or not kept:
-        return _validate_rows(wh, f"select * from {_rel(schema, table)}{where}", params, suite, total,
+        return _validate_rows(wh, f"select * from {qualified(schema, table)}{where}", params, suite, total,
                               batch_name, config.chunk_rows, "")
     # GX copies every column of the frame for each column check, so the rows are read with only the
     # columns the row checks use (1M-row customer_segments: 16 of 28; read + GX 12.6 -> 5.7 s), and the checks on
     # the column names run on the table's full list of columns, without rows.
 
 
-    narrow = f"select {', '.join(quote_ident(c) for c in kept)} from {_rel(schema, table)}{where}"
+    narrow = f"select {', '.join(quote_ident(c) for c in kept)} from {qualified(schema, table)}{where}"
     names_report = runner.validate_dataframe(pd.DataFrame(columns=columns), names, batch_name=batch_name)
     rows_report = _validate_rows(wh, narrow, params, row_checks, total, batch_name, config.chunk_rows,
                                  f" (the {len(kept)} columns the row checks read; the column checks on the "
@@ -305,7 +295,7 @@ def raw_batch_reports(
         batch_name=batch, partition_date=as_of_date, config=config,
     )]  # fmt: skip
     previous = wh.fetchall(
-        f"select {PARTITION_COLUMN}, count(*) from {_rel('raw', table)} where {PARTITION_COLUMN} < %s "
+        f"select {PARTITION_COLUMN}, count(*) from {qualified('raw', table)} where {PARTITION_COLUMN} < %s "
         f"group by 1 order by 1 desc limit 1",
         (as_of_date,),
     )
@@ -319,7 +309,7 @@ def raw_batch_reports(
     suite = row_count_suite(source, prev_rows, config.row_count_band, config.row_count_severity)
     rows = reports[0].row_count
     if rows is None:
-        rows = int(wh.fetchall(f"select count(*) from {_rel('raw', table)} where {PARTITION_COLUMN} = %s",
+        rows = int(wh.fetchall(f"select count(*) from {qualified('raw', table)} where {PARTITION_COLUMN} = %s",
                                (as_of_date,))[0][0])
     report = _validate_row_count(rows, suite, batch)
     report.sample_note = (
@@ -345,7 +335,7 @@ def segment_shares(wh: Warehouse, schema: str, table: str, as_of_date: dt.date |
     shares: dict[str, float] = {}
     for dimension in SEGMENT_SHARE_DIMENSIONS:
         rows = wh.fetchall(
-            f"select {dimension}, count(*) from {_rel(schema, table)} {where} group by 1", params
+            f"select {dimension}, count(*) from {qualified(schema, table)} {where} group by 1", params
         )
         total = sum(int(n) for _, n in rows)
         for value, n in rows:
@@ -359,7 +349,7 @@ def previous_published_date(wh: Warehouse, settings: Settings, as_of_date: dt.da
     if not wh.table_exists(pub, "segment_history"):
         return None
     value = wh.fetchall(
-        f"select max(as_of_date) from {_rel(pub, 'segment_history')} where as_of_date < %s", (as_of_date,)
+        f"select max(as_of_date) from {qualified(pub, 'segment_history')} where as_of_date < %s", (as_of_date,)
     )[0][0]
     if value is None:
         return None

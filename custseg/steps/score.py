@@ -27,7 +27,8 @@ from custseg.config import ConfigError, Settings
 from custseg.dbt import release_dbt_duckdb
 from custseg.registry import APPROVED, Registry
 from custseg.steps.quality import data_docs, record_quality
-from custseg.warehouse import Warehouse, connect, quote_ident
+from custseg.warehouse import Warehouse, connect
+from custseg.warehouse.sql import qualified, quote_ident
 from expectations import suites
 from expectations.report import combine_reports
 from expectations.runner import validate_dataframe
@@ -314,11 +315,11 @@ def score(settings: Settings, as_of_date: dt.date, run_id: str) -> dict[str, obj
         record_quality(wh, run_id, as_of_date, report.to_rows(run_id))
         data_docs(settings, "ml_labels", reports, run_id, as_of_date)
         if not report.success:
-            wh.execute(f"drop table if exists {quote_ident(build)}.{quote_ident(staged)}")
+            wh.execute(f"drop table if exists {qualified(build, staged)}")
         report.raise_if_blocking_failed()
         with wh.transaction():
-            wh.execute(f"drop table if exists {quote_ident(build)}.{quote_ident(LABELS_TABLE)}")
-            wh.execute(f"alter table {quote_ident(build)}.{quote_ident(staged)} rename to {quote_ident(LABELS_TABLE)}")
+            wh.execute(f"drop table if exists {qualified(build, LABELS_TABLE)}")
+            wh.execute(f"alter table {qualified(build, staged)} rename to {quote_ident(LABELS_TABLE)}")
         _replace_table(wh, build, "ml_cluster_profiles", profiles)
         drifted = record_scoring(wh, run_id, as_of_date, result)
     summary: dict[str, object] = {"model_version": result.model_version,
@@ -427,7 +428,7 @@ def _sql_type(column: pd.Series) -> str:
 
 def _create_table(wh: Warehouse, schema: str, table: str, types: dict[str, str]) -> None:
     """(Re)create an empty build-schema table with these column types."""
-    target = f"{quote_ident(schema)}.{quote_ident(table)}"
+    target = f"{qualified(schema, table)}"
     wh.execute(f"drop table if exists {target}")
     wh.execute(f"create table {target} ({', '.join(f'{quote_ident(c)} {t}' for c, t in types.items())})")
 

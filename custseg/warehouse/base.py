@@ -16,7 +16,7 @@ import pyarrow as pa
 from custseg.config import PUBLISHED_BY_DATE, PUBLISHED_TABLES, Settings
 from custseg.schemas import CHANNELS, raw_table_ddl
 from custseg.warehouse.ddl import OPS_DDL, RENAMED_COLUMNS
-from custseg.warehouse.sql import quote_ident
+from custseg.warehouse.sql import qualified, quote_ident
 
 
 class Warehouse:
@@ -99,7 +99,7 @@ class Warehouse:
             if self.table_exists(schema, table):
                 columns = self.columns(schema, table)
                 if old in columns and new not in columns:
-                    self.execute(f"alter table {quote_ident(schema)}.{quote_ident(table)} "
+                    self.execute(f"alter table {qualified(schema, table)} "
                                  f"rename column {quote_ident(old)} to {quote_ident(new)}")
 
     def _index_raw_partitions(self) -> None:
@@ -113,7 +113,7 @@ class Warehouse:
 
         cols = self.columns(schema, table)
         order = ", ".join(str(i + 1) for i in range(len(cols)))
-        frame = self.query_df(f"select * from {quote_ident(schema)}.{quote_ident(table)} order by {order}")
+        frame = self.query_df(f"select * from {qualified(schema, table)} order by {order}")
         return hashlib.md5(frame.to_csv(index=False).encode(), usedforsecurity=False).hexdigest()
 
     # -- publish -------------------------------------------------------------------------------
@@ -145,11 +145,11 @@ class Warehouse:
         with self.transaction():
             if self.kind == "postgres":  # a second publisher waits here until the first commits
                 self.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"custseg:publish:{pub}",))
-                existing = [f"{quote_ident(pub)}.{quote_ident(t)}" for t in tables if self.table_exists(pub, t)]
+                existing = [f"{qualified(pub, t)}" for t in tables if self.table_exists(pub, t)]
                 if existing:  # EXCLUSIVE blocks other writers, never readers (ACCESS SHARE)
                     self.execute(f"lock table {', '.join(existing)} in exclusive mode")
             for table in tables:
-                src, dst = f"{quote_ident(build)}.{quote_ident(table)}", f"{quote_ident(pub)}.{quote_ident(table)}"
+                src, dst = f"{qualified(build, table)}", f"{qualified(pub, table)}"
                 build_cols = self.columns(build, table)
                 if not self.table_exists(pub, table):
                     self.execute(f"create table {dst} as select * from {src} where 1 = 0")
@@ -182,7 +182,7 @@ class Warehouse:
         """The where clause of a history table's rows to replace: all of them without ``as_of_date``."""
         if as_of_date is None:
             return "", ()
-        rel = f"{quote_ident(schema)}.{quote_ident(table)}"
+        rel = f"{qualified(schema, table)}"
         if self.kind == "postgres":  # max() and the delete below find a date's rows without a scan
             self.execute(f"create index if not exists {quote_ident(table + '_as_of_date')} on {rel} (as_of_date)")
         latest = self.fetchall(f"select max(as_of_date) from {rel}")[0][0]

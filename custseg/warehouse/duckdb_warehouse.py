@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from custseg.config import Settings
 from custseg.warehouse.base import Warehouse
-from custseg.warehouse.sql import quote_ident
+from custseg.warehouse.sql import qualified, quote_ident
 
 
 class DuckDBWarehouse(Warehouse):
@@ -57,7 +57,7 @@ class DuckDBWarehouse(Warehouse):
         self.conn.register("_custseg_incoming", data)
         try:
             self.conn.execute(
-                f"insert into {quote_ident(schema)}.{quote_ident(table)} ({cols}) "
+                f"insert into {qualified(schema, table)} ({cols}) "
                 f"select {cols} from _custseg_incoming"
             )
         finally:

@@ -18,7 +18,7 @@ from custseg.config import Settings
 from custseg.schemas import CHANNELS
 from custseg.warehouse.base import Warehouse
 from custseg.warehouse.ddl import BI_ROLE
-from custseg.warehouse.sql import quote_ident
+from custseg.warehouse.sql import qualified, quote_ident
 
 
 class PostgresWarehouse(Warehouse):
@@ -76,7 +76,7 @@ class PostgresWarehouse(Warehouse):
             return 0
         cols = ", ".join(quote_ident(c) for c in data.column_names)
         copy_sql = (
-            f"copy {quote_ident(schema)}.{quote_ident(table)} ({cols}) "
+            f"copy {qualified(schema, table)} ({cols}) "
             "from stdin with (format csv, header false)"
         )
         # Arrow's CSV writer quotes every string and leaves NULL unquoted-empty, which is exactly how
