@@ -31,10 +31,12 @@ demo: install
 
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/sqlfluff lint dbt_project/models dbt_project/tests dbt_project/macros
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/sqlfluff lint dbt_project/models dbt_project/tests dbt_project/macros
 
 docs: install
 	$(BIN)/custseg docs

@@ -39,6 +39,7 @@
 
 {#- The churn model's training cutoff: the as-of date minus var churn_horizon_days, as a date. -#}
 {% macro churn_cutoff_date() -%}
-    {%- set day = modules.datetime.date.fromisoformat(as_of_date_string()) - modules.datetime.timedelta(days=var("churn_horizon_days") | int) -%}
+    {%- set horizon = modules.datetime.timedelta(days=var("churn_horizon_days") | int) -%}
+    {%- set day = modules.datetime.date.fromisoformat(as_of_date_string()) - horizon -%}
     cast('{{ day.isoformat() }}' as date)
 {%- endmacro %}

@@ -1,4 +1,4 @@
-{#- Primary-key test of an incremental table that each night extends (macros/incremental_landing.sql).
+{#- Primary-key test of an incremental table that each night extends (macros/landing/).
     The key must be unique over the whole table, as dbt's `unique` test checks, but a night need not
     re-read every key to know it: a build deletes the rows of every key it writes and writes each
     key once, so only rows written since the table was last verified can break uniqueness. Each row
@@ -10,7 +10,7 @@
     At 1M customers this reads a night's few thousand keys against 13.6M e-mail events instead of
     grouping all of them (bench/README.md). -#}
 {% test unique_incremental(model, column_name) %}
-{%- set verified = verified_build_date(model.identifier) if execute else none %}
+    {%- set verified = verified_build_date(model.identifier) if execute else none %}
 
 with
 
@@ -26,9 +26,9 @@ keys as (
     select {{ column_name }} as unique_field
     from {{ model }}
     where {{ column_name }} is not null
-    {%- if verified %}
+{%- if verified %}
         and {{ column_name }} in (select unique_field from keys_written_since_verified)
-    {%- endif %}
+{%- endif %}
 ),
 
 final as (

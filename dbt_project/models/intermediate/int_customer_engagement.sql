@@ -60,9 +60,9 @@ tickets_attributed as (
         tickets.nps_score
     from tickets
     left join customer_keys as by_email
-        on by_email.key_type = 'email' and by_email.key_value = tickets.email_hash
+        on by_email.key_type = 'email' and tickets.email_hash = by_email.key_value
     left join customer_keys as by_phone
-        on by_phone.key_type = 'phone' and by_phone.key_value = tickets.phone_hash
+        on by_phone.key_type = 'phone' and tickets.phone_hash = by_phone.key_value
 ),
 
 latest_nps as (

@@ -75,7 +75,7 @@ final as (
         cast(amounts.gross_revenue / nullif(amounts.orders, 0) as numeric(18, 2)) as avg_order_value,
         cast(amounts.refunds as double precision) / nullif(amounts.orders + amounts.refunds, 0) as refund_rate,
         cast(amounts.discount_total as double precision)
-            / nullif(amounts.discount_total + amounts.gross_revenue, 0) as discount_share,
+        / nullif(amounts.discount_total + amounts.gross_revenue, 0) as discount_share,
         amounts.category_breadth,
         cast(amounts.online_orders as double precision) / nullif(amounts.orders, 0) as online_share,
         cast(amounts.store_orders as double precision) / nullif(amounts.orders, 0) as store_share,

@@ -84,8 +84,8 @@ final as (
         scored.f_score,
         scored.m_score,
         cast(scored.r_score as {{ dbt.type_string() }})
-            || cast(scored.f_score as {{ dbt.type_string() }})
-            || cast(scored.m_score as {{ dbt.type_string() }}) as rfm_code,
+        || cast(scored.f_score as {{ dbt.type_string() }})
+        || cast(scored.m_score as {{ dbt.type_string() }}) as rfm_code,
         segment_map.rfm_segment
     from scored
     inner join segment_map

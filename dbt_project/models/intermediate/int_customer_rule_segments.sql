@@ -30,7 +30,7 @@ final as (
             when purchase_stats.tenure_days < {{ var('new_customer_days') }} then 'new'
             when purchase_stats.last_reactivation_date is not null
                 and {{ dbt.datediff('purchase_stats.last_reactivation_date', as_of_date(), 'day') }}
-                    <= {{ var('reactivated_window_days') }}
+                <= {{ var('reactivated_window_days') }}
                 then 'reactivated'
             when purchase_stats.recency_days > {{ var('at_risk_gap_multiplier') }} * coalesce(
                     purchase_stats.avg_days_between_purchases, {{ var('default_purchase_gap_days') }}

@@ -1,7 +1,7 @@
 -- Marketing e-mail events with the customer they belong to (by the keyed email hash), for every
 -- engagement model. Events for addresses that match no customer are left out.
 -- A table: both engagement models read it, and its tests then scan it instead of re-running the join.
--- Incremental (macros/incremental_landing.sql): a night attributes the events that became visible
+-- Incremental (macros/landing/attribution.sql): a night attributes the events that became visible
 -- since the previous build and re-attributes those whose address was assigned to a customer since
 -- (a new key or a merge); a rerun, a backfill, a reloaded partition or a rebuilt identity map rebuilds.
 {{ config(
@@ -42,7 +42,7 @@ final as (
         {{ as_of_date() }} as built_as_of
     from email_events
     inner join customer_keys as by_email
-        on by_email.key_value = email_events.email_hash
+        on email_events.email_hash = by_email.key_value
 )
 
 select * from final

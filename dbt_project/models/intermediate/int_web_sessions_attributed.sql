@@ -1,7 +1,7 @@
 -- Web and app sessions with the customer they belong to (by CRM id, else by email), for every
 -- engagement model. Sessions that match no customer (anonymous visitors) are left out.
 -- A table: both engagement models read it, and its tests then scan it instead of re-running the join.
--- Incremental (macros/incremental_landing.sql): a night attributes the sessions that became visible
+-- Incremental (macros/landing/attribution.sql): a night attributes the sessions that became visible
 -- since the previous build and re-attributes those whose CRM id or address was assigned to a
 -- customer since (a new key or a merge); a rerun, a backfill, a reloaded partition or a rebuilt
 -- identity map rebuilds.
@@ -42,9 +42,9 @@ final as (
         {{ as_of_date() }} as built_as_of
     from web_sessions
     left join customer_keys as by_crm
-        on by_crm.key_type = 'crm_id' and by_crm.key_value = web_sessions.crm_customer_id
+        on by_crm.key_type = 'crm_id' and web_sessions.crm_customer_id = by_crm.key_value
     left join customer_keys as by_email
-        on by_email.key_type = 'email' and by_email.key_value = web_sessions.email_hash
+        on by_email.key_type = 'email' and web_sessions.email_hash = by_email.key_value
     where coalesce(by_crm.customer_id, by_email.customer_id) is not null
 )
 

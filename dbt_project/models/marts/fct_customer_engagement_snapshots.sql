@@ -6,7 +6,8 @@ with
 
 sessions_attributed as (
     select * from {{ ref('int_web_sessions_attributed') }}
-    where session_date > {{ dbt.dateadd('day', -(var('churn_horizon_days') + var('web_recency_cap_days')), as_of_date()) }}
+    where session_date
+        > {{ dbt.dateadd('day', -(var('churn_horizon_days') + var('web_recency_cap_days')), as_of_date()) }}
 ),
 
 email_events as (
@@ -76,9 +77,15 @@ email as (
 ),
 
 engaged as (
-    select customer_id, snapshot_date from web
+    select
+        customer_id,
+        snapshot_date
+    from web
     union
-    select customer_id, snapshot_date from email
+    select
+        customer_id,
+        snapshot_date
+    from email
 ),
 
 final as (
@@ -88,7 +95,10 @@ final as (
         coalesce(web.web_sessions_30d, 0) as web_sessions_30d,
         coalesce(web.web_sessions_90d, 0) as web_sessions_90d,
         coalesce(
-            least({{ dbt.datediff('web.last_visit_date', 'engaged.snapshot_date', 'day') }}, {{ var('web_recency_cap_days') }}),
+            least(
+                {{ dbt.datediff('web.last_visit_date', 'engaged.snapshot_date', 'day') }},
+                {{ var('web_recency_cap_days') }}
+            ),
             {{ var('web_recency_cap_days') }}
         ) as web_recency_days,
         coalesce(email.emails_sent_90d, 0) as emails_sent_90d,

@@ -1,6 +1,6 @@
 -- One row per purchase (web shop order or store receipt) attributed to a known customer.
 -- Anonymous store sales (no loyalty card) and orders with no identifier cannot be attributed.
--- Incremental (macros/incremental_landing.sql): a night attributes the purchases that became visible
+-- Incremental (macros/landing/attribution.sql): a night attributes the purchases that became visible
 -- since the previous build and re-attributes those whose CRM id, address, phone or card was assigned
 -- to a customer since (a new key or a merge); a rerun, a backfill, a reloaded partition or a rebuilt
 -- identity map rebuilds.
@@ -67,11 +67,11 @@ online_attributed as (
         shop_orders.is_refunded as is_refund
     from shop_orders
     left join customer_keys as by_crm
-        on by_crm.key_type = 'crm_id' and by_crm.key_value = shop_orders.crm_customer_id
+        on by_crm.key_type = 'crm_id' and shop_orders.crm_customer_id = by_crm.key_value
     left join customer_keys as by_email
-        on by_email.key_type = 'email' and by_email.key_value = shop_orders.email_hash
+        on by_email.key_type = 'email' and shop_orders.email_hash = by_email.key_value
     left join customer_keys as by_phone
-        on by_phone.key_type = 'phone' and by_phone.key_value = shop_orders.phone_hash
+        on by_phone.key_type = 'phone' and shop_orders.phone_hash = by_phone.key_value
 ),
 
 store_attributed as (
@@ -87,11 +87,12 @@ store_attributed as (
         pos_sales.is_return as is_refund
     from pos_sales
     inner join customer_keys as by_card
-        on by_card.key_type = 'loyalty_card' and by_card.key_value = pos_sales.loyalty_card_key
+        on by_card.key_type = 'loyalty_card' and pos_sales.loyalty_card_key = by_card.key_value
 ),
 
 unioned as (
-    select * from online_attributed where customer_id is not null
+    select * from online_attributed
+    where customer_id is not null
     union all
     select * from store_attributed
 ),

@@ -34,11 +34,16 @@ with
 history as (
     select * from {{ ref('segment_history') }}
     {%- if is_incremental() %}
-    where as_of_date in (
-        {{ as_of_date() }},
-        {{ dbt.dateadd('day', -7, as_of_date()) }},
-        (select max(as_of_date) from {{ ref('segment_history') }} where as_of_date < {{ as_of_date() }})
-    )
+        where
+            as_of_date in (
+                {{ as_of_date() }},
+                {{ dbt.dateadd('day', -7, as_of_date()) }},
+                (
+                    select max(earlier_history.as_of_date)
+                    from {{ ref('segment_history') }} as earlier_history
+                    where earlier_history.as_of_date < {{ as_of_date() }}
+                )
+            )
     {%- endif %}
 ),
 
@@ -49,7 +54,7 @@ dates as (
 dates_to_compare as (
     select as_of_date from dates
     {%- if is_incremental() %}
-    where as_of_date = {{ as_of_date() }}
+        where as_of_date = {{ as_of_date() }}
     {%- endif %}
 ),
 
@@ -71,7 +76,7 @@ comparisons as (
         'previous_run' as comparison,
         max(earlier_dates.as_of_date) as compared_to_date
     from dates_to_compare as current_dates
-    inner join dates as earlier_dates on earlier_dates.as_of_date < current_dates.as_of_date
+    inner join dates as earlier_dates on current_dates.as_of_date > earlier_dates.as_of_date
     group by current_dates.as_of_date
     union all
     select
@@ -84,12 +89,20 @@ comparisons as (
 ),
 
 segments as (
-    select as_of_date, customer_id, 'rfm_segment' as segment_type,
-        coalesce(rfm_segment, 'No purchase yet') as segment, net_revenue_12m
+    select
+        as_of_date,
+        customer_id,
+        'rfm_segment' as segment_type,
+        coalesce(rfm_segment, 'No purchase yet') as segment,
+        net_revenue_12m
     from history
     union all
-    select as_of_date, customer_id, 'lifecycle_stage' as segment_type,
-        lifecycle_stage as segment, net_revenue_12m
+    select
+        as_of_date,
+        customer_id,
+        'lifecycle_stage' as segment_type,
+        lifecycle_stage as segment,
+        net_revenue_12m
     from history
 ),
 
@@ -108,17 +121,17 @@ earlier_rows as (
         segments.customer_id as recorded_customer_id,
         coalesce(merged_ids.customer_id, segments.customer_id) as customer_id
     from comparisons
-    inner join segments on segments.as_of_date = comparisons.compared_to_date
+    inner join segments on comparisons.compared_to_date = segments.as_of_date
     left join merged_ids
-        on merged_ids.retired_customer_id = segments.customer_id
-        and merged_ids.merged_date <= comparisons.as_of_date
+        on segments.customer_id = merged_ids.retired_customer_id
+        and comparisons.as_of_date >= merged_ids.merged_date
 ),
 
 -- A person counts once: when the survivor and a retired id (or two retired ids) both had a row on
 -- the earlier date, keep the survivor's own row, else the retired row with the lowest id.
 earlier_ranked as (
     select
-        earlier_rows.*,
+        *,
         row_number() over (
             partition by as_of_date, comparison, segment_type, customer_id
             order by
@@ -129,7 +142,13 @@ earlier_ranked as (
 ),
 
 earlier as (
-    select as_of_date, comparison, compared_to_date, segment_type, customer_id, segment
+    select
+        as_of_date,
+        comparison,
+        compared_to_date,
+        segment_type,
+        customer_id,
+        segment
     from earlier_ranked
     where row_rank = 1
 ),
@@ -144,12 +163,12 @@ moves as (
         coalesce(after.segment, 'No longer present') as to_segment,
         coalesce(after.net_revenue_12m, 0) as net_revenue_12m
     from comparisons
-    inner join segments as after on after.as_of_date = comparisons.as_of_date
+    inner join segments as after on comparisons.as_of_date = after.as_of_date
     left join earlier as before
-        on before.as_of_date = comparisons.as_of_date
-        and before.comparison = comparisons.comparison
-        and before.segment_type = after.segment_type
-        and before.customer_id = after.customer_id
+        on comparisons.as_of_date = before.as_of_date
+        and comparisons.comparison = before.comparison
+        and after.segment_type = before.segment_type
+        and after.customer_id = before.customer_id
     union all
     -- customers known on the earlier date but absent now (e.g. erased)
     select
@@ -162,9 +181,9 @@ moves as (
         0 as net_revenue_12m
     from earlier as before
     left join segments as after
-        on after.as_of_date = before.as_of_date
-        and after.segment_type = before.segment_type
-        and after.customer_id = before.customer_id
+        on before.as_of_date = after.as_of_date
+        and before.segment_type = after.segment_type
+        and before.customer_id = after.customer_id
     where after.customer_id is null
 ),
 

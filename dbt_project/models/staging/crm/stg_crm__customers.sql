@@ -1,13 +1,8 @@
--- Incremental by landing visibility (macros/incremental_landing.sql): a night reads only the
--- partitions landed since the previous build; a rerun, a backfill or a late file rebuilds.
+-- Incremental by landing visibility (macros/landing/; configured in dbt_project.yml): a night reads
+-- only the partitions landed since the previous build; a rerun, a backfill or a late file rebuilds.
 {{ config(
-    materialized='incremental',
-    incremental_strategy='delete+insert',
     unique_key='crm_customer_id',
-    on_schema_change='sync_all_columns',
     indexes=postgres_key_index('crm_customer_id'),
-    pre_hook="{{ incremental_reset() }}",
-    post_hook="{{ record_incremental_state() }}",
 ) }}
 -- depends_on: {{ source('ops', 'load_audit') }}
 {%- set since = incremental_since() %}
@@ -49,19 +44,9 @@ landed as (
     cross join salt
 ),
 
-candidates as (
-    {{ with_existing_versions('landed', 'crm_customer_id', since) }}
-),
-
 latest_version as (
     -- the CRM re-exports a customer when it changes: the latest landed version as of the date wins
-    select
-        *,
-        row_number() over (
-            partition by crm_customer_id
-            order by landed_date desc, updated_at desc, source_line desc
-        ) as version_rank
-    from candidates
+    {{ latest_landed_version('landed', 'crm_customer_id', since, ['landed_date', 'updated_at', 'source_line']) }}
 ),
 
 final as (
@@ -82,7 +67,6 @@ final as (
         source_line,
         built_as_of
     from latest_version
-    where version_rank = 1
 )
 
 select * from final

@@ -1,13 +1,8 @@
--- Incremental by landing visibility (macros/incremental_landing.sql): a night reads only the rows
--- that became visible since the previous build; a rerun, a backfill or a late file rebuilds.
+-- Incremental by landing visibility (macros/landing/; configured in dbt_project.yml): a night reads
+-- only the rows that became visible since the previous build; a rerun, a backfill or a late file rebuilds.
 {{ config(
-    materialized='incremental',
-    incremental_strategy='delete+insert',
     unique_key='event_id',
-    on_schema_change='sync_all_columns',
     indexes=postgres_key_index('event_id'),
-    pre_hook="{{ incremental_reset() }}",
-    post_hook="{{ record_incremental_state() }}",
 ) }}
 -- depends_on: {{ source('ops', 'load_audit') }}
 {%- set since = incremental_since() %}
@@ -37,18 +32,8 @@ landed as (
     cross join salt
 ),
 
-candidates as (
-    {{ with_existing_versions('landed', 'event_id', since) }}
-),
-
 latest_version as (
-    select
-        *,
-        row_number() over (
-            partition by event_id
-            order by landed_date desc, source_line desc
-        ) as version_rank
-    from candidates
+    {{ latest_landed_version('landed', 'event_id', since) }}
 ),
 
 final as (
@@ -63,7 +48,6 @@ final as (
         source_line,
         built_as_of
     from latest_version
-    where version_rank = 1
 )
 
 select * from final

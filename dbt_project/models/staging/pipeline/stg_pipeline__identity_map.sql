@@ -19,9 +19,9 @@ salt as (
 
 final as (
     select
-        key_type,
-        key_value,
-        customer_id,
+        source.key_type,
+        source.key_value,
+        source.customer_id,
         -- what analytics.customer_identity publishes: a keyed hash, always, whatever the value looks
         -- like. The CRM id and the card are plain here (raw is the pipeline's own), so they are hashed
         -- in their ref: namespace; the others already are keyed hashes (an email or phone hash, or a
@@ -31,10 +31,10 @@ final as (
             when 'loyalty_card' then {{ keyed_hash('ref:card', 'source.key_value') }}
             else source.key_value
         end as source_customer_ref,
-        first_seen_date,
+        source.first_seen_date,
         -- the raw column says which run last (re)assigned the row; the map as a whole is resolved
         -- as of the run's date just before dbt runs (raw.identity_state says so)
-        as_of_date as assigned_date,
+        source.as_of_date as assigned_date,
         {{ as_of_date() }} as as_of_date
     from source
     cross join salt

@@ -1,13 +1,8 @@
--- Incremental by landing visibility (macros/incremental_landing.sql): a night reads only the rows
--- that became visible since the previous build; a rerun, a backfill or a late file rebuilds.
+-- Incremental by landing visibility (macros/landing/; configured in dbt_project.yml): a night reads
+-- only the rows that became visible since the previous build; a rerun, a backfill or a late file rebuilds.
 {{ config(
-    materialized='incremental',
-    incremental_strategy='delete+insert',
     unique_key='session_id',
-    on_schema_change='sync_all_columns',
     indexes=postgres_key_index('session_id'),
-    pre_hook="{{ incremental_reset() }}",
-    post_hook="{{ record_incremental_state() }}",
 ) }}
 -- depends_on: {{ source('ops', 'load_audit') }}
 {%- set since = incremental_since() %}
@@ -39,19 +34,9 @@ landed as (
     cross join salt
 ),
 
-candidates as (
-    {{ with_existing_versions('landed', 'session_id', since) }}
-),
-
 latest_version as (
     -- re-exports share a session_id: the last landed version wins
-    select
-        *,
-        row_number() over (
-            partition by session_id
-            order by landed_date desc, source_line desc
-        ) as version_rank
-    from candidates
+    {{ latest_landed_version('landed', 'session_id', since) }}
 ),
 
 final as (
@@ -68,7 +53,6 @@ final as (
         has_added_to_cart,
         built_as_of
     from latest_version
-    where version_rank = 1
 )
 
 select * from final

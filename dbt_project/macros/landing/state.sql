@@ -1,10 +1,10 @@
-{#- Incremental staging of landed sources, point-in-time correct.
+{#- The state of an incremental landing model (macros/landing/; visibility.sql says which rows a
+    date sees): whether tonight's build may extend its table, and what the build records.
 
-    A landed row is *visible* as of date D when it landed in a partition on or before D and, for an
-    event source, happened before the end of D (`visible_as_of`). A staging model holds, per business
-    key, the latest landed version among the rows visible as of the date it was last built. Its state
-    row in `<build schema>.dbt_incremental_state` records that date, the newest successful load in
-    `ops.load_audit` it had seen, and a fingerprint of its code and settings.
+    A staging model holds, per business key, the latest landed version among the rows visible as of
+    the date it was last built. Its state row in `<build schema>.dbt_incremental_state` records that
+    date, the newest successful load in `ops.load_audit` it had seen, and a fingerprint of its code
+    and settings.
 
     Tonight's build *extends* the table (`incremental_since` returns the previous date) only when all
     of these hold, so extending gives exactly what a rebuild would:
@@ -17,36 +17,12 @@
 
     Otherwise it rebuilds from scratch (`incremental_reset` empties the table first). When extending,
     the new rows are those visible tonight but not as of the previous date; with the rows already held
-    for the same keys they compete for "latest landed version" (`with_existing_versions`).
+    for the same keys they compete for "latest landed version" (dedup.sql).
 
-    The models that attribute events to customers through the identity map (`attribution_since`)
-    extend on a shorter rule: their previous build is older than tonight, the fingerprint (without
-    the salt) is unchanged, and the identity map was not rebuilt since (`rebuilt_as_of` of
-    `stg_pipeline__identity_state`). A rebuild of the map may reassign or drop any key; an extension
-    only adds keys and moves merged customers' keys, dating each row it touches (`assigned_date`).
-    Every case above that rebuilds a staging model from the landing side (a rerun, a backfill, a
-    reloaded partition, a new salt or phone country code) also rebuilds the map, so these models
-    need not read the load audit or the salt, and read no source (only staging models do).
+    The event attribution models extend on a shorter rule (attribution.sql) and share the state table.
 
     Changing a macro that a model uses does not change its fingerprint: rebuild with
     `dbt build --full-refresh` (or empty dbt_incremental_state) after such a change. -#}
-
-{#- `landed` is the column of the landing partition's date: `_partition_date` in raw, `landed_date` once staged. -#}
-{% macro visible_as_of(as_of, event_at=none, landed='_partition_date') -%}
-    {{ landed }} <= cast('{{ as_of }}' as date)
-    {%- if event_at %}
-        {%- set day_after = modules.datetime.date.fromisoformat(as_of | string) + modules.datetime.timedelta(days=1) %}
-        and {{ event_at }} < cast('{{ day_after.isoformat() }} 00:00:00' as timestamp)
-    {%- endif %}
-{%- endmacro %}
-
-{#- Rows of a landed source to read tonight: visible as of the run date, minus what the previous build saw. -#}
-{% macro landed_rows_to_read(since, event_at=none) -%}
-    {{ visible_as_of(as_of_date_string(), event_at) }}
-    {%- if since %}
-        and not ({{ visible_as_of(since, event_at) }})
-    {%- endif %}
-{%- endmacro %}
 
 {#- `verified_as_of`: the as-of date of the newest build of the table that its key's uniqueness test
     passed on (see unique_incremental). -#}
@@ -121,13 +97,7 @@
 {#- The date this model was last built as of, when tonight may extend it; none means rebuild. -#}
 {% macro incremental_since(announce=true) -%}
     {%- set rule = _landing_extension_rule() -%}
-    {{ return(_previous_build_date(rule[0], rule[1], announce)) }}
-{%- endmacro %}
-
-{#- The same for an event attribution model (see the top of this file). -#}
-{% macro attribution_since(announce=true) -%}
-    {%- set rule = _attribution_extension_rule() -%}
-    {{ return(_previous_build_date(rule[0], rule[1], announce)) }}
+    {{ return(previous_build_date(rule[0], rule[1], announce)) }}
 {%- endmacro %}
 
 {#- [join, conditions] on the state row under which a staging model of a landed source may extend. -#}
@@ -148,23 +118,15 @@
     {{ return([join, conditions]) }}
 {%- endmacro %}
 
-{#- The same for an event attribution model. -#}
-{% macro _attribution_extension_rule() -%}
-    {%- set join -%}
-        cross join {{ ref('stg_pipeline__identity_state') }} as identity
-    {%- endset -%}
-    {%- set conditions -%}
-        state.fingerprint = {{ incremental_fingerprint_sql(salted=false) }}
-            and identity.rebuilt_as_of <= state.as_of_date
-    {%- endset -%}
-    {{ return([join, conditions]) }}
-{%- endmacro %}
-
-{#- The state row's date when it is older than tonight and `conditions` hold (with `join` joined). -#}
-{% macro _previous_build_date(join, conditions, announce) -%}
+{#- The state row's date when it is older than tonight and `conditions` hold (with `join` joined): the answer
+    of incremental_since and of attribution_since (attribution.sql). -#}
+{% macro previous_build_date(join, conditions, announce) -%}
     {%- set build = _previous_build(join, conditions) -%}
     {%- set since = build[0] if build else none -%}
-    {%- if execute and is_incremental() and announce %}{{ log(this.identifier ~ ": " ~ ("extending the build as of " ~ since if since else "rebuilding from scratch"), info=true) }}{% endif -%}
+    {%- if execute and is_incremental() and announce -%}
+        {%- set action = ("extending the build as of " ~ since) if since else "rebuilding from scratch" -%}
+        {{ log(this.identifier ~ ": " ~ action, info=true) }}
+    {%- endif -%}
     {{ return(since) }}
 {%- endmacro %}
 
@@ -197,43 +159,6 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- pre_hook of an event attribution model: empty the table when tonight rebuilds it; when it extends,
-    remove the events that have a newer landed version tonight. The delete+insert strategy replaces
-    only the events it inserts, and a new version that no longer attributes (an address that matches
-    no customer, a cancelled order) inserts none. `events` lists, per staging model read, the
-    expression of the table's key and the event time column: [[model, key_expression, event_at]]. -#}
-{% macro attribution_reset(key, events) -%}
-    {%- if execute and is_incremental() -%}
-        {%- set since = attribution_since(announce=false) -%}
-        {%- if not since -%}
-            delete from {{ this }}
-        {%- else -%}
-            delete from {{ this }}
-            where {{ key }} in (
-            {%- for model_name, key_expression, event_at in events %}
-                {% if not loop.first %}union all {% endif -%}
-                select {{ key_expression }}
-                from {{ ref(model_name) }}
-                where {{ newly_visible_events(since, event_at) }}
-            {%- endfor %}
-            )
-        {%- endif -%}
-    {%- endif -%}
-{%- endmacro %}
-
-{#- Keys of one type (re)assigned to a customer since the previous build: the events found by them
-    must be attributed again (a new key, or a merge moving the key to the surviving customer). -#}
-{% macro keys_assigned_since(since, key_type) -%}
-    select key_value
-    from {{ ref('int_customer_keys') }}
-    where key_type = '{{ key_type }}' and assigned_date > cast('{{ since }}' as date)
-{%- endmacro %}
-
-{#- Staged events that were not visible as of `since` (see visible_as_of). -#}
-{% macro newly_visible_events(since, event_at) -%}
-    not ({{ visible_as_of(since, event_at, 'landed_date') }})
-{%- endmacro %}
-
 {#- post_hook: remember what this build saw (same transaction as the model's insert). An event
     attribution model (`reads_landing=false`) records no load and an unsalted fingerprint. A build
     that extended the table keeps the date its rows were last verified unique; a rebuild has none. -#}
@@ -241,7 +166,7 @@
     {%- set state = incremental_state_relation() -%}
     {%- set verified = none -%}
     {%- if execute and is_incremental() -%}
-        {%- set rule = _landing_extension_rule() if reads_landing else _attribution_extension_rule() -%}
+        {%- set rule = _landing_extension_rule() if reads_landing else attribution_extension_rule() -%}
         {%- set build = _previous_build(rule[0], rule[1]) -%}
         {%- set verified = build[1] if build else none -%}
     {%- elif execute -%}
@@ -259,7 +184,7 @@
         cast(null as timestamp),
         {{ incremental_fingerprint_sql(salted=false) }},
     {%- endif %}
-        {% if verified %}cast('{{ verified }}' as date){% else %}cast(null as date){% endif %}
+        cast({{ "'" ~ verified ~ "'" if verified else "null" }} as date)
     {%- if reads_landing %}
     from {{ source('pipeline', 'pii_salt') }}
     {%- endif %}
@@ -300,26 +225,4 @@
         set verified_as_of = as_of_date
         where model_name in ('{{ verified | join("', '") }}')
     {%- endif -%}
-{%- endmacro %}
-
-{#- The candidates for "latest landed version": tonight's rows (dated by this build, `built_as_of`)
-    plus, when extending, the versions already held for the same keys. `cte` has the model's final
-    columns in table order but the last, built_as_of (the fingerprint guarantees the table was
-    built by this same SQL). -#}
-{% macro with_existing_versions(cte, key, since) -%}
-    select {{ cte }}.*, {{ as_of_date() }} as built_as_of from {{ cte }}
-    {%- if since %}
-    union all
-    select * from {{ this }}
-    where {{ key }} in (select {{ key }} from {{ cte }})
-    {%- endif %}
-{%- endmacro %}
-
-{#- Indexes on the business key and on built_as_of, on PostgreSQL only: the nightly merge and the
-    key's unique_incremental test look up tonight's keys among millions of rows, and the test finds
-    the rows written since the last verified build by their date. DuckDB joins by hashing and skips
-    row groups by their min/max dates; an index there would only slow the inserts. (dbt-postgres
-    creates them with the table: an existing table gets them from a `--full-refresh`.) -#}
-{% macro postgres_key_index(key) -%}
-    {{ return([{'columns': [key]}, {'columns': ['built_as_of']}] if target.type == 'postgres' else []) }}
 {%- endmacro %}
