@@ -45,6 +45,8 @@ def _published_models() -> tuple[tuple[str, ...], tuple[str, ...]]:
         meta = next((m.get("config", {}).get("meta", {}) for m in models if m.get("name") == sql.stem), {})
         if meta.get("publish_by") == "as_of_date":
             by_date.append(sql.stem)
+    # customer_segments, the table every BI tool reads, leads the publish; the rest follow by name
+    tables.sort(key=lambda table: (table != "customer_segments", table))
     return tuple(tables), tuple(by_date)
 
 

@@ -1,5 +1,8 @@
 """Model registry and artifact I/O: the plumbing around the pure `ml` package.
 
+(The nightly scoring and the weekly retrain that use it are the steps ``custseg.steps.score`` and
+``custseg.steps.retrain``.)
+
 * **Registry** (`ml.model_runs`): one row per fit with its version, training date and window,
   training-data hash, parameters (including the CLV parameters r, alpha, a, b, p, q, v), metrics,
   library versions, artifact path and sha256, the DAG that fitted it, and its status:
@@ -11,15 +14,15 @@
   does not share the directory (Celery/Kubernetes) still loads the model; the sha256 in the
   registry is checked either way. Artifacts are pickles written by this pipeline: only load
   them from a directory and warehouse you control.
-* **Nightly** (``score_nightly``): scores with the latest approved model trained on or before
+* **Nightly** (``custseg.steps.score``): scores with the latest approved model trained on or before
   the run's date, or fits and approves one when there is none yet (first run on an empty
   warehouse), writes PSI drift to ``ml.feature_drift`` and a row to ``ml.scoring_runs``. Below
   the minimum (:class:`FitMinimum`) nothing is fitted: the labels are null and
   ``ml.scoring_runs.metrics`` has ``not_fitted`` with the reason.
-* **Weekly** (``retrain``): fits a candidate and approves it only if ``ml.approval.decide``
+* **Weekly** (``custseg.steps.retrain``): fits a candidate and approves it only if ``ml.approval.decide``
   says it is not worse than the current approved model; otherwise records why.
 
-Every computed value is as of the logical date; ``recorded_at`` is the only wall-clock value.
+Every computed value is as of the run's ``as_of_date``; ``recorded_at`` is the only wall-clock value.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 ``expectations.suites`` is plain Python and imports nothing heavy, so DAG files can build suites at parse
 time. ``expectations.runner`` imports Great Expectations lazily, on the first validation.
-``expectations.gates`` runs the nightly gates against the warehouse (PostgreSQL: GX's SQL datasource; DuckDB:
-DataFrames, chunked when large), and ``expectations.config`` holds their bands and severities (env vars).
+``expectations.gates`` builds the quarantine-share gate, ``expectations.report`` the reports and the gate error,
+and ``expectations.config`` holds the bands and severities (env vars). Nothing here touches a warehouse or
+imports ``custseg``: the nightly gates that feed these suites warehouse data are ``custseg.steps.quality``.
 """
 
 from expectations.suites import (

@@ -26,7 +26,7 @@ SUMMARY_PAGE = "quality.html"
 def build_data_docs(site_dir: Path, reports: Sequence[ValidationReport], *, run_name: str, run_time: datetime) -> Path:
     """Write the GX Data Docs site for ``reports`` (suites and validation results) into ``site_dir`` and
     return the path of its ``index.html``. ``run_name``/``run_time`` identify the run (use the DAG run id
-    and the logical date, never the wall clock). A fresh ephemeral context holds exactly these reports."""
+    and the as-of date, never the wall clock). A fresh ephemeral context holds exactly these reports."""
     gx = import_gx()
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.base import ProgressBarsConfig

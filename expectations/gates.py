@@ -1,14 +1,6 @@
-"""The quality gates of the nightly run, against the warehouse: which batch, which suite, which engine.
+"""The quarantine-share gate: the share of a source's rows read this run that went to quarantine.
 
-* PostgreSQL: GX's SQL datasource validates the raw partition and the build table in the database.
-* DuckDB (GX has no DuckDB datasource): the batch is read into pandas. Batches up to
-  ``QualityConfig.chunk_rows`` rows are validated whole; larger ones are **chunked** (never sampled): every
-  row is checked, but uniqueness only within a chunk (the report's note says so; dbt's primary-key tests
-  check uniqueness of the published models over the whole table).
-* Checks against the previous batch (raw row counts, segment shares) compare with the latest earlier
-  partition or published date; without one they are skipped with a recorded note.
-
-The same ``Suite`` values serve both engines.
+Pure: the counts come from the caller (``custseg.steps.quality`` reads them from ``ops.load_audit``).
 """
 
 from __future__ import annotations

@@ -269,7 +269,7 @@ def raw_suite(
 
     Blocking: the canonical (and load metadata) columns exist; the key is not null; the key is unique
     within the batch, except for ``shop_orders`` where exact duplicate rows are expected in raw (staging
-    dedupes), so there it is a warning; the event time is not null and not after the end of the logical date
+    dedupes), so there it is a warning; the event time is not null and not after the end of the as-of date
     (naive UTC, ``< as_of_date + 1 day + event_time_grace``); the source's value ranges and allowed values.
     """
     if source not in RAW_COLUMNS:

@@ -2,7 +2,7 @@
 
 Conventions (shared by every model in ``ml``):
 
-* Only rows with ``order_date <= as_of_date`` are used. ``as_of_date`` is the DAG's logical date, never
+* Only rows with ``order_date <= as_of_date`` are used. ``as_of_date`` is the DAG's as-of date, never
   the wall clock, so a re-run of a past date reproduces its features exactly, and rows that
   arrive late with a future date cannot leak into the past.
 * A *purchase event* is a row with ``net_amount >= 0`` (a fully discounted or free order is still

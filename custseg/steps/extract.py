@@ -7,11 +7,11 @@ at the kept extract. The connection is an Airflow connection id, read the way Ai
 from the environment: `AIRFLOW_CONN_<ID>` holding a `postgresql://` URI or Airflow's JSON form.
 
 - `layout: daily` (with `partition_column`): a row belongs to the date of that column (in UTC).
-  Like landing files, every date up to the logical date that was never loaded is extracted, plus
-  the logical date itself, which is always re-extracted. Rows inserted later for a date that was
+  Like landing files, every date up to the as-of date that was never loaded is extracted, plus
+  the as-of date itself, which is always re-extracted. Rows inserted later for a date that was
   already loaded are not seen again, so date a table by when a row was written or last changed
   (`updated_at`), not by the business date, if rows can arrive late.
-- `layout: snapshot`: the whole table as it is now, as the logical date's partition.
+- `layout: snapshot`: the whole table as it is now, as the as-of date's partition.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ def extract_pending(src: SourceConfig, as_of_date: dt.date, loaded: set[dt.date]
                     ) -> list[tuple[dt.date, Path]]:
     """Copy the partitions this run loads to CSV files, over one connection.
 
-    Daily: every date with rows up to the logical date that was never loaded, plus the logical
-    date; snapshot: the whole table as the logical date's partition. Rows are written in a stable
+    Daily: every date with rows up to the as-of date that was never loaded, plus the logical
+    date; snapshot: the whole table as the as-of date's partition. Rows are written in a stable
     order, so a quarantined row's line number means the same on every extract.
     """
     assert src.table and src.connection

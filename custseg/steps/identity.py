@@ -52,7 +52,7 @@ registered twice.
 best key: a CRM id if it has one, then the key seen first, then the key type (crm_id, email,
 phone, loyalty_card), then the lowest key (CRM-0000004 before CRM-0000005). A key is "seen" on the
 date its record became visible (the later of its landing date and its event date), so the id is a
-function of the data visible as of the logical date: a rerun or a backfill gives what the daily run
+function of the data visible as of the as-of date: a rerun or a backfill gives what the daily run
 gave.
 
 **Merges.** Components only grow (keys are never forgotten: a CRM customer who changes phone keeps

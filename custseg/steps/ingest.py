@@ -5,9 +5,9 @@ whatever the target warehouse is; the clean rows then go to the warehouse throug
 Every row read ends up in `raw.<table>` or in `raw.quarantine`, and `ops.load_audit` records
 `rows_read = rows_loaded + rows_quarantined` per partition.
 
-Which partitions a run loads: every landing file dated on or before the logical date that has
+Which partitions a run loads: every landing file dated on or before the as-of date that has
 not been loaded successfully yet (so the first run on an empty warehouse catches up on history),
-plus the logical date itself, which is always reloaded (so a rerun replaces that day's rows).
+plus the as-of date itself, which is always reloaded (so a rerun replaces that day's rows).
 """
 
 from __future__ import annotations
@@ -702,7 +702,7 @@ def loaded_partitions(wh: Warehouse, source: str) -> set[dt.date]:
 
 
 def partitions_to_load(wh: Warehouse, src: SourceConfig, landing_dir: Path, as_of_date: dt.date) -> list[dt.date]:
-    """Landing dates on disk up to the logical date that were never loaded, plus the logical date.
+    """Landing dates on disk up to the as-of date that were never loaded, plus the as-of date.
 
     A snapshot source is one file that always holds the current state: it is loaded as the logical
     date's partition, and there is no history to catch up on.
@@ -825,7 +825,7 @@ def ingest_source(settings: Settings, source_name: str, as_of_date: dt.date, run
         except IngestError as exc:
             failed = str(exc)
             # the file named in the error, else the chunk's first; a table that could not be
-            # extracted has no file yet and is audited under the logical date
+            # extracted has no file yet and is audited under the as-of date
             day, where = next(((d, str(p)) for d, p in chunk if str(p) in failed),
                               (chunk[0][0], str(chunk[0][1])) if chunk else (as_of_date, src.table or src.path))
             record_load(wh, run_id, as_of_date, src.name, day, where, 0, 0, 0, (), "failed", failed)

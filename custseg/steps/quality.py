@@ -4,6 +4,14 @@ assembled build (`audit`), with the warehouse reads they need; nothing is publis
 The suites themselves and the GX plumbing live in the pure `expectations/` package; this module
 feeds them warehouse data (PostgreSQL: GX's SQL datasource; DuckDB: DataFrames, chunked) and records
 every outcome in `ops.quality_results` and the Data Docs before any gate raises.
+
+* PostgreSQL: GX's SQL datasource validates the raw partition and the build table in the database.
+* DuckDB (GX has no DuckDB datasource): the batch is read into pandas. Batches up to
+  ``QualityConfig.chunk_rows`` rows are validated whole; larger ones are **chunked** (never sampled): every
+  row is checked, but uniqueness only within a chunk (the report's note says so; dbt's primary-key tests
+  check uniqueness of the published models over the whole table).
+* Checks against the previous batch (raw row counts, segment shares) compare with the latest earlier
+  partition or published date; without one they are skipped with a recorded note.
 """
 
 from __future__ import annotations
@@ -393,7 +401,7 @@ def quarantine_share_reports(wh: Warehouse, sources: list[str], run_id: str, as_
     """:func:`quarantine_share_report` for every source, from this run's rows of ``ops.load_audit``.
 
     Skipped loads (a source a bring-your-own-orders run does not declare) read nothing and count
-    for nothing. A partition loaded twice in one run (an ingest retry reloads the logical date)
+    for nothing. A partition loaded twice in one run (an ingest retry reloads the as-of date)
     counts once, with its latest load."""
     rows = wh.fetchall(
         "select source, sum(rows_read), sum(rows_quarantined) from ("
