@@ -105,6 +105,8 @@ class Case:
     directory: bool = False
     #: the file's `.rejects.jsonl` sidecar (records an order export's split rejected upstream)
     sidecar: bytes | None = None
+    #: the file's `.meta.json` sidecar (an order export's split: rows dated after the as-of date)
+    meta: bytes | None = None
 
 
 LONG = "x" * (MAX_FIELD_CHARS + 1)
@@ -250,6 +252,8 @@ CORPUS: dict[str, Case] = {
                             "expected 5 fields, found 2"},
                            {"source_file": "/exports/orders.csv", "line": 9, "raw_record": "M\ufffdsli",
                             "reason": "not valid UTF-8"})),
+    "malformed_meta_sidecar": Case("shop_orders", csv_file(order("SO-1")), meta=b'{"rows_after_as_of": "many"}',
+                                   error=r"\.csv\.meta\.json: rows_after_as_of is 'many', not a count"),
     "malformed_upstream_rejects": Case("shop_orders", csv_file(order("SO-1")), sidecar=b"not json\n",
                                        error=r"rejects.jsonl line 1 is not a reject record"),
     "truncated_parquet": Case("pos_sales", pos_file([{}])[:-20], error=r"cannot read .* as parquet"),
@@ -312,7 +316,7 @@ def settings(tmp_path: Path, request):
 
 
 def _land(settings, source: str, day: dt.date, content: bytes, directory: bool = False,
-          sidecar: bytes | None = None) -> Path:
+          sidecar: bytes | None = None, meta: bytes | None = None) -> Path:
     path = settings.landing_dir / SOURCE_FILE[source].format(day.isoformat())
     path.parent.mkdir(parents=True, exist_ok=True)
     if directory:
@@ -321,6 +325,8 @@ def _land(settings, source: str, day: dt.date, content: bytes, directory: bool =
         path.write_bytes(content)
     if sidecar is not None:
         path.with_name(path.name + ".rejects.jsonl").write_bytes(sidecar)
+    if meta is not None:
+        path.with_name(path.name + ".meta.json").write_bytes(meta)
     return path
 
 
@@ -342,7 +348,7 @@ def test_malformed_input(name: str, warehouse: str, settings) -> None:
         settings = _with_encoding(settings, case.source, case.encoding)
     # a good file of the previous day is pending in the same run: it must share the case's fate
     _land(settings, case.source, PREV, GOOD_PREVIOUS_DAY[case.source])
-    path = _land(settings, case.source, DAY, case.content, case.directory, case.sidecar)
+    path = _land(settings, case.source, DAY, case.content, case.directory, case.sidecar, case.meta)
     if case.error:
         with pytest.raises(IngestError, match=case.error) as err:
             ingest_source(settings, case.source, DAY, "run-1")

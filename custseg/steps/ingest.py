@@ -491,9 +491,13 @@ def _rows_after_as_of(path: Path) -> int:
     if not sidecar.exists():
         return 0
     try:
-        return int(json.loads(sidecar.read_text(encoding="utf-8")).get("rows_after_as_of", 0))
-    except (ValueError, TypeError, AttributeError):
-        return 0
+        count = json.loads(sidecar.read_text(encoding="utf-8")).get("rows_after_as_of", 0)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"rows_after_as_of is {count!r}, not a count")
+        return count
+    except (ValueError, TypeError, AttributeError) as exc:
+        # a count we cannot read would silently break the reconciliation: say so instead
+        raise IngestError(f"cannot read {sidecar}: {exc}; delete the split and rerun the export") from exc
 
 
 def _prepare_input(src: SourceConfig, day: dt.date, path: Path) -> _FileInput:
