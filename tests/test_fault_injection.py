@@ -465,7 +465,7 @@ def test_callbacks_write_run_audit_and_notify_through_a_webhook(tmp_path: Path, 
 
 FREEZE_PROBE = """
 import gc, weakref
-
+from custseg.ops.run_audit import before_task
 
 gc.disable()  # only explicit collections: the probe's cycle must not be freed by chance
 
