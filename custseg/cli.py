@@ -1,4 +1,8 @@
-"""`custseg` command line: generate demo data, run the nightly DAG for a date or a range, query."""
+"""`custseg` command line: generate demo data, run the nightly DAG for a date or a range, query.
+
+Commands import what they run inside their function: `custseg --help`, `custseg query` and
+`custseg status` start without Airflow, dbt, GX or the ML stack (tests/test_architecture.py).
+"""
 
 from __future__ import annotations
 

@@ -50,6 +50,7 @@ def run_dbt(
     ``run_env`` (:func:`dbt_run_env`) is set in the environment for the command only; ``variables``
     become ``--vars``; ``callbacks`` receive dbt's events.
     """
+    # imported here: dbt-core (3.3 s) (tests/test_architecture.py LAZY)
     from dbt.cli.main import dbtRunner
 
     settings.export_dbt_env()

@@ -72,6 +72,7 @@ def model_dir(env: dict[str, str] | None = None) -> Path:
 
 # -- artifacts -------------------------------------------------------------------------------
 def dump_bundle(bundle: ModelBundle) -> bytes:
+    # imported here: loaded with scikit-learn, for artifacts only (tests/test_architecture.py LAZY)
     import joblib
 
     buf = io.BytesIO()
@@ -80,6 +81,7 @@ def dump_bundle(bundle: ModelBundle) -> bytes:
 
 
 def load_bundle_bytes(content: bytes) -> ModelBundle:
+    # imported here: loaded with scikit-learn, for artifacts only (tests/test_architecture.py LAZY)
     import joblib
 
     return joblib.load(io.BytesIO(content))
@@ -209,6 +211,7 @@ class Registry:
             if hashlib.sha256(content).hexdigest() != entry.artifact_sha256:
                 raise ValueError(f"warehouse artifact of {entry.model_version} does not match its sha256")
         bundle = load_bundle_bytes(content)
+        # imported here: imports scikit-learn (tests/test_architecture.py LAZY)
         from ml.bundle import ML_SCHEMA_VERSION
 
         if bundle.schema_version != ML_SCHEMA_VERSION:

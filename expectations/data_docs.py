@@ -28,6 +28,7 @@ def build_data_docs(site_dir: Path, reports: Sequence[ValidationReport], *, run_
     return the path of its ``index.html``. ``run_name``/``run_time`` identify the run (use the DAG run id
     and the as-of date, never the wall clock). A fresh ephemeral context holds exactly these reports."""
     gx = import_gx()
+    # imported here: GX (5.7 s) (tests/test_architecture.py LAZY)
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.base import ProgressBarsConfig
     from great_expectations.data_context.types.resource_identifiers import (

@@ -73,6 +73,7 @@ def gx_context() -> AbstractDataContext:
     with _lock:
         if _context is None:
             gx = import_gx()
+            # imported here: GX (5.7 s) (tests/test_architecture.py LAZY)
             from great_expectations.data_context.types.base import ProgressBarsConfig
 
             context = gx.get_context(mode="ephemeral")
@@ -135,6 +136,7 @@ def join_halves(names: ValidationReport, rows: ValidationReport, suite: Suite) -
     report = join_reports(names, rows, suite)
     if names.gx_result is None or rows.gx_result is None:
         return report
+    # imported here: GX (5.7 s) (tests/test_architecture.py LAZY)
     from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResult
 
     results = in_suite_order(_by_check_index(names.gx_result), _by_check_index(rows.gx_result), suite)

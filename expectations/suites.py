@@ -156,8 +156,10 @@ class Suite:
     def to_gx(self) -> ExpectationSuite:
         """Build the ``great_expectations.ExpectationSuite`` (imports GX). ``meta["check_index"]`` is the
         position of the check in ``checks``, which the runner uses to pair results with checks."""
+        # imported here: GX (5.7 s) (tests/test_architecture.py LAZY)
         from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
+        # imported here: the lazy GX loader itself (tests/test_architecture.py LAZY)
         from expectations._gx import import_gx
 
         gx = import_gx()

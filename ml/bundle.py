@@ -120,7 +120,7 @@ class ModelBundle:
     clusterer: BehaviourClusterer | None
     cluster_names: dict[int, str]
     churn: ChurnModel | None
-    clv: Any  # ml.clv.CLVModel (not imported here: it pulls in PyMC lazily)
+    clv: CLVModel
     reference: dict[str, dict[str, list[float]]]
     metrics: dict[str, Any]
     library_versions: dict[str, str]

@@ -110,6 +110,7 @@ def monthly_rate(annual_rate: float) -> float:
 
 
 def _flat_config(names: tuple[str, ...]) -> dict[str, Any]:
+    # imported here: pymc (about 10 s) (tests/test_architecture.py LAZY)
     from pymc_extras.prior import Prior
 
     return {name: Prior("HalfFlat") for name in names}
@@ -177,6 +178,7 @@ class CLVModel:
         return data.iloc[keep].reset_index(drop=True)
 
     def _fit_bgnbd(self, data: pd.DataFrame) -> None:
+        # imported here: pymc (about 10 s) (tests/test_architecture.py LAZY)
         from pymc_marketing.clv import BetaGeoModel
 
         self.bgnbd_ = None
@@ -205,6 +207,7 @@ class CLVModel:
         self.fit_info_["bgnbd_method"] = "bgnbd_map_flat"
 
     def _fit_gamma_gamma(self, data: pd.DataFrame) -> None:
+        # imported here: pymc (about 10 s) (tests/test_architecture.py LAZY)
         from pymc_marketing.clv import GammaGammaModel
 
         self.gamma_gamma_ = None

@@ -40,6 +40,7 @@ def ground_truth_labels(truth_dir: Path, hash_key: str | None = None) -> pd.Data
 
 def cluster_agreement(labels: pd.DataFrame, truth: pd.DataFrame) -> dict[str, Any]:
     """Adjusted Rand index of cluster_id vs the latent behaviour_type, over labelled buyers in the truth."""
+    # imported here: scikit-learn (2.2 s) (tests/test_architecture.py LAZY)
     from sklearn.metrics import adjusted_rand_score
 
     joined = labels.dropna(subset=["cluster_id"]).merge(truth, on="customer_id", how="inner")

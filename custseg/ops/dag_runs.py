@@ -54,6 +54,7 @@ def run_dag(as_of_date: dt.date, conf: dict | None = None) -> str:
     """Run the real customer_segmentation DAG for one logical date (dag.test: in-process, no scheduler)."""
     airflow_env_defaults()
     ensure_airflow_db()
+    # imported here: Airflow (3 s) (tests/test_architecture.py LAZY)
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))

@@ -63,6 +63,7 @@ def fault_injection_hook(context: Mapping[str, Any]) -> None:
     Raises ``AirflowFailException`` so an injected failure is final (no retry), like bad data."""
     task = task_id(context)
     if task and should_fail(task):
+        # imported here: Airflow (3 s) (tests/test_architecture.py LAZY)
         from airflow.sdk.exceptions import AirflowFailException
 
         raise AirflowFailException(f"injected failure in task {task!r} ({FAIL_TASK_ENV})")

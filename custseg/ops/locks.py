@@ -46,6 +46,7 @@ def run_lock(settings: Settings, name: str = "customer_segmentation") -> Iterato
         finally:
             conn.close()
         return
+    # imported here: POSIX only (tests/test_architecture.py LAZY)
     import fcntl
 
     path = settings.duckdb_path.with_name(settings.duckdb_path.name + ".run.lock")

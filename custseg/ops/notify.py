@@ -48,6 +48,7 @@ def failure_summary(context: Mapping[str, Any]) -> str:
 
 def _notifier_base() -> type:
     try:
+        # imported here: Airflow (3 s) (tests/test_architecture.py LAZY)
         from airflow.sdk import BaseNotifier
 
         return BaseNotifier
@@ -68,6 +69,7 @@ class FailureNotifier(_notifier_base()):  # type: ignore[misc]
         self.timeout = timeout
 
     def notify(self, context: Mapping[str, Any]) -> None:
+        # imported here: Airflow (3 s) (tests/test_architecture.py LAZY)
         from airflow.sdk import BaseHook
 
         conn = BaseHook.get_connection(self.conn_id)
@@ -77,6 +79,7 @@ class FailureNotifier(_notifier_base()):  # type: ignore[misc]
         if conn_type in {"http", "https", "webhook"}:
             self._post(webhook_url(conn), summary, context)
         elif conn_type in {"smtp", "email"}:
+            # imported here: Airflow (3 s) (tests/test_architecture.py LAZY)
             from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
             to = extra.get("to") or conn.login

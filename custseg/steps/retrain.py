@@ -26,6 +26,7 @@ def retrain(settings: Settings, as_of_date: dt.date, run_id: str, dag_id: str = 
     stale build would label recent buyers as churned). Returns the decision, also recorded in
     ``ml.model_runs.decision_reason``.
     """
+    # imported here: imports scikit-learn (tests/test_architecture.py LAZY)
     from ml.approval import decide
     from ml.bundle import fit_models
 
@@ -71,6 +72,7 @@ def retrain(settings: Settings, as_of_date: dt.date, run_id: str, dag_id: str = 
         decision = decide(candidate.metrics, entry.metrics if entry else None)
         candidate.metrics = {**candidate.metrics, "approval": {
             "current": summary["current"], "approved": decision.approved, "comparisons": decision.comparisons}}
+        # imported here: imports scikit-learn (tests/test_architecture.py LAZY)
         from ml.bundle import json_safe
 
         candidate.metrics = json_safe(candidate.metrics)

@@ -207,6 +207,7 @@ def bootstrap_model(choice: ModelChoice, transactions: pd.DataFrame, customers: 
 
     Below ``minimum`` (default :meth:`FitMinimum.from_env`) the bundle has no models and
     ``metrics['not_fitted']`` says why; the caller neither registers nor approves it."""
+    # imported here: imports scikit-learn (tests/test_architecture.py LAZY)
     from ml.bundle import fit_models
 
     minimum = minimum or FitMinimum.from_env()
@@ -221,6 +222,7 @@ def bootstrap_model(choice: ModelChoice, transactions: pd.DataFrame, customers: 
 
 def record_scoring(wh: Warehouse, run_id: str, as_of_date: dt.date, result: Any) -> list[str]:
     """ml.feature_drift (PSI per feature) and ml.scoring_runs rows; returns the drifted features."""
+    # imported here: imports scikit-learn (tests/test_architecture.py LAZY)
     from ml.drift import PSI_WARN
 
     bundle = result.bundle
@@ -334,6 +336,7 @@ def _score_in_chunks(settings: Settings, bundle: ModelBundle, as_of_date: dt.dat
                      ) -> tuple[ScoringResult, list[ValidationReport]]:
     """Score every customer chunk by chunk into the build table ``staged`` (made anew), validating
     each chunk's labels; the scoring result over all chunks and each chunk's validation report."""
+    # imported here: imports scikit-learn (tests/test_architecture.py LAZY)
     from ml.scoring import ChunkScorer
 
     build, suite = settings.build_schema, suites.ml_labels_suite()
