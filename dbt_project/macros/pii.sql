@@ -1,6 +1,6 @@
 {#- Keyed hash of an already-normalised identifier: the lower-case hex of
     sha256(key || chr(31) || namespace || chr(31) || value) over UTF-8, the one spec of custseg's ids,
-    contact hashes and published references (custseg/identity.py: keyed_hash_sql and keyed_hash give
+    contact hashes and published references (custseg/steps/identity.py: keyed_hash_sql and keyed_hash give
     the same digest; README "Identity resolution"). The key is read from the warehouse table
     raw.pii_salt (written by the pipeline from CUSTSEG_HASH_KEY) rather than rendered into SQL, so it
     never appears in compiled SQL, logs or the docs site. Callers cross join the `salt` CTE
@@ -39,7 +39,7 @@
     case when position('@' in lower(trim({{ expr }}))) > 1 then lower(trim({{ expr }})) end
 {%- endmacro %}
 
-{#- E.164 phone, or null. The same SQL as norm_phone in custseg/identity.py (its docstring lists the
+{#- E.164 phone, or null. The same SQL as norm_phone in custseg/steps/identity.py (its docstring lists the
     rules); first match wins, digits = the value with every non-digit removed, cc = var phone_country_code:
     1. null or no digits -> null
     2. the trimmed value starts with + -> + digits (already international)

@@ -1,4 +1,4 @@
-{#- A pipeline table that exists only once the pipeline has written it (custseg/identity.py creates
+{#- A pipeline table that exists only once the pipeline has written it (custseg/steps/identity.py creates
     raw.identity_map and raw.identity_state): a query of the source when it exists, else an empty
     row set with `columns` ([[name, type], ...]), so that `dbt run --empty` on a fresh warehouse
     does not fail. -#}

@@ -1,5 +1,5 @@
 -- Every identifier that points at a customer: CRM id, email hash, phone hash, loyalty card.
--- Resolved transitively across all channels by custseg/identity.py (connected components over the
+-- Resolved transitively across all channels by custseg/steps/identity.py (connected components over the
 -- keys found together on CRM records, orders, sessions, tickets and receipts); this model only
 -- exposes the lookup. A household phone (held by several CRM customers) links nothing and is absent.
 with

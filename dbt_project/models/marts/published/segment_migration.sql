@@ -58,7 +58,7 @@ dates_to_compare as (
     {%- endif %}
 ),
 
--- Alias rows always point to the final survivor: custseg/identity.py replays every merge and writes
+-- Alias rows always point to the final survivor: custseg/steps/identity.py replays every merge and writes
 -- each retired id with the best key of its final component, so an alias chain (A merged into B,
 -- later B into C) is stored as A -> C and B -> C, and a single join suffices.
 merged_ids as (

@@ -1,4 +1,4 @@
--- The identity map of the current run (custseg/identity.py resolves identities before dbt runs).
+-- The identity map of the current run (custseg/steps/identity.py resolves identities before dbt runs).
 -- Before the first resolution the table does not exist yet (for example `dbt run --empty` on a
 -- fresh warehouse): the model is then empty rather than failing.
 with

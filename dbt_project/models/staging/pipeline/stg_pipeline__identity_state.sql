@@ -1,4 +1,4 @@
--- The state of the identity map (custseg/identity.py): the date it is as of and the date of its last
+-- The state of the identity map (custseg/steps/identity.py): the date it is as of and the date of its last
 -- full rebuild. The event attribution models read it to know whether they may extend their tables.
 -- Before the first resolution the table does not exist yet (for example `dbt run --empty` on a fresh
 -- warehouse): the model is then empty rather than failing.
