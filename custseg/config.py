@@ -30,6 +30,9 @@ WarehouseKind = Literal["duckdb", "postgres"]
 PUBLISHED_MODELS_DIR = DBT_PROJECT_DIR / "models" / "marts" / "published"
 
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _published_models() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The published tables, and those of them published by date, read from the dbt project.
 
@@ -41,7 +44,9 @@ def _published_models() -> tuple[tuple[str, ...], tuple[str, ...]]:
     for sql in sorted(PUBLISHED_MODELS_DIR.glob("*.sql")):
         tables.append(sql.stem)
         spec = sql.with_suffix(".yml")
-        models = (yaml.safe_load(spec.read_text(encoding="utf-8")) or {}).get("models", []) if spec.exists() else []
+        # every process reads these at import (DAG parse, each CLI call): libyaml's loader is ~10x faster
+        loaded = yaml.load(spec.read_text(encoding="utf-8"), Loader=_YAML_LOADER) if spec.exists() else None
+        models = (loaded or {}).get("models", [])
         meta = next((m.get("config", {}).get("meta", {}) for m in models if m.get("name") == sql.stem), {})
         if meta.get("publish_by") == "as_of_date":
             by_date.append(sql.stem)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow as pa
@@ -53,13 +52,6 @@ from expectations.suites import (
     segment_share_suite,
     share_column,
 )
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from custseg.config import Settings
-    from custseg.warehouse import Warehouse
-    from expectations.report import ValidationReport
 
 
 def record_quality(wh: Warehouse, run_id: str, as_of_date: dt.date, rows: list[dict]) -> None:
