@@ -6,7 +6,7 @@ The package reads like the nightly flow (docs/architecture.md):
 * ``warehouse/``: DuckDB and PostgreSQL behind one API, and the one SQL-quoting module;
 * ``ops/``: run audit, locks, notifications, status, fault drills, row reconciliation;
 * ``registry.py``: the model registry; ``cli.py``: the ``custseg`` command; ``rebuild.py``: ``custseg rebuild``;
-* ``config.py``, ``sources.py``, ``schemas.py`` (the channel catalogue), ``dbt.py``, ``errors.py``, ``clock.py``;
+* ``config.py``, ``sources.py``, ``catalogue.py`` (the channel catalogue), ``dbt.py``, ``errors.py``, ``clock.py``;
 * ``demo/``: the demo-data generator and its ground-truth scoring, never on the nightly path.
 """
 

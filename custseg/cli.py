@@ -225,6 +225,23 @@ def print_summary() -> None:
     print(f"           or: duckdb {settings.duckdb_path}  (any DuckDB client; BI tools via the DuckDB driver)")
 
 
+def cmd_catalogue(args: argparse.Namespace) -> int:
+    from custseg.catalogue_docs import stale_files, write_files
+
+    root = Path(args.project_dir).resolve()
+    if args.write:
+        for path in write_files(root):
+            print(f"wrote {path.relative_to(root)}")
+        return 0
+    stale = stale_files(root)
+    if stale:
+        print("out of date with custseg/catalogue.py: " + ", ".join(str(p.relative_to(root)) for p in stale)
+              + " (run `custseg catalogue --write`)", file=sys.stderr)
+        return 1
+    print("dbt sources YAML and docs/sources.md agree with the channel catalogue")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from custseg.config import load_settings
     from custseg.demo.generate import generate
@@ -319,6 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--keep-models", action="store_true",
                     help="score with the registry's approved models instead of retiring them and fitting anew")
     rb.set_defaults(func=cmd_rebuild)
+
+    cat = sub.add_parser("catalogue", help="check (or --write) the dbt sources YAML and docs/sources.md against "
+                         "the channel catalogue")
+    cat.add_argument("--write", action="store_true", help="rewrite the files that disagree")
+    cat.add_argument("--project-dir", default=".", help="the custseg checkout (default: the current directory)")
+    cat.set_defaults(func=cmd_catalogue)
 
     demo = sub.add_parser("demo", help="generate demo data, run the DAG on DuckDB, print a summary")
     demo.add_argument("--customers", type=int, default=DEMO_CUSTOMERS)

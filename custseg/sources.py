@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from custseg.schemas import CHANNELS, Channel
+from custseg.catalogue import CHANNELS, Channel
 
 FORMATS = ("csv", "jsonl", "parquet", "postgres_table")
 LAYOUTS = ("daily", "snapshot")

@@ -25,50 +25,9 @@ BLOCKING: Final = "blocking"
 WARNING: Final = "warning"
 _GX_SEVERITY: Final[Mapping[str, str]] = {BLOCKING: "critical", WARNING: "warning"}
 
+#: Load metadata columns every raw table carries (custseg.catalogue.LOAD_METADATA declares them).
 LOAD_METADATA_COLUMNS: Final = ("_partition_date", "_source_file", "_source_line", "_run_id", "_extras")
 
-# Canonical raw columns, as in docs/sources.md "Canonical raw tables".
-RAW_COLUMNS: Final[Mapping[str, tuple[str, ...]]] = {
-    "shop_orders": (
-        "order_id", "ordered_at", "customer_ref", "customer_email", "customer_phone", "currency",
-        "order_total", "discount_amount", "item_count", "category", "order_status", "device",
-    ),
-    "pos_sales": (
-        "receipt_id", "store_id", "sold_at", "loyalty_card", "currency", "amount", "discount_amount",
-        "category", "is_return",
-    ),
-    "web_sessions": (
-        "session_id", "started_at", "crm_customer_id", "user_email", "platform", "page_views", "added_to_cart",
-    ),
-    "crm_customers": (
-        "crm_customer_id", "email", "phone", "first_name", "last_name", "street_address", "city", "region",
-        "country", "birth_year", "gender", "signup_date", "signup_source", "loyalty_card", "updated_at",
-    ),
-    "email_events": ("event_id", "campaign_id", "email", "event_type", "event_at"),
-    "support_tickets": (
-        "ticket_id", "created_at", "customer_email", "customer_phone", "contact_channel", "topic",
-        "ticket_status", "nps_score",
-    ),
-}  # fmt: skip
-RAW_SOURCES: Final = tuple(RAW_COLUMNS)
-RAW_KEYS: Final[Mapping[str, str]] = {
-    "shop_orders": "order_id",
-    "pos_sales": "receipt_id",
-    "web_sessions": "session_id",
-    "crm_customers": "crm_customer_id",
-    "email_events": "event_id",
-    "support_tickets": "ticket_id",
-}
-RAW_EVENT_TIMES: Final[Mapping[str, str]] = {
-    "shop_orders": "ordered_at",
-    "pos_sales": "sold_at",
-    "web_sessions": "started_at",
-    "crm_customers": "updated_at",
-    "email_events": "event_at",
-    "support_tickets": "created_at",
-}
-
-CURRENCY_REGEX: Final = r"(?i)^\s*(?:eur|gbp|usd)\s*$"
 RFM_SEGMENTS: Final = (
     "Champions", "Loyal", "Potential Loyalist", "New", "Promising", "Need Attention", "About To Sleep",
     "At Risk", "Can't Lose Them", "Hibernating", "Lost",
@@ -175,6 +134,20 @@ class Suite:
         return gx.ExpectationSuite(name=self.name, expectations=expectations)
 
 
+@dataclass(frozen=True)
+class RawTable:
+    """What the raw suite of one landed table checks: its canonical columns, key and event time, and the
+    table's own value checks. The caller declares it (custseg's channel catalogue builds one per channel)."""
+
+    name: str
+    columns: tuple[str, ...]
+    key: str
+    event_time: str
+    checks: tuple[Check, ...] = ()
+    #: several rows of one key in a batch are legitimate re-exports: the uniqueness check only warns
+    duplicate_keys_expected: bool = False
+
+
 # -- small constructors -------------------------------------------------------------------------------
 
 
@@ -221,74 +194,31 @@ def matches(column: str, regex: str, severity: Severity = BLOCKING) -> Check:
 # -- the suites -------------------------------------------------------------------------------------
 
 
-def _raw_specific_checks(source: str, as_of_date: date) -> list[Check]:
-    """Value checks that only make sense for one source."""
-    if source == "shop_orders":
-        return [
-            between("order_total", 0),
-            not_null("order_total", WARNING),
-            matches("currency", CURRENCY_REGEX),
-            in_set("device", ("web", "app")),
-            between("discount_amount", 0, severity=WARNING),
-            between("item_count", 0, severity=WARNING),
-            in_set("order_status", ("completed", "refunded", "cancelled"), WARNING),
-        ]
-    if source == "pos_sales":  # amount has any sign: returns are negative
-        return [
-            not_null("amount", WARNING),
-            matches("currency", CURRENCY_REGEX),
-            between("discount_amount", 0, severity=WARNING),
-        ]
-    if source == "web_sessions":
-        return [in_set("platform", ("web", "app")), between("page_views", 0, severity=WARNING)]
-    if source == "crm_customers":
-        return [
-            matches("country", r"^[A-Z]{2}$", WARNING),
-            in_set("gender", ("f", "m", "x"), WARNING),
-            in_set("signup_source", ("web", "store", "app", "referral", "social"), WARNING),
-            between("birth_year", 1900, as_of_date.year, WARNING),
-        ]
-    if source == "email_events":
-        return [in_set("event_type", ("send", "open", "click", "unsubscribe"))]
-    if source == "support_tickets":
-        return [
-            between("nps_score", 0, 10),
-            in_set("contact_channel", ("email", "chat", "phone"), WARNING),
-            in_set("topic", ("delivery", "returns", "product", "billing", "account"), WARNING),
-            in_set("ticket_status", ("open", "solved"), WARNING),
-        ]
-    raise AssertionError(source)  # pragma: no cover - guarded by raw_suite
-
-
 def raw_suite(
-    source: str,
+    table: RawTable,
     as_of_date: date,
     *,
     event_time_grace: timedelta = timedelta(0),
     include_load_metadata: bool = True,
 ) -> Suite:
-    """Checks for one loaded partition of ``raw.<source>`` at ``as_of_date``.
+    """Checks for one loaded partition of ``raw.<table.name>`` at ``as_of_date``.
 
     Blocking: the canonical (and load metadata) columns exist; the key is not null; the key is unique
-    within the batch, except for ``shop_orders`` where exact duplicate rows are expected in raw (staging
-    dedupes), so there it is a warning; the event time is not null and not after the end of the as-of date
-    (naive UTC, ``< as_of_date + 1 day + event_time_grace``); the source's value ranges and allowed values.
+    within the batch (a warning where re-exports within one file are legitimate, ``duplicate_keys_expected``:
+    staging keeps the latest); the event time is not null and not after the end of the as-of date
+    (naive UTC, ``< as_of_date + 1 day + event_time_grace``); then the table's own ``checks``.
     """
-    if source not in RAW_COLUMNS:
-        raise ValueError(f"unknown raw source {source!r}; expected one of {', '.join(RAW_SOURCES)}")
-    columns = RAW_COLUMNS[source] + (LOAD_METADATA_COLUMNS if include_load_metadata else ())
-    key, event_time = RAW_KEYS[source], RAW_EVENT_TIMES[source]
+    columns = table.columns + (LOAD_METADATA_COLUMNS if include_load_metadata else ())
     end_of_day = datetime.combine(as_of_date + timedelta(days=1), time()) + event_time_grace
     checks = [
         *(exists(column) for column in columns),
-        not_null(key),
-        # re-exports within one file are legitimate for orders and the CRM: staging keeps the latest
-        unique(key, WARNING if source in ("shop_orders", "crm_customers") else BLOCKING),
-        not_null(event_time),
-        between(event_time, max_value=end_of_day, strict_max=True),
-        *_raw_specific_checks(source, as_of_date),
+        not_null(table.key),
+        unique(table.key, WARNING if table.duplicate_keys_expected else BLOCKING),
+        not_null(table.event_time),
+        between(table.event_time, max_value=end_of_day, strict_max=True),
+        *table.checks,
     ]
-    return Suite(name=f"raw.{source}", checks=tuple(checks))
+    return Suite(name=f"raw.{table.name}", checks=tuple(checks))
 
 
 def published_suite() -> Suite:

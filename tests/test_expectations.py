@@ -17,12 +17,13 @@ import pandas as pd
 import pytest
 from sqlalchemy.engine import URL, make_url
 
+from custseg.catalogue import CHANNELS_BY_TABLE
 from expectations import runner
 from expectations.runner import QualityGateError, ValidationReport
 from expectations.suites import (
     BLOCKING,
-    RAW_SOURCES,
     WARNING,
+    RawTable,
     Suite,
     between,
     ml_labels_suite,
@@ -31,6 +32,13 @@ from expectations.suites import (
 )
 
 D = date(2026, 3, 1)
+RAW_SOURCES = tuple(CHANNELS_BY_TABLE)
+
+
+def suite_of(table: str, **kwargs) -> Suite:
+    """The raw suite of ``raw.<table>`` as the nightly gate builds it (from the channel catalogue)."""
+    return raw_suite(CHANNELS_BY_TABLE[table].raw_table(D), D, **kwargs)
+
 META = "'2026-03-01', 'landing/file', 1, 'run-1', null"
 # the same server as tests/conftest.py: 127.0.0.1:5432, user postgres, trust auth, or CUSTSEG_TEST_PG_URL
 PG_ADMIN_URL = make_url(os.environ.get("CUSTSEG_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
@@ -147,8 +155,8 @@ def assert_gate_fails(report: ValidationReport, *fragments: str) -> str:
 
 def test_suites_are_plain_deterministic_values() -> None:
     for source in RAW_SOURCES:
-        suite = raw_suite(source, D)
-        assert suite == raw_suite(source, D)
+        suite = suite_of(source)
+        assert suite == suite_of(source)
         assert suite.name == f"raw.{source}"
         gx_suite = suite.to_gx()
         assert len(gx_suite.expectations) == len(suite.checks)
@@ -156,7 +164,7 @@ def test_suites_are_plain_deterministic_values() -> None:
             assert expectation.meta == {"severity": suite.checks[index].severity, "check_index": index}
             assert expectation.id is None  # nothing generated, nothing to churn
     unique_severity = {
-        source: next(c.severity for c in raw_suite(source, D).checks if c.expectation.endswith("_unique"))
+        source: next(c.severity for c in suite_of(source).checks if c.expectation.endswith("_unique"))
         for source in RAW_SOURCES
     }
     # orders and CRM records are legitimately re-exported within one file (staging keeps the latest)
@@ -165,8 +173,16 @@ def test_suites_are_plain_deterministic_values() -> None:
     assert set(unique_severity.values()) == {BLOCKING}
     for suite in (published_suite(), ml_labels_suite()):
         assert suite.to_gx().name == suite.name
-    with pytest.raises(ValueError, match="unknown raw source"):
-        raw_suite("fax_orders", D)
+    # the suite is the generic checks plus the table's own, in its order
+    table = RawTable("fax_orders", ("fax_id", "sent_at", "pages"), "fax_id", "sent_at", (between("pages", 1),))
+    fax = raw_suite(table, D, include_load_metadata=False)
+    assert [c.expectation for c in fax.checks] == [
+        "expect_column_to_exist", "expect_column_to_exist", "expect_column_to_exist",
+        "expect_column_values_to_not_be_null", "expect_column_values_to_be_unique",
+        "expect_column_values_to_not_be_null", "expect_column_values_to_be_between",
+        "expect_column_values_to_be_between",
+    ]
+    assert fax.checks[4].severity == BLOCKING and fax.checks[-1] == between("pages", 1)
 
 
 def test_importing_the_package_does_not_import_gx() -> None:
@@ -182,7 +198,7 @@ def test_clean_raw_batches_pass(
     warehouse: duckdb.DuckDBPyConnection, source: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     report = runner.validate_dataframe(
-        raw_batch(warehouse, source), raw_suite(source, D), suite_name=f"raw.{source}",
+        raw_batch(warehouse, source), suite_of(source), suite_name=f"raw.{source}",
         batch_name=f"raw.{source}@{D}",
     )  # fmt: skip
     failed = [r.describe() for r in report.results if not r.success]
@@ -199,7 +215,7 @@ def test_clean_raw_batches_pass(
 
 def test_duplicate_key_blocks(warehouse: duckdb.DuckDBPyConnection) -> None:
     df = raw_batch(warehouse, "pos_sales", "union all select * from raw.pos_sales where receipt_id = 'R-2'")
-    report = runner.validate_dataframe(df, raw_suite("pos_sales", D), batch_name="pos dup")
+    report = runner.validate_dataframe(df, suite_of("pos_sales"), batch_name="pos dup")
     assert_gate_fails(report, "'raw.pos_sales'", "expect_column_values_to_be_unique(column='receipt_id')", "'R-2'")
 
 
@@ -208,7 +224,7 @@ def test_future_timestamp_and_bad_values_block(warehouse: duckdb.DuckDBPyConnect
     late = "union all select * replace (timestamp '2026-03-02 00:00:00' as event_at, 'E-9' as event_id) "
     late += "from raw.email_events where event_id = 'E-1'"
     report = runner.validate_dataframe(
-        raw_batch(warehouse, "email_events", late), raw_suite("email_events", D), batch_name="email"
+        raw_batch(warehouse, "email_events", late), suite_of("email_events"), batch_name="email"
     )
     message = assert_gate_fails(
         report, "'raw.email_events'", "expect_column_values_to_be_between(column='event_at'",
@@ -218,14 +234,14 @@ def test_future_timestamp_and_bad_values_block(warehouse: duckdb.DuckDBPyConnect
 
     nps = "union all select * replace (11 as nps_score, 'T-9' as ticket_id) from raw.support_tickets limit 4"
     report = runner.validate_dataframe(
-        raw_batch(warehouse, "support_tickets", nps), raw_suite("support_tickets", D), batch_name="nps"
+        raw_batch(warehouse, "support_tickets", nps), suite_of("support_tickets"), batch_name="nps"
     )
     assert_gate_fails(report, "expect_column_values_to_be_between(column='nps_score', min_value=0, max_value=10)")
 
     shop = "union all select * replace (-1.00 as order_total, 'CHF' as currency, 'SO-9' as order_id) "
     shop += "from raw.shop_orders where order_id = 'SO-2'"
     report = runner.validate_dataframe(
-        raw_batch(warehouse, "shop_orders", shop), raw_suite("shop_orders", D), batch_name="shop"
+        raw_batch(warehouse, "shop_orders", shop), suite_of("shop_orders"), batch_name="shop"
     )
     assert_gate_fails(report, "column='order_total', min_value=0", "-1.0", "column='currency'", "'CHF'")
 
@@ -257,9 +273,9 @@ def test_timezone_aware_timestamps_are_compared_in_utc(warehouse: duckdb.DuckDBP
     )  # fmt: skip
     assert isinstance(df["started_at"].dtype, pd.DatetimeTZDtype)
     df["started_at"] = df["started_at"].dt.tz_convert("America/New_York")
-    report = runner.validate_dataframe(df, raw_suite("web_sessions", D), batch_name="tz")
+    report = runner.validate_dataframe(df, suite_of("web_sessions"), batch_name="tz")
     assert_gate_fails(report, "column='started_at'", "2026-03-02T04:30:00")
-    lenient = raw_suite("web_sessions", D, event_time_grace=pd.Timedelta(hours=6).to_pytimedelta())
+    lenient = suite_of("web_sessions", event_time_grace=pd.Timedelta(hours=6).to_pytimedelta())
     assert runner.validate_dataframe(df, lenient, batch_name="tz").success
 
 
@@ -380,7 +396,7 @@ def test_postgres_partitions_and_published_table(pg_url: str) -> None:
         con.execute(f"insert into analytics_build.customer_segments values {rows}")
         con.execute("update analytics_build.customer_segments set p_alive = 1.2 where customer_id = 'C-2'")
 
-    suite = raw_suite("shop_orders", D)
+    suite = suite_of("shop_orders")
     by_partition = runner.validate_postgres_table(
         pg_url, "raw", "shop_orders", suite, partition_column="_partition_date", partition_date=D
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from custseg.catalogue import CHANNELS
 from custseg.config import load_settings
 from custseg.steps.quality import published_reports, raw_batch_reports
 from custseg.warehouse import Warehouse, connect
@@ -127,7 +128,7 @@ def test_bands_and_config() -> None:
 
 
 def _row_count_report(wh, settings, config):
-    reports = raw_batch_reports(wh, settings, "shop_orders", "shop_orders", D, event_time_grace=GRACE, config=config)
+    reports = raw_batch_reports(wh, settings, CHANNELS["online_orders"], D, event_time_grace=GRACE, config=config)
     assert [r.suite_name for r in reports] == ["raw.shop_orders", "raw.shop_orders.row_count"]
     assert reports[0].success, reports[0].failure_message()
     return reports
@@ -172,11 +173,11 @@ def test_large_duckdb_batches_are_validated_in_chunks(duck) -> None:
         "from range(5000) t(i)",
         (dt.datetime.combine(D, dt.time(10)), D),
     )
-    report = raw_batch_reports(wh, settings, "shop_orders", "shop_orders", D, event_time_grace=GRACE,
+    report = raw_batch_reports(wh, settings, CHANNELS["online_orders"], D, event_time_grace=GRACE,
                                config=QualityConfig(chunk_rows=2048))[0]
     assert report.success and report.row_count == 5000
     assert "in chunks of 2048 rows, all 5000 rows" in (report.sample_note or "")
-    whole = raw_batch_reports(wh, settings, "shop_orders", "shop_orders", D, event_time_grace=GRACE,
+    whole = raw_batch_reports(wh, settings, CHANNELS["online_orders"], D, event_time_grace=GRACE,
                               config=QualityConfig())[0]
     assert "all 5000 rows" in (whole.sample_note or "") and "chunk" not in (whole.sample_note or "")
 
@@ -260,11 +261,11 @@ def test_postgres_runs_the_same_suites_in_the_database(duck, pg) -> None:
         _insert_shop(wh, _shop_rows(D, 4))
         _insert_shop(wh, [(*_shop_rows(D, 1, start=50)[0][:6], -3.0, *_shop_rows(D, 1, start=50)[0][7:])])
         _load_segments(wh, "analytics", "segment_history", _customers(YESTERDAY, PREV))
-        raw = raw_batch_reports(wh, settings, "shop_orders", "shop_orders", D, event_time_grace=GRACE,
+        raw = raw_batch_reports(wh, settings, CHANNELS["online_orders"], D, event_time_grace=GRACE,
                                 config=QualityConfig())
         published = _share_reports(wh, settings, COLLAPSE)
         # a source with nothing loaded on the date: an empty batch, not an error (GX's daily batches raise)
-        empty = raw_batch_reports(wh, settings, "email_events", "email_events", D, event_time_grace=GRACE,
+        empty = raw_batch_reports(wh, settings, CHANNELS["marketing"], D, event_time_grace=GRACE,
                                   config=QualityConfig())
         assert empty[0].success and empty[0].row_count in (0, None), empty[0].failure_message()
         results[name] = (raw, published, empty)

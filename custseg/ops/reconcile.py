@@ -27,9 +27,9 @@ import dataclasses
 import datetime as dt
 import logging
 
+from custseg.catalogue import CHANNELS
 from custseg.clock import utc_now
 from custseg.config import Settings
-from custseg.schemas import CHANNELS
 from custseg.warehouse import Warehouse, quote_ident
 
 log = logging.getLogger(__name__)
@@ -50,34 +50,6 @@ RECONCILIATION_DDL = """create table if not exists ops.source_reconciliation (
     rows_unaccounted bigint not null,
     recorded_at timestamp not null
 )"""
-
-
-@dataclasses.dataclass(frozen=True)
-class SourceFlow:
-    """How one raw table reaches the tables analytics is built from (all names are ours, not users')."""
-    raw_table: str
-    staging_model: str
-    #: the event time that decides visibility as of a date (None: landing date only)
-    event_at: str | None
-    #: purchases only: the fct_purchases id prefix, and the staged rows excluded by documented rules
-    purchase_prefix: str | None = None
-    exclusions: tuple[tuple[str, str], ...] = ()
-
-
-FLOWS: dict[str, SourceFlow] = {
-    "online_orders": SourceFlow(
-        "shop_orders", "stg_shop__orders", "ordered_at", "shop:",
-        (("cancelled", "is_cancelled"),
-         ("no e-mail, phone or CRM id to attribute it to",
-          "not is_cancelled and crm_customer_id is null and email_hash is null and phone_hash is null")),
-    ),
-    "store_sales": SourceFlow("pos_sales", "stg_pos__sales", "sold_at", "pos:",
-                              (("anonymous (no loyalty card)", "loyalty_card_key is null"),)),
-    "web_events": SourceFlow("web_sessions", "stg_web__sessions", "started_at"),
-    "crm": SourceFlow("crm_customers", "stg_crm__customers", None),
-    "marketing": SourceFlow("email_events", "stg_marketing__email_events", "event_at"),
-    "support": SourceFlow("support_tickets", "stg_support__tickets", None),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,8 +100,9 @@ def _one(wh: Warehouse, sql: str, params: tuple = ()) -> tuple:
 def reconcile_source(wh: Warehouse, settings: Settings, source: str, channel_name: str,
                      as_of_date: dt.date) -> Reconciliation:
     """The counts of one source as of ``as_of_date`` (see the module's docstring)."""
-    flow = FLOWS[channel_name]
-    key = quote_ident(CHANNELS[channel_name].key)
+    channel = CHANNELS[channel_name]
+    key = quote_ident(channel.key)
+    event_at = channel.event_time if channel.visible_by_event_time else None
     build = quote_ident(settings.build_schema)
     day_after = dt.datetime.combine(as_of_date + dt.timedelta(days=1), dt.time())
     # the latest successful load of each partition is what raw holds now (a rerun reloads its date)
@@ -144,23 +117,23 @@ def reconcile_source(wh: Warehouse, settings: Settings, source: str, channel_nam
         where load_rank = 1""", (source, as_of_date))
     (quarantined,) = _one(wh, "select count(*) from raw.quarantine where source = %s and partition_date <= %s",
                           (source, as_of_date))
-    later = f"{quote_ident(flow.event_at)} >= %s" if flow.event_at else "false"
+    later = f"{quote_ident(event_at)} >= %s" if event_at else "false"
     loaded, not_yet_visible, visible_keys = _one(wh, f"""
         select count(*),
                count(*) filter (where {later}),
                count(distinct case when not ({later}) then trim({key}) end)
-        from raw.{quote_ident(flow.raw_table)}
-        where _partition_date <= %s""", (day_after, day_after, as_of_date) if flow.event_at else (as_of_date,))
-    (staged,) = _one(wh, f"select count(*) from {build}.{quote_ident(flow.staging_model)}")
+        from raw.{quote_ident(channel.table)}
+        where _partition_date <= %s""", (day_after, day_after, as_of_date) if event_at else (as_of_date,))
+    (staged,) = _one(wh, f"select count(*) from {build}.{quote_ident(channel.staging_model)}")
     superseded = loaded - not_yet_visible - visible_keys
     excluded, reasons, published = 0, [], staged
-    if flow.purchase_prefix:
-        for reason, condition in flow.exclusions:
-            (n,) = _one(wh, f"select count(*) from {build}.{quote_ident(flow.staging_model)} where {condition}")
+    if channel.purchases:
+        for reason, condition in channel.purchases.exclusions:
+            (n,) = _one(wh, f"select count(*) from {build}.{quote_ident(channel.staging_model)} where {condition}")
             excluded += n
             reasons.append(f"{reason}: {n}")
         (published,) = _one(wh, f"select count(*) from {build}.fct_purchases where purchase_id like %s",
-                            (flow.purchase_prefix + "%",))
+                            (channel.purchases.prefix + "%",))
     return Reconciliation(source, read, quarantined, loaded, not_yet_visible, superseded, staged, excluded,
                           "; ".join(reasons), published)
 

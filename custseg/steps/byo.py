@@ -37,8 +37,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from custseg.catalogue import KNOWN_CURRENCIES
 from custseg.config import Settings
-from custseg.schemas import KNOWN_CURRENCIES
 
 
 class ByoError(ValueError):

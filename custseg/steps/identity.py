@@ -91,6 +91,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from custseg.catalogue import CHANNELS, IDENTITY_KEY_TYPES
 from custseg.config import Settings
 from custseg.steps.ingest import FUTURE_TOLERANCE
 from custseg.warehouse import Warehouse, connect
@@ -99,7 +100,8 @@ from custseg.warehouse.sql import quote_literal
 log = logging.getLogger(__name__)
 
 
-KEY_TYPES = ("crm_id", "email", "phone", "loyalty_card")
+#: in the order that breaks ties between a customer's keys when choosing its id
+KEY_TYPES = IDENTITY_KEY_TYPES
 
 
 ALIAS = "customer_id"
@@ -209,12 +211,12 @@ def natural_id_sql(kind: str, key_type: str = "key_type", key_value: str = "key_
 
 
 #: (raw table, crm id, email, phone, card, event timestamp) per source; None = the source lacks it.
-RECORD_SOURCES: tuple[tuple[str, str | None, str | None, str | None, str | None, str], ...] = (
-    ("crm_customers", "crm_customer_id", "email", "phone", "loyalty_card", "updated_at"),
-    ("shop_orders", "customer_ref", "customer_email", "customer_phone", None, "ordered_at"),
-    ("web_sessions", "crm_customer_id", "user_email", None, None, "started_at"),
-    ("support_tickets", None, "customer_email", "customer_phone", None, "created_at"),
-    ("pos_sales", None, None, None, "loyalty_card", "sold_at"),
+#: Per channel that makes customers: its raw table, the columns carrying each key type (None where it
+#: has none) and the event time, from the channel catalogue's ``identity_keys``.
+RECORD_SOURCES: tuple[tuple[str, str | None, str | None, str | None, str | None, str], ...] = tuple(
+    (channel.table, *(channel.identity_keys.get(key_type) for key_type in IDENTITY_KEY_TYPES), channel.event_time)
+    for channel in CHANNELS.values()
+    if channel.identity_keys
 )
 
 

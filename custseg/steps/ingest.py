@@ -26,9 +26,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from custseg.catalogue import SQL_TYPES, Column
 from custseg.clock import utc_now
 from custseg.config import ConfigError, Settings
-from custseg.schemas import SQL_TYPES, Column
 from custseg.sources import ColumnMapping, SourceConfig, load_sources
 from custseg.steps.extract import ExtractError, extract_pending
 from custseg.warehouse import Warehouse, connect

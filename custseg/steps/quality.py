@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
+from custseg.catalogue import Channel
 from custseg.clock import utc_now
 from custseg.config import Settings
 from custseg.dbt import release_dbt_duckdb
@@ -96,9 +97,9 @@ def validate_raw(settings: Settings, as_of_date: dt.date, run_id: str) -> dict[s
         # what went in (quarantined share per source) and what is there (purchases as of the date)
         gates = [*quarantine_share_reports(wh, list(sources), run_id, as_of_date, config),
                  visible_purchases_report(wh, sources, as_of_date)]
-        for name, src in sources.items():
+        for src in sources.values():
             # same tolerance as ingestion: local evening times can fall on the next UTC day
-            reports += raw_batch_reports(wh, settings, name, src.channel.table, as_of_date,
+            reports += raw_batch_reports(wh, settings, src.channel, as_of_date,
                                          event_time_grace=FUTURE_TOLERANCE, config=config)
         rows = sum(r.row_count or 0 for r in reports if not r.suite_name.endswith(".row_count"))
         reports += gates
@@ -106,10 +107,6 @@ def validate_raw(settings: Settings, as_of_date: dt.date, run_id: str) -> dict[s
     data_docs(settings, "raw", reports, run_id, as_of_date)
     _raise_raw_gates(reports, gates)
     return {"suites": {r.suite_name: r.success for r in reports}, "rows_in": rows, "rows_out": rows}
-
-
-#: Channels whose rows are purchases (dbt's fct_purchases unions them), for the empty-night gate.
-PURCHASE_CHANNELS = ("online_orders", "store_sales")
 
 
 def visible_purchases_report(wh: Warehouse, sources: dict[str, SourceConfig], as_of_date: dt.date) -> ValidationReport:
@@ -123,7 +120,7 @@ def visible_purchases_report(wh: Warehouse, sources: dict[str, SourceConfig], as
     retries, before identity resolution and dbt), so such a night fails in seconds."""
 
     batch = as_of_date.isoformat()
-    purchase_sources = {name: src for name, src in sources.items() if src.channel.name in PURCHASE_CHANNELS}
+    purchase_sources = {name: src for name, src in sources.items() if src.channel.purchases}
     if not purchase_sources:
         return skipped_report(VISIBLE_PURCHASES_SUITE, batch, "expect_visible_purchases",
                               "no purchase source is declared", BLOCKING)
@@ -285,13 +282,14 @@ def _duckdb_chunks(wh: Warehouse, sql: str, params: tuple, chunk_rows: int) -> I
 
 
 def raw_batch_reports(
-    wh: Warehouse, settings: Settings, source: str, table: str, as_of_date: dt.date,
+    wh: Warehouse, settings: Settings, channel: Channel, as_of_date: dt.date,
     *, event_time_grace: dt.timedelta, config: QualityConfig,
 ) -> list[ValidationReport]:
     """The raw suite on this date's partition, and its row count against the previous partition."""
-    batch = as_of_date.isoformat()
+    batch, table = as_of_date.isoformat(), channel.table
     reports = [validate_table(
-        wh, settings, "raw", table, raw_suite(source, as_of_date, event_time_grace=event_time_grace),
+        wh, settings, "raw", table, raw_suite(channel.raw_table(as_of_date), as_of_date,
+                                            event_time_grace=event_time_grace),
         batch_name=batch, partition_date=as_of_date, config=config,
     )]  # fmt: skip
     previous = wh.fetchall(
@@ -299,14 +297,14 @@ def raw_batch_reports(
         f"group by 1 order by 1 desc limit 1",
         (as_of_date,),
     )
-    name = f"raw.{source}.row_count"
+    name = f"raw.{table}.row_count"
     if not previous:
         reports.append(skipped_report(name, batch, "expect_table_row_count_to_be_between",
                                       "no earlier partition to compare the row count with",
                                       config.row_count_severity))
         return reports
     prev_date, prev_rows = previous[0][0], int(previous[0][1])
-    suite = row_count_suite(source, prev_rows, config.row_count_band, config.row_count_severity)
+    suite = row_count_suite(table, prev_rows, config.row_count_band, config.row_count_severity)
     rows = reports[0].row_count
     if rows is None:
         rows = int(wh.fetchall(f"select count(*) from {qualified('raw', table)} where {PARTITION_COLUMN} = %s",

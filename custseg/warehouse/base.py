@@ -13,8 +13,8 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from custseg.catalogue import CHANNELS, raw_table_ddl
 from custseg.config import PUBLISHED_BY_DATE, PUBLISHED_TABLES, Settings
-from custseg.schemas import CHANNELS, raw_table_ddl
 from custseg.warehouse.ddl import OPS_DDL, RENAMED_COLUMNS
 from custseg.warehouse.sql import qualified, quote_ident
 

@@ -14,8 +14,8 @@ import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from custseg.catalogue import CHANNELS
 from custseg.config import Settings
-from custseg.schemas import CHANNELS
 from custseg.warehouse.base import Warehouse
 from custseg.warehouse.ddl import BI_ROLE
 from custseg.warehouse.sql import qualified, quote_ident
