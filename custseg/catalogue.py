@@ -185,12 +185,25 @@ def _crm_checks(as_of_date: date) -> list[Check]:
         matches("country", r"^[A-Z]{2}$", WARNING),
         in_set("gender", ("f", "m", "x"), WARNING),
         in_set("signup_source", ("web", "store", "app", "referral", "social"), WARNING),
+        in_set("social_platform", SOCIAL_PLATFORMS, WARNING),
         between("birth_year", 1900, as_of_date.year, WARNING),
     ]
 
 
 def _marketing_checks(as_of_date: date) -> list[Check]:
     return [in_set("event_type", ("send", "open", "click", "unsubscribe"))]
+
+
+SOCIAL_PLATFORMS = ("instagram", "facebook", "tiktok", "x")
+SOCIAL_INTERACTIONS = ("like", "comment", "share", "follow", "mention")
+
+
+def _social_checks(as_of_date: date) -> list[Check]:
+    return [
+        in_set("interaction_type", SOCIAL_INTERACTIONS),
+        in_set("platform", SOCIAL_PLATFORMS, WARNING),
+        not_null("handle"),
+    ]
 
 
 def _support_checks(as_of_date: date) -> list[Check]:
@@ -231,6 +244,7 @@ CHANNELS: dict[str, Channel] = {
                 Column("category", "text", "Main category of the basket."),
                 Column("order_status", "text", "completed, refunded or cancelled."),
                 Column("device", "text", "web or app."),
+                Column("promo_code", "text", "Promotion or voucher code redeemed with the order; empty when none."),
             ),
             staging_model="stg_shop__orders",
             customer_columns=("customer_ref", "customer_email", "customer_phone"),
@@ -286,6 +300,8 @@ CHANNELS: dict[str, Channel] = {
                 Column("platform", "text", "web or app."),
                 Column("page_views", "integer", "Pages viewed in the session.", min_value=0),
                 Column("added_to_cart", "boolean", "Whether something was added to the cart."),
+                Column("category", "text", "Product category most pages of the session were in; empty when none "
+                       "(home page, account pages)."),
             ),
             staging_model="stg_web__sessions",
             customer_columns=("crm_customer_id", "user_email"),
@@ -316,6 +332,10 @@ CHANNELS: dict[str, Channel] = {
                 Column("signup_source", "text", "Where the customer signed up."),
                 Column("loyalty_card", "text", "Loyalty card number, formats vary."),
                 Column("updated_at", "timestamp", "Last change in the CRM, UTC.", required=True, not_future=True),
+                Column("social_platform", "text", "Platform of the social-media handle the customer gave."),
+                Column("social_handle", "text", "Social-media handle as entered (with or without @)" + PII),
+                Column("birth_date", "date", "Date of birth" + PII + " Only the birth month and the ISO week of "
+                       "the birthday are published."),
             ),
             staging_model="stg_crm__customers",
             visible_by_event_time=False,
@@ -357,7 +377,8 @@ CHANNELS: dict[str, Channel] = {
                 Column("customer_email", "text", "Email" + PII),
                 Column("customer_phone", "text", "Phone" + PII),
                 Column("contact_channel", "text", "email, chat or phone."),
-                Column("topic", "text", "Ticket topic."),
+                Column("topic", "text", "Ticket topic as the helpdesk files it."),
+                Column("subject", "text", "Free-text subject line of the ticket (what the customer wrote)."),
                 Column("ticket_status", "text", "open or solved."),
                 Column("nps_score", "integer", "NPS answer 0-10, null if the survey was not answered.", min_value=0),
             ),
@@ -366,6 +387,30 @@ CHANNELS: dict[str, Channel] = {
             customer_columns=("customer_email", "customer_phone"),
             identity_keys={"email": "customer_email", "phone": "customer_phone"},
             checks=_support_checks,
+        ),
+        Channel(
+            "social",
+            table="social_interactions",
+            dbt_source="social",
+            description="Social-media engagement export (likes, comments, shares, follows and mentions of the "
+                        "brand's accounts and posts), one JSONL file per landing date.",
+            table_description="Interactions as received, one per user action.",
+            key="interaction_id",
+            event_time="interacted_at",
+            columns=(
+                Column("interaction_id", "text", "Interaction id from the platform export.", required=True),
+                Column("interacted_at", "timestamp", "Interaction time in UTC.", required=True, not_future=True),
+                Column("platform", "text", "instagram, facebook, tiktok or x."),
+                Column("post_id", "text", "The brand's post interacted with; empty for a follow or a mention."),
+                Column("interaction_type", "text", "like, comment, share, follow or mention.", required=True,
+                       allowed=SOCIAL_INTERACTIONS),
+                Column("handle", "text", "The user's handle on the platform" + PII, required=True),
+                Column("user_email", "text", "E-mail the user gave (lead form, contest entry), rarely set" + PII),
+            ),
+            staging_model="stg_social__interactions",
+            # not an identity source: a handle names a customer only through the CRM's handle or the e-mail
+            customer_columns=("handle", "user_email"),
+            checks=_social_checks,
         ),
     )
 }

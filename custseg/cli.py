@@ -41,7 +41,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     print(f"generated {summary.customers} customers, {summary.start_date}..{summary.end_date} "
           f"into {summary.landing_dir} in {time.perf_counter() - t0:.1f}s")
     for source, rows in summary.rows.items():
-        print(f"  {source:<16} {rows:>10,} rows")
+        print(f"  {source:<19} {rows:>10,} rows")
     return 0
 
 
@@ -274,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show the full traceback of an error (also accepted after the command)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    g = sub.add_parser("generate", help="write deterministic demo landing files for six channels")
+    g = sub.add_parser("generate", help="write deterministic demo landing files for seven channels")
     g.add_argument("--customers", type=int, default=DEMO_CUSTOMERS)
     g.add_argument("--days", type=int, default=DEMO_DAYS)
     g.add_argument("--end-date", default=DEMO_END.isoformat())

@@ -39,7 +39,16 @@ PUBLISHED_COLUMNS: Final = (
     "rfm_segment", "lifecycle_stage", "value_tier", "frequency_class", "channel_preference", "loyalty_tier",
     "satisfaction_class", "cluster_id", "cluster_name", "churn_probability", "churn_risk_band", "p_alive",
     "expected_purchases_90d", "predicted_clv_12m", "model_version", "scored_at",
+    # the portrait (additive, 2.1)
+    "gender", "country", "social_engagement_level", "is_advocate", "social_recency_days", "top_category",
+    "interest_breadth", "interest_segment", "has_open_complaint", "complaint_rate_12m", "last_ticket_topic",
+    "nps_trend", "price_sensitivity", "promo_responsiveness", "birth_month",
 )  # fmt: skip
+PROMO_RESPONSIVENESS: Final = ("responder", "occasional", "non_responder", "unknown")
+NPS_TRENDS: Final = ("up", "flat", "down", "unknown")
+PRICE_SENSITIVITIES: Final = ("deal_seeker", "mixed", "full_price", "unknown")
+SOCIAL_ENGAGEMENT_LEVELS: Final = ("high", "medium", "low", "none")
+GENDERS: Final = ("female", "male", "diverse", "unknown")
 ML_LABEL_COLUMNS: Final = (
     "customer_id", "churn_probability", "churn_risk_band", "p_alive", "expected_purchases_90d",
     "predicted_clv_12m",
@@ -238,6 +247,18 @@ def published_suite() -> Suite:
         between("predicted_clv_12m", 0),
         between("recency_days", 0, severity=WARNING),
         between("frequency", 0, severity=WARNING),
+        *(not_null(column) for column in ("gender", "country", "social_engagement_level", "is_advocate")),
+        in_set("gender", GENDERS),
+        in_set("social_engagement_level", SOCIAL_ENGAGEMENT_LEVELS),
+        between("social_recency_days", 0),
+        *(not_null(column) for column in ("top_category", "interest_breadth", "interest_segment")),
+        between("interest_breadth", 0),
+        in_set("price_sensitivity", PRICE_SENSITIVITIES),
+        not_null("has_open_complaint"),
+        between("complaint_rate_12m", 0),
+        in_set("nps_trend", NPS_TRENDS),
+        in_set("promo_responsiveness", PROMO_RESPONSIVENESS),
+        between("birth_month", 1, 12),
     ]
     return Suite(name="analytics.customer_segments", checks=tuple(checks))
 

@@ -46,17 +46,20 @@ PG_ADMIN_URL = make_url(os.environ.get("CUSTSEG_TEST_PG_URL", "postgresql://post
 RAW_DDL = {
     "shop_orders": """order_id text, ordered_at timestamp, customer_ref text, customer_email text,
         customer_phone text, currency text, order_total decimal(18,2), discount_amount decimal(18,2),
-        item_count integer, category text, order_status text, device text""",
+        item_count integer, category text, order_status text, device text, promo_code text""",
     "pos_sales": """receipt_id text, store_id text, sold_at timestamp, loyalty_card text, currency text,
         amount decimal(18,2), discount_amount decimal(18,2), category text, is_return boolean""",
     "web_sessions": """session_id text, started_at timestamp, crm_customer_id text, user_email text,
-        platform text, page_views integer, added_to_cart boolean""",
+        platform text, page_views integer, added_to_cart boolean, category text""",
     "crm_customers": """crm_customer_id text, email text, phone text, first_name text, last_name text,
         street_address text, city text, region text, country text, birth_year integer, gender text,
-        signup_date date, signup_source text, loyalty_card text, updated_at timestamp""",
+        signup_date date, signup_source text, loyalty_card text, updated_at timestamp, social_platform text,
+        social_handle text, birth_date date""",
     "email_events": "event_id text, campaign_id text, email text, event_type text, event_at timestamp",
     "support_tickets": """ticket_id text, created_at timestamp, customer_email text, customer_phone text,
-        contact_channel text, topic text, ticket_status text, nps_score integer""",
+        contact_channel text, topic text, subject text, ticket_status text, nps_score integer""",
+    "social_interactions": """interaction_id text, interacted_at timestamp, platform text, post_id text,
+        interaction_type text, handle text, user_email text""",
 }
 LOAD_META_DDL = "_partition_date date, _source_file text, _source_line bigint, _run_id text, _extras text"
 # Clean rows: late-arriving rows (earlier timestamps), the last second of the day, mixed-case currency,
@@ -64,26 +67,27 @@ LOAD_META_DDL = "_partition_date date, _source_file text, _source_line bigint, _
 RAW_ROWS = {
     "shop_orders": [
         f"'SO-1', '2026-03-01 10:00:00', 'CRM-1', ' Jane@X.com ', null, 'EUR', 10.50, 0, 1, 'Books', "
-        f"'completed', 'web', {META}",
+        f"'completed', 'web', null, {META}",
         f"'SO-1', '2026-03-01 10:00:00', 'CRM-1', ' Jane@X.com ', null, 'EUR', 10.50, 0, 1, 'Books', "
-        f"'completed', 'web', {META}",
+        f"'completed', 'web', null, {META}",
         f"'SO-2', '2026-03-01 23:59:59', null, 'a@b.c', '+44 7700 900123', ' gbp ', 0.00, 0, 1, 'toys', "
-        f"'refunded', 'app', {META}",
-        f"'SO-3', '2026-02-27 08:00:00', null, null, null, 'usd', 99.99, 5, 3, 'Garden', 'cancelled', 'web', {META}",
+        f"'refunded', 'app', 'SPRING10', {META}",
+        f"'SO-3', '2026-02-27 08:00:00', null, null, null, 'usd', 99.99, 5, 3, 'Garden', 'cancelled', 'web', "
+        f"' vip20 ', {META}",
     ],
     "pos_sales": [
         f"'R-1', 'ST-001', '2026-03-01 09:00:00', 'LC 0012 3456', 'GBP', 25.00, 0, 'Food', false, {META}",
         f"'R-2', 'ST-002', '2026-03-01 12:00:00', null, 'eur', -25.00, 0, 'Food', true, {META}",
     ],
     "web_sessions": [
-        f"'WS-1', '2026-03-01 00:00:00', 'CRM-1', null, 'web', 7, true, {META}",
-        f"'WS-2', '2026-02-28 22:00:00', null, 'x@y.z', 'app', 0, false, {META}",
+        f"'WS-1', '2026-03-01 00:00:00', 'CRM-1', null, 'web', 7, true, 'Books', {META}",
+        f"'WS-2', '2026-02-28 22:00:00', null, 'x@y.z', 'app', 0, false, null, {META}",
     ],
     "crm_customers": [
         f"'CRM-1', 'j@x.com', null, 'Jane', 'Doe', '1 High St', 'Leeds', 'North', 'GB', 1980, 'f', "
-        f"'2025-01-01', 'web', null, '2026-03-01 08:00:00', {META}",
+        f"'2025-01-01', 'web', null, '2026-03-01 08:00:00', 'instagram', '@Jane.Doe', '1980-02-29', {META}",
         f"'CRM-2', null, '0770', 'Max', 'Muster', 'Weg 1', 'Berlin', 'BE', 'DE', null, null, "
-        f"'2026-03-01', 'store', 'lc-1', '2026-03-01 09:00:00', {META}",
+        f"'2026-03-01', 'store', 'lc-1', '2026-03-01 09:00:00', null, null, null, {META}",
     ],
     "email_events": [
         f"'E-1', 'C-1', 'J@X.com', 'send', '2026-03-01 06:00:00', {META}",
@@ -91,9 +95,13 @@ RAW_ROWS = {
         f"'E-3', 'C-1', 'j@x.com', 'unsubscribe', '2026-03-01 07:30:00', {META}",
     ],
     "support_tickets": [
-        f"'T-1', '2026-03-01 10:00:00', 'j@x.com', null, 'chat', 'delivery', 'open', 10, {META}",
-        f"'T-2', '2026-03-01 11:00:00', null, '+49 30 1', 'phone', 'billing', 'solved', null, {META}",
-        f"'T-3', '2026-03-01 12:00:00', null, null, 'email', 'returns', 'solved', 0, {META}",
+        f"'T-1', '2026-03-01 10:00:00', 'j@x.com', null, 'chat', 'delivery', 'Where is my parcel?', 'open', 10, {META}",
+        f"'T-2', '2026-03-01 11:00:00', null, '+49 30 1', 'phone', 'billing', null, 'solved', null, {META}",
+        f"'T-3', '2026-03-01 12:00:00', null, null, 'email', 'returns', '', 'solved', 0, {META}",
+    ],
+    "social_interactions": [
+        f"'SI-1', '2026-03-01 10:00:00', 'instagram', 'P-IG-1', 'like', 'jane.doe', null, {META}",
+        f"'SI-2', '2026-03-01 11:00:00', 'x', null, 'mention', 'fan_42', 'fan@x.com', {META}",
     ],
 }
 
@@ -102,15 +110,24 @@ SEGMENTS_DDL = """customer_id text, as_of_date date, recency_days integer, frequ
     lifecycle_stage text, value_tier text, frequency_class text, channel_preference text,
     loyalty_tier text, satisfaction_class text, cluster_id integer, cluster_name text,
     churn_probability double, churn_risk_band text, p_alive double, expected_purchases_90d double,
-    predicted_clv_12m double, model_version text, scored_at timestamp"""
+    predicted_clv_12m double, model_version text, scored_at timestamp, gender text, country text,
+    social_engagement_level text, is_advocate boolean, social_recency_days integer, top_category text,
+    interest_breadth integer, interest_segment text, has_open_complaint boolean, complaint_rate_12m double,
+    last_ticket_topic text, nps_trend text, price_sensitivity text, promo_responsiveness text,
+    birth_month integer"""
 SEGMENTS_ROWS = [
     "'C-1', '2026-03-01', 3, 12, 950.00, 5, 5, 5, 'Champions', 'active', 'high', 'frequent', 'omni', "
-    "'gold', 'promoter', 1, 'Big spenders', 0.05, 'low', 0.97, 2.1, 1200.0, 'm-1', '2026-03-01 00:00:00'",
+    "'gold', 'promoter', 1, 'Big spenders', 0.05, 'low', 0.97, 2.1, 1200.0, 'm-1', '2026-03-01 00:00:00', "
+    "'female', 'GB', 'high', true, 3, 'books', 2, 'mixed interests', false, 0.0, 'delivery', 'up', 'full_price', "
+    "'responder', 4",
     "'C-2', '2026-03-01', 200, 1, 20.00, 1, 1, 1, 'Can''t Lose Them', 'at_risk', 'low', 'one_off', 'web', "
-    "'none', 'unknown', 2, 'Dormant', 0.80, 'critical', 0.10, 0.0, 0.0, 'm-1', '2026-03-01 00:00:00'",
+    "'none', 'unknown', 2, 'Dormant', 0.80, 'critical', 0.10, 0.0, 0.0, 'm-1', '2026-03-01 00:00:00', "
+    "'unknown', 'unknown', 'none', false, null, 'toys', 1, 'toys enthusiast', true, 1.0, 'returns', 'down', "
+    "'deal_seeker', 'occasional', null",
     # a prospect: no purchase, so no RFM scores or segment
     "'C-3', '2026-03-01', null, 0, 0.00, null, null, null, null, 'prospect', null, null, null, null, null, "
-    "null, null, null, null, null, null, null, 'm-1', '2026-03-01 00:00:00'",
+    "null, null, null, null, null, null, null, 'm-1', '2026-03-01 00:00:00', 'male', 'DE', 'low', false, 40, "
+    "'unknown', 0, 'no interest data', false, null, null, 'unknown', 'unknown', 'unknown', 12",
 ]
 
 
@@ -386,7 +403,7 @@ def test_postgres_partitions_and_published_table(pg_url: str) -> None:
         # the next day's partition holds a negative total and a timestamp after 2026-03-01
         con.execute(
             "insert into raw.shop_orders select 'SO-8', timestamp '2026-03-02 10:00', null, null, null, 'EUR',"
-            " -5.00, 0, 1, 'Books', 'completed', 'web', date '2026-03-02', 'f', 1, 'run-2', null"
+            " -5.00, 0, 1, 'Books', 'completed', 'web', null, date '2026-03-02', 'f', 1, 'run-2', null"
         )
         segments_ddl = SEGMENTS_DDL.replace("double", "double precision").replace(
             "scored_at timestamp", "scored_at timestamptz"

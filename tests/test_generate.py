@@ -1,8 +1,12 @@
 """Tests of the demo data generator: determinism, file layout, the documented columns, the dirt it
-promises (duplicates, late rows, invalid rows, formats) and the consistency of its ground truth."""
+promises (duplicates, late rows, invalid rows, formats) and the consistency of its ground truth,
+the latent interests and social-media profiles included, and the optional columns added later
+(ticket subjects, birth dates, promotion codes), which draw from streams of their own."""
 
 from __future__ import annotations
 
+import calendar
+import csv
 import hashlib
 import json
 import re
@@ -10,25 +14,47 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+import custseg.demo.generate as generator
+from custseg import catalogue
 from custseg.demo.generate import (
     BEHAVIOUR_TYPES,
+    CATEGORIES,
+    GENERIC_SUBJECTS,
     INVALID_KINDS,
+    PROMO_CODES,
     PROSPECT,
+    SOCIAL_INTERACTIONS,
+    SOCIAL_LEVELS,
+    SOCIAL_PLATFORMS,
     SOURCE_COLUMNS,
     SOURCE_FILES,
     SOURCES,
+    SUPPORT_SUBJECTS,
+    SUPPORT_TOPICS,
     GenerationSummary,
     generate,
 )
+from custseg.sources import load_sources
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "sources.md"
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "sources.md"
+KEYWORD_SEED = ROOT / "dbt_project" / "seeds" / "ticket_topic_keywords.csv"
+#: Columns added after the first release, each from a stream of its own: landing folder -> column.
+NEW_COLUMNS = {"shop/orders": "promo_code", "crm/customers": "birth_date", "support/tickets": "subject"}
 END = date(2026, 3, 31)
 DAYS = 90
 CUSTOMERS = 400
 FILE_DATE = r"regexp_extract(filename, '(\d{4}-\d{2}-\d{2})\.[a-z]+$', 1)::date"
+SOCIAL_JSON_COLUMNS = "{" + ", ".join(f"{c}: 'VARCHAR'" for c in SOURCE_COLUMNS["social_interactions"]) + "}"
+
+
+def _normalised(handle: str) -> str:
+    """SQL: a CRM handle as the platform shows it: lower case, no "@", no spaces."""
+    return f"lower(replace(replace({handle}, '@', ''), ' ', ''))"
 
 
 @pytest.fixture(scope="module")
@@ -62,13 +88,42 @@ def con(gen: GenerationSummary) -> duckdb.DuckDBPyConnection:
         from read_csv('{root}/marketing/email_events/*.csv', all_varchar = true, filename = true)""")
     c.execute(f"""create view support as select *, {FILE_DATE} as file_date
         from read_json('{root}/support/tickets/*.jsonl', filename = true)""")
-    c.execute(f"create view truth as select * from read_parquet('{gen.ground_truth_dir}/customers.parquet')")
-    c.execute(f"create view ids as select * from read_parquet('{gen.ground_truth_dir}/identities.parquet')")
+    _social_views(c, root, gen.ground_truth_dir)
     c.execute("""create view shop_valid as select * from shop
         where coalesce(order_id, '') <> ''
           and try_cast(order_ts as timestamptz) is not null
           and try_cast(order_total as decimal(18, 2)) >= 0
           and upper(trim(currency)) in ('EUR', 'GBP', 'USD')""")
+    return c
+
+
+def _social_views(c: duckdb.DuckDBPyConnection, root: Path, truth_dir: Path, kind: str = "view") -> None:
+    """social (every value as text), truth and ids views (or tables: `kind`)."""
+    c.execute(f"""create {kind} social as select * exclude (filename), {FILE_DATE} as file_date
+        from read_json('{root}/social/interactions/*.jsonl', filename = true,
+                       columns = {SOCIAL_JSON_COLUMNS})""")
+    c.execute(f"create {kind} truth as select * from read_parquet('{truth_dir}/customers.parquet')")
+    c.execute(f"create {kind} ids as select * from read_parquet('{truth_dir}/identities.parquet')")
+
+
+@pytest.fixture(scope="module")
+def year(tmp_path_factory: pytest.TempPathFactory) -> duckdb.DuckDBPyConnection:
+    """A year of 2,000 customers (the size the brief's volumes are stated for), for the latent rates."""
+    summary = generate(tmp_path_factory.mktemp("year"), customers=2000, days=365, end_date=END, seed=11)
+    c = duckdb.connect()
+    c.execute("set TimeZone = 'UTC'")
+    root = summary.landing_dir
+    _social_views(c, root, summary.ground_truth_dir, "table")
+    c.execute(f"create table web as select * from read_json('{root}/web/sessions/*.jsonl')")
+    c.execute(f"create table crm as select * from read_csv('{root}/crm/customers/*.csv', all_varchar = true)")
+    c.execute(f"create table shop as select * from read_csv('{root}/shop/orders/*.csv', all_varchar = true)")
+    c.execute(f"""create table support as select *, {FILE_DATE} as file_date
+        from read_json('{root}/support/tickets/*.jsonl', filename = true)""")
+    c.execute("create table holders as select * from truth where social_handle is not null")
+    c.execute("""create table per_holder as select h.*, count(s.handle) n,
+            count(*) filter (where s.interaction_type in ('share', 'mention')) n_advocacy
+        from holders h left join social s on s.handle = h.social_handle
+        group by all""")
     return c
 
 
@@ -114,6 +169,88 @@ def test_same_seed_gives_identical_bytes_and_another_seed_differs(tmp_path: Path
     changed = {k for k in a if a[k] != c[k]}
     assert "ground_truth/customers.parquet" in changed
     assert any(k.startswith("landing/shop/orders/") for k in changed)
+    assert any(k.startswith("landing/social/interactions/") for k in changed)
+
+
+def test_new_streams_leave_the_other_channels_as_they_were(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The social profile and the web categories come from streams of their own: other draws of those
+    two streams change nothing but the social files, the web category and the CRM's social columns."""
+    args = {"customers": 300, "days": 40, "end_date": END, "seed": 5}
+    generate(tmp_path / "a", **args)
+    real = generator._streams
+
+    def swapped(seed: int) -> dict:
+        streams, other = real(seed), real(seed + 1)
+        return {**streams, "social": other["social"], "interests": other["interests"]}
+
+    monkeypatch.setattr(generator, "_streams", swapped)
+    generate(tmp_path / "b", **args)
+    a, b = _digests(tmp_path / "a"), _digests(tmp_path / "b")
+    for folder in ("shop/orders", "pos/sales", "marketing/email_events", "support/tickets"):
+        files = [k for k in a if k.startswith(f"landing/{folder}/")]
+        assert files and all(a[k] == b[k] for k in files), folder
+    assert any(a[k] != b[k] for k in a if k.startswith("landing/social/interactions/"))
+
+    web_a, web_b = _text_rows(tmp_path / "a", "web/sessions"), _text_rows(tmp_path / "b", "web/sessions")
+    strip = [{k: v for k, v in json.loads(x).items() if k != "category"} for x in (*web_a, *web_b)]
+    assert strip[: len(web_a)] == strip[len(web_a) :] and web_a != web_b
+    crm_a, crm_b = _csv_rows(tmp_path / "a", "crm/customers"), _csv_rows(tmp_path / "b", "crm/customers")
+    social = ("social_platform", "social_handle")
+    assert [_without(r, *social) for r in crm_a] == [_without(r, *social) for r in crm_b]
+    assert crm_a != crm_b
+
+
+def _text_rows(root: Path, folder: str) -> list[str]:
+    return [line for p in sorted((root / "landing" / folder).iterdir())
+            for line in p.read_text(encoding="utf-8").splitlines()]  # fmt: skip
+
+
+def _csv_rows(root: Path, folder: str) -> list[dict[str, str]]:
+    """Rows of a CSV source, every file, as dicts; values kept as written (stray spaces included)."""
+    return [row for p in sorted((root / "landing" / folder).iterdir())
+            for row in csv.DictReader(p.open(encoding="utf-8"))]  # fmt: skip
+
+
+def _without(row: dict, *columns: str) -> dict:
+    return {k: v for k, v in row.items() if k not in columns}
+
+
+def test_the_new_columns_leave_every_existing_column_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ticket subjects, birth dates and promotion codes come from the streams appended last: other draws
+    of those change the new columns and nothing else (not a byte of another file, not another column),
+    which is what keeps every column that existed before them byte-identical."""
+    args = {"customers": 300, "days": 40, "end_date": END, "seed": 5}
+    generate(tmp_path / "a", **args)
+    real = generator._streams
+    new_streams = ("subjects", "birthdays", "promos")
+    assert generator._STREAMS[-len(new_streams):] == new_streams
+
+    def swapped(seed: int) -> dict:
+        streams, other = real(seed), real(seed + 1)
+        return {**streams, **{name: other[name] for name in new_streams}}
+
+    monkeypatch.setattr(generator, "_streams", swapped)
+    generate(tmp_path / "b", **args)
+    a, b = _digests(tmp_path / "a"), _digests(tmp_path / "b")
+    assert a.keys() == b.keys()
+    changed = {k.rsplit("/", 1)[0].removeprefix("landing/") for k in a if a[k] != b[k]}
+    assert changed == {*NEW_COLUMNS, "ground_truth"}
+    for folder, column in NEW_COLUMNS.items():
+        if folder.endswith("tickets"):
+            rows_a = [json.loads(x) for x in _text_rows(tmp_path / "a", folder)]
+            rows_b = [json.loads(x) for x in _text_rows(tmp_path / "b", folder)]
+        else:
+            rows_a, rows_b = _csv_rows(tmp_path / "a", folder), _csv_rows(tmp_path / "b", folder)
+        assert [_without(r, column) for r in rows_a] == [_without(r, column) for r in rows_b], folder
+        assert [r[column] for r in rows_a] != [r[column] for r in rows_b], folder
+    truth_a, truth_b = (pq.read_table(tmp_path / x / "ground_truth/customers.parquet") for x in "ab")
+    assert truth_a.drop_columns(["birth_date"]) == truth_b.drop_columns(["birth_date"])
+    assert pq.read_table(tmp_path / "a/ground_truth/identities.parquet").equals(
+        pq.read_table(tmp_path / "b/ground_truth/identities.parquet"))
 
 
 def test_rerun_into_same_dir_replaces_stale_days(tmp_path: Path) -> None:
@@ -166,7 +303,9 @@ def test_quiet_days_still_get_readable_files(tmp_path: Path) -> None:
 
 def test_summary_row_counts_match_files(gen: GenerationSummary, con: duckdb.DuckDBPyConnection) -> None:
     views = {"shop_orders": "shop", "pos_sales": "pos", "web_sessions": "web", "crm_customers": "crm",
-             "email_events": "email", "support_tickets": "support"}  # fmt: skip
+             "email_events": "email", "support_tickets": "support",
+             "social_interactions": "social"}  # fmt: skip
+    assert set(views) == set(SOURCES)
     for source, view in views.items():
         assert _one(con, f"select count(*) from {view}") == gen.rows[source], source
         assert gen.rows[source] > 0, source
@@ -208,6 +347,10 @@ def test_exact_duplicates_stay_in_their_file(gen: GenerationSummary, con: duckdb
     # Apart from those copies, order ids are unique.
     ids = _one(con, "select count(*) - count(distinct order_id) from shop_valid")
     assert ids == _one(con, copies.format("shop_valid"))
+    social_row = ", ".join(["file_date", *SOURCE_COLUMNS["social_interactions"]])
+    social_copies = f"select coalesce(sum(n - 1), 0) from (select count(*) n from social group by {social_row})"
+    assert _one(con, social_copies) == gen.duplicate_rows["social_interactions"] > 0
+    assert _one(con, "select count(*) - count(distinct interaction_id) from social") == _one(con, social_copies)
 
 
 def test_late_rows_land_one_or_two_days_after_their_event(
@@ -225,6 +368,12 @@ def test_late_rows_land_one_or_two_days_after_their_event(
         assert set(lags) <= {0, 1, 2}, source
         assert lags.get(1, 0) + lags.get(2, 0) > 0, source
     assert pos_lag.get(1, 0) + pos_lag.get(2, 0) == gen.late_rows["pos_sales"]
+    social_lag = dict(
+        con.execute("""select datediff('day', interacted_at::timestamptz::date, file_date) lag, count(*)
+        from social group by 1""").fetchall()
+    )
+    assert set(social_lag) <= {0, 1, 2}
+    assert social_lag.get(1, 0) + social_lag.get(2, 0) == gen.late_rows["social_interactions"] > 0
     on_time = {
         "web": "make_timestamp(started_at_ms * 1000)",
         "email": "event_ts::timestamptz",
@@ -349,6 +498,7 @@ def test_identities_are_exactly_the_keys_in_the_files(con: duckdb.DuckDBPyConnec
             union all select 'crm_customers', unnest([crm_customer_id, email, phone, loyalty_card]) from crm
             union all select 'email_events', email from email
             union all select 'support_tickets', unnest([customer_email, customer_phone]) from support
+            union all select 'social_interactions', user_email from social
         ),
         files as (select distinct source, k from f where k is not null),
         truth_keys as (select distinct source, source_key k from ids)
@@ -382,3 +532,307 @@ def test_people_appear_across_channels(con: duckdb.DuckDBPyConnection) -> None:
         and person_id in (select person_id from ids where source = 'shop_orders')""",
     )
     assert linked > 0
+
+
+# --- social media and interests -------------------------------------------------------------------
+def test_social_vocabulary_is_the_catalogues() -> None:
+    assert SOCIAL_PLATFORMS == catalogue.SOCIAL_PLATFORMS
+    assert SOCIAL_INTERACTIONS == catalogue.SOCIAL_INTERACTIONS
+    for table in ("social_interactions", "crm_customers", "web_sessions"):
+        canonical = [c.name for c in catalogue.CHANNELS_BY_TABLE[table].columns]
+        assert set(canonical) - {"interacted_at", "started_at"} <= {
+            c.removesuffix("_ms") for c in SOURCE_COLUMNS[table]
+        }, table
+    # strangers' handle words never end a customer's handle and vice versa (their handles stay disjoint)
+    names = [n.lower() for n in generator.LAST_NAMES]
+    assert not [(w, n) for w in generator._STRANGER_WORDS[1] for n in names if w.endswith(n) or n.endswith(w)]
+
+
+def test_social_rows_are_well_formed(con: duckdb.DuckDBPyConnection) -> None:
+    bad = {
+        "id": "not regexp_full_match(interaction_id, 'SI-[0-9]{10}')",
+        "time": "not regexp_full_match(interacted_at, '\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ')",
+        "platform": f"platform not in {SOCIAL_PLATFORMS}",
+        "type": f"interaction_type not in {SOCIAL_INTERACTIONS}",
+        "handle": "handle is null or handle <> lower(handle) or handle like '%@%' or handle like '% %'",
+        "post": """(post_id is null) <> (interaction_type in ('follow', 'mention'))
+            or not regexp_full_match(post_id, 'P-(IG|FB|TT|X)-[0-9]{6}')
+            or split_part(post_id, '-', 2) <> case platform when 'instagram' then 'IG' when 'facebook' then 'FB'
+                                                            when 'tiktok' then 'TT' else 'X' end""",
+    }
+    for name, condition in bad.items():
+        assert _one(con, f"select count(*) from social where {condition}") == 0, name
+    assert _one(con, "select count(distinct interaction_type) from social") == len(SOCIAL_INTERACTIONS)
+    assert _one(con, "select count(distinct platform) from social") == len(SOCIAL_PLATFORMS)
+
+
+def test_social_emails_belong_to_the_handles_person(con: duckdb.DuckDBPyConnection) -> None:
+    """The e-mail on a lead-form row is the e-mail of the person behind the handle, as other channels
+    write it; strangers never give one, and customers give one on ~10-15% of their rows."""
+    rows = con.execute("""
+        select s.user_email is not null, t.person_id is not null, count(*),
+            count(*) filter (where s.user_email is not null and i.person_id is distinct from t.person_id)
+        from social s
+        left join truth t on t.social_handle = s.handle
+        left join ids i on i.source = 'social_interactions' and i.source_key = s.user_email
+        group by all""").fetchall()
+    counts = {(emailed, known): (n, wrong) for emailed, known, n, wrong in rows}
+    assert (True, False) not in counts  # strangers
+    assert all(wrong == 0 for _, wrong in counts.values())
+    emailed, plain = counts[(True, True)][0], counts[(False, True)][0]
+    assert 0.06 < emailed / (emailed + plain) < 0.2
+    # written like the other channels' e-mails: the variants of the key table, case and spaces vary
+    assert _one(con, "select count(*) from social where user_email <> lower(trim(user_email))") > 0
+
+
+def test_social_truth_is_consistent(year: duckdb.DuckDBPyConnection) -> None:
+    assert _one(year, "select count(*) from truth where (social_handle is null) <> (social_platform is null)"
+                      " or (social_handle is null) <> (social_level is null)") == 0  # fmt: skip
+    assert _one(year, "select count(*) - count(distinct social_handle) from holders") == 0
+    assert _one(year, "select count(*) from holders where social_handle <> lower(social_handle)"
+                      " or social_handle similar to '.*[@ ].*'") == 0  # fmt: skip
+    assert _one(year, f"select count(*) from holders where social_platform not in {SOCIAL_PLATFORMS}"
+                      f" or social_level not in {SOCIAL_LEVELS}") == 0  # fmt: skip
+    # advocates and CRM handles only among account holders, CRM handles only for CRM customers
+    assert _one(year, "select count(*) from truth where is_advocate and social_level is distinct from 'low'"
+                      " and social_level is distinct from 'medium' and social_level is distinct from 'high'") == 0
+    assert _one(year, "select count(*) from truth where social_handle_in_crm"
+                      " and (social_handle is null or is_guest)") == 0  # fmt: skip
+    shares = year.execute("""select avg((social_handle is not null)::int) filter (where not is_guest),
+            avg((social_handle is not null)::int) filter (where is_guest),
+            avg(social_handle_in_crm::int) filter (where social_handle is not null and not is_guest),
+            avg(is_advocate::int) filter (where social_level <> 'none')
+        from truth""").fetchone()
+    assert shares is not None
+    account, guest_account, in_crm, advocates = shares
+    assert 0.40 < account < 0.50 and 0.05 < guest_account < 0.40
+    assert 0.62 < in_crm < 0.78 and 0.18 < advocates < 0.32
+    levels = dict(year.execute("select social_level, count(*) / sum(count(*)) over () from holders"
+                               " group by 1").fetchall())  # fmt: skip
+    for level, expected in zip(SOCIAL_LEVELS, (0.30, 0.35, 0.25, 0.10), strict=True):
+        assert abs(levels[level] - expected) < 0.06, level
+    assert _one(year, f"select count(*) from truth where favourite_category not in {CATEGORIES}") == 0
+
+
+def test_only_advocates_share_or_mention_and_silent_people_never_appear(year: duckdb.DuckDBPyConnection) -> None:
+    assert _one(year, "select count(*) from per_holder where n_advocacy > 0 and not is_advocate") == 0
+    assert _one(year, "select count(*) from per_holder where social_level = 'none' and n > 0") == 0
+    share = _one(year, "select sum(n_advocacy) / sum(n) from per_holder where is_advocate")
+    assert 0.25 < float(share) < 0.45  # type: ignore[arg-type]
+    # a handle interacts on its own platform only
+    assert _one(year, "select count(*) from social s join holders h on h.social_handle = s.handle"
+                      " where s.platform <> h.social_platform") == 0  # fmt: skip
+
+
+def test_engagement_level_sets_the_activity(year: duckdb.DuckDBPyConnection) -> None:
+    mean = dict(year.execute("select social_level, avg(n) from per_holder group by 1").fetchall())
+    assert mean["none"] == 0 < mean["low"] < mean["medium"] < mean["high"]
+    assert mean["high"] > 5 * mean["low"]
+    total = _one(year, "select count(*) from social")
+    assert 5_000 < total < 25_000  # type: ignore[operator]
+    # activity fades after churn: interactions per day (pooled over the churned) from 30 days after
+    # churn on are well below those between the first purchase and churn
+    rates = year.execute(f"""
+        with spans as (
+            select h.social_handle, h.first_purchase_date first, h.churn_date churn
+            from holders h where h.churn_date < date '{END}' - 120 and h.social_level <> 'none'
+        ),
+        counted as (
+            select p.*, count(*) filter (where d between p.first and p.churn) n_before,
+                count(*) filter (where d > p.churn + 30) n_after
+            from spans p left join (select handle, interacted_at::timestamptz::date d from social) s
+                on s.handle = p.social_handle
+            group by all
+        )
+        select sum(n_before) / sum(churn - first + 1), sum(n_after) / sum(date '{END}' - churn - 30)
+        from counted""").fetchone()
+    assert rates is not None
+    before, after = rates
+    assert before > 0 and after < 0.5 * before
+
+
+def test_strangers_are_in_no_truth_and_no_crm(year: duckdb.DuckDBPyConnection) -> None:
+    strangers = year.execute("""select count(*), count(distinct handle) from social
+        where handle not in (select social_handle from holders)""").fetchone()
+    assert strangers is not None
+    rows, handles = strangers
+    assert 0.07 < rows / _one(year, "select count(*) from social") < 0.13  # type: ignore[operator]
+    assert 0 < handles < rows
+    assert _one(year, f"""select count(*) from crm where {_normalised("social_handle")} in (
+        select handle from social where handle not in (select social_handle from holders))""") == 0
+
+
+def test_crm_handles_are_the_truth_handles_as_entered(year: duckdb.DuckDBPyConnection) -> None:
+    assert _one(year, "select count(*) from crm where (social_handle is null) <> (social_platform is null)") == 0
+    mismatched = _one(year, f"""select count(*) from crm c join truth t using (crm_customer_id)
+        where c.social_handle is not null and ({_normalised("c.social_handle")} is distinct from t.social_handle
+                                              or c.social_platform is distinct from t.social_platform)""")
+    assert mismatched == 0
+    in_crm = _one(year, "select count(distinct crm_customer_id) from crm where social_handle is not null")
+    assert in_crm == _one(year, "select count(*) from truth where social_handle_in_crm") > 0
+    dirt = {
+        "with @": "social_handle like '@%'",
+        "without @": "social_handle not like '%@%'",
+        "upper case": "social_handle <> lower(social_handle)",
+        "stray spaces": "social_handle <> trim(social_handle)",
+    }
+    for name, condition in dirt.items():
+        assert _one(year, f"select count(*) from crm where {condition}") > 0, name
+
+
+def test_web_category_follows_the_favourite_category(year: duckdb.DuckDBPyConnection) -> None:
+    row = year.execute("""
+        select avg((w.category is null)::int),
+            avg((lower(w.category) = lower(t.favourite_category))::int) filter (where w.category is not null
+                                                                              and t.person_id is not null),
+            count(distinct w.category), count(distinct lower(w.category))
+        from web w left join truth t using (crm_customer_id)""").fetchone()
+    assert row is not None
+    no_category, favourite, spellings, categories = row
+    assert 0.07 < no_category < 0.13
+    assert 0.55 < favourite < 0.65
+    assert categories == len(CATEGORIES) and spellings > categories  # case varies as in shop_orders
+
+
+# --- optional columns: ticket subjects, birth dates, promotion codes --------------------------------
+def _keyword_seed() -> list[tuple[str, str]]:
+    with KEYWORD_SEED.open(encoding="utf-8") as fh:
+        return [(row["keyword"].lower(), row["topic"]) for row in csv.DictReader(fh)]
+
+
+def _topics_named(subject: str) -> set[str]:
+    """Topics whose keywords the subject contains, matched as int_support_tickets_attributed does."""
+    return {topic for keyword, topic in _keyword_seed() if keyword in subject.lower()}
+
+
+def test_the_generator_writes_every_column_the_sources_file_maps() -> None:
+    """config/sources.yml maps every catalogue column (tests/test_catalogue.py); each one it reads is written."""
+    sources = load_sources(ROOT / "config" / "sources.yml")
+    assert set(sources) == set(SOURCES)
+    for name, source in sources.items():
+        read = [m.source_column for m in source.columns] + list(source.consumed)
+        assert set(read) == set(SOURCE_COLUMNS[name]), name
+
+
+def test_subject_templates_name_their_topic_and_no_other_per_the_keyword_seed() -> None:
+    seed_topics = {topic for _, topic in _keyword_seed()}
+    assert seed_topics == set(SUPPORT_TOPICS)
+    assert len(SUPPORT_SUBJECTS) == len(SUPPORT_TOPICS)
+    for topic, subjects in zip(SUPPORT_TOPICS, SUPPORT_SUBJECTS, strict=True):
+        assert len(subjects) >= 3, topic
+        for subject in subjects:
+            assert _topics_named(subject) == {topic}, subject
+            assert _topics_named(subject.upper()) == {topic}, subject
+    assert GENERIC_SUBJECTS and all(not _topics_named(s) for s in GENERIC_SUBJECTS)
+    # JSON lines are written unescaped: no quote, backslash or control character
+    everything = [s for t in SUPPORT_SUBJECTS for s in t] + list(GENERIC_SUBJECTS)
+    assert not [s for s in everything if re.search(r'["\\\x00-\x1f]', s)]
+
+
+def test_every_ticket_has_a_subject_naming_its_topic(
+    con: duckdb.DuckDBPyConnection, year: duckdb.DuckDBPyConnection
+) -> None:
+    for c in (con, year):
+        rows = c.execute("select topic, subject from support").fetchall()
+        assert rows and all(subject for _, subject in rows)
+        named = [(topic, _topics_named(subject)) for topic, subject in rows]
+        assert all(found in (set(), {topic}) for topic, found in named)
+        # what the pipeline will find (longest keyword of subject + filed topic) is the filed topic
+        for topic, subject in rows:
+            text = f"{subject} {topic}".lower()
+            hits = sorted((-len(k), k, t) for k, t in _keyword_seed() if k in text)
+            assert hits and hits[0][2] == topic, subject
+    rows = year.execute("select topic, subject from support").fetchall()
+    generic = sum(1 for _, subject in rows if not _topics_named(subject)) / len(rows)
+    assert 0.04 < generic < 0.18
+    spellings = {subject for _, subject in rows}
+    assert any(s != s.lower() for s in spellings) and any(s == s.lower() for s in spellings)
+    assert {topic for topic, _ in rows} == set(SUPPORT_TOPICS)
+
+
+def test_recent_tickets_are_more_often_open(year: duckdb.DuckDBPyConnection) -> None:
+    rows = year.execute(f"""select file_date > date '{END}' - 3 as last_days, file_date > date '{END}' - 7 as week,
+            avg((ticket_status = 'open')::int), count(*), count(nps_score) filter (where ticket_status = 'open')
+        from support group by all""").fetchall()
+    by = {(last, week): (open_share, n, open_nps) for last, week, open_share, n, open_nps in rows}
+    assert by[(True, True)][0] == 1.0 and by[(False, False)][0] < 0.1
+    assert all(open_nps == 0 for *_, open_nps in by.values())  # the survey follows a solved ticket
+    recent = _one(year, f"select avg((ticket_status = 'open')::int) from support where file_date > date '{END}' - 7")
+    assert recent > 3 * by[(False, False)][0]  # type: ignore[operator]
+
+
+def test_birth_date_is_in_the_birth_year(con: duckdb.DuckDBPyConnection, year: duckdb.DuckDBPyConnection) -> None:
+    for c in (con, year):
+        bad = {
+            "format": "birth_date is not null and not regexp_full_match(birth_date, '\\d{4}-\\d\\d-\\d\\d')",
+            "presence": "(birth_date is null) <> (birth_year is null)",
+            "year": "year(birth_date::date)::varchar <> birth_year",
+        }
+        for name, condition in bad.items():
+            assert _one(c, f"select count(*) from crm where {condition}") == 0, name
+        # one date per customer across re-exports, and it is the truth's
+        assert _one(c, "select count(*) from (select crm_customer_id from crm group by 1"
+                       " having count(distinct coalesce(birth_date, '')) > 1)") == 0  # fmt: skip
+        assert _one(c, """select count(*) from (select distinct crm_customer_id, birth_date::date d from crm) c
+            join truth t using (crm_customer_id) where c.d is distinct from t.birth_date""") == 0
+        assert _one(c, "select count(*) from crm where birth_date is not null") > 0
+
+
+def test_birth_dates_cover_the_calendar_and_29_february(
+    con: duckdb.DuckDBPyConnection, year: duckdb.DuckDBPyConnection
+) -> None:
+    assert dict(year.execute("select typeof(birth_date), count(*) from truth group by 1").fetchall()).keys() == {"DATE"}
+    months = dict(year.execute("""select month(birth_date), count(*) / sum(count(*)) over () from truth
+        where birth_date is not null group by 1""").fetchall())
+    assert sorted(months) == list(range(1, 13)) and all(0.05 < s < 0.12 for s in months.values())
+    assert _one(year, "select count(*) from truth where day(birth_date) = 31") > 0
+    leap_born, leap_day = year.execute("""select
+            count(*) filter (where year(birth_date) % 4 = 0 and (year(birth_date) % 100 <> 0
+                                                               or year(birth_date) % 400 = 0)),
+            count(*) filter (where month(birth_date) = 2 and day(birth_date) = 29)
+        from truth""").fetchone()  # type: ignore[misc]
+    assert leap_day >= max(1, round(0.005 * leap_born))
+    assert leap_day < 0.02 * leap_born  # a small share, not a pile-up
+    # 400 customers still have one, and it reaches the CRM file when that person is a CRM customer
+    assert _one(con, "select count(*) from truth where strftime(birth_date, '%m-%d') = '02-29'") >= 1
+    assert _one(year, "select count(*) from crm where birth_date like '%-02-29'") >= 1
+
+
+def test_birth_dates_are_uniform_over_real_calendar_days() -> None:
+    rng = np.random.default_rng(0)
+    years = np.repeat(np.array([1999, 2000, 1900, 0]), 100_000)
+    born = generator._birth_dates(rng, years)
+    assert born.dtype == np.dtype("datetime64[D]")
+    by_year = born.astype("datetime64[Y]").astype(int) + 1970
+    known = years > 0
+    assert (by_year[known] == years[known]).all()
+    for y in (1999, 2000, 1900):
+        days = np.unique(born[years == y])
+        assert days.size == (366 if calendar.isleap(y) else 365), y
+    feb_29 = born[years == 2000] == np.datetime64("2000-02-29")
+    assert 1 / 366 + 0.004 < feb_29.mean() < 1 / 366 + 0.006  # natural share plus the forced 0.5%
+    # one leap-born person among non-leap ones still gets 29 February
+    one = generator._birth_dates(np.random.default_rng(1), np.array([1999, 2001, 1988, 2003]))
+    assert str(one[2]) == "1988-02-29"
+
+
+def test_promo_codes_only_on_discounted_orders(con: duckdb.DuckDBPyConnection, year: duckdb.DuckDBPyConnection) -> None:
+    for c in (con, year):
+        row = c.execute("""select
+                count(*) filter (where promo_code is not null and try_cast(discount_amount as double) = 0),
+                avg((promo_code is not null)::int) filter (where try_cast(discount_amount as double) > 0),
+                count(*) filter (where try_cast(discount_amount as double) > 0)
+            from shop""").fetchone()
+        assert row is not None
+        on_undiscounted, share, discounted = row
+        assert on_undiscounted == 0 and discounted > 0
+        assert 0.55 < share < 0.85
+        assert _one(c, f"select count(*) from shop where upper(trim(promo_code)) not in {PROMO_CODES}") == 0
+    assert 0.64 < _one(year, "select avg((promo_code is not null)::int) from shop"
+                             " where try_cast(discount_amount as double) > 0") < 0.76  # type: ignore[operator]
+    dirt = {"as issued": "promo_code = upper(trim(promo_code))",
+            "case": "promo_code <> upper(promo_code)",
+            "stray spaces": "promo_code <> trim(promo_code)"}  # fmt: skip
+    for name, condition in dirt.items():
+        assert _one(year, f"select count(*) from shop where {condition}") > 0, name
+    assert _one(year, "select count(distinct upper(trim(promo_code))) from shop") == len(PROMO_CODES)

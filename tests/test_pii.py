@@ -1,5 +1,5 @@
 """PII stays in `raw`: after a real DAG run no text column of any `analytics` table holds an email
-address or a phone number, whatever the export's customer column holds (bring-your-own-orders
+address, a social-media handle or a phone number, whatever the export's customer column holds (bring-your-own-orders
 exports of e-mail addresses and of phone numbers); published ids and references are keyed hashes
 that nobody can compute from a known reference without the key; production refuses to run without
 a hash key."""
@@ -62,6 +62,17 @@ def _known_phones(wh) -> set[str]:
     return phones
 
 
+def _known_handles(wh) -> set[str]:
+    """Every social-media handle in raw (the social export's and the CRM's), lower case without @."""
+    handles = set()
+    for table, col in (("social_interactions", "handle"), ("crm_customers", "social_handle")):
+        for (value,) in wh.fetchall(f"select distinct {col} from raw.{table} where {col} is not null"):
+            handle = value.strip().lstrip("@").lower()
+            if len(handle) >= 4:
+                handles.add(handle)
+    return handles
+
+
 @pytest.mark.e2e
 def test_no_email_or_phone_in_any_analytics_table(e2e_duckdb_env: dict[str, str]) -> None:
     """Every text column of every `analytics` table after the session's real DAG run."""
@@ -69,6 +80,8 @@ def test_no_email_or_phone_in_any_analytics_table(e2e_duckdb_env: dict[str, str]
     with connect(load_settings(env)) as wh:
         phones = _known_phones(wh)
         assert len(phones) > 100, "the demo data must carry phones for this test to mean anything"
+        handles = _known_handles(wh)
+        assert len(handles) > 50, "the demo data must carry social handles for this test to mean anything"
         columns = wh.fetchall(
             "select table_name, column_name from information_schema.columns where table_schema = 'analytics' "
             "and lower(data_type) in ('text', 'varchar', 'character varying') order by 1, 2")
@@ -84,6 +97,9 @@ def test_no_email_or_phone_in_any_analytics_table(e2e_duckdb_env: dict[str, str]
                     break
                 if any(re.sub(r"\D", "", m.group())[-9:] in phones for m in PHONE.finditer(value)):
                     leaks.append((table, column, "phone"))
+                    break
+                if any(token in handles for token in re.split(r"[\s,;:@]+", value.lower())):
+                    leaks.append((table, column, "social handle"))
                     break
     assert leaks == [], f"PII found in analytics: {leaks}"
     assert len(columns) > 20

@@ -1,9 +1,10 @@
-"""Deterministic demo data generator: the six landing sources of docs/sources.md plus the ground truth.
+"""Deterministic demo data generator: the seven landing sources of docs/sources.md plus the ground truth.
 
 Why it exists: custseg must be demonstrable and testable without anybody's real customers, and the
 segmentation, churn and identity-resolution code can only be scored against a *known* truth. So this
 module simulates people (a latent behaviour type, an acquisition date, a BG/NBD-like purchase and
-dropout process) and renders what each channel system would export about them, dirt included:
+dropout process, a favourite category, a social-media account with an engagement level) and renders
+what each channel system would export about them, dirt included:
 case and whitespace noise, several phone and loyalty-card formats, time zones, currencies, exact
 duplicates, late-arriving rows and a countable number of invalid rows.
 
@@ -11,7 +12,9 @@ Design choices that matter for callers:
 
 * Everything comes from one ``SeedSequence(seed)``, split into one independent stream per concern,
   so the same arguments give byte-identical files and a change in one channel does not reshuffle
-  the others. No wall clock, no hash order, no set iteration is used.
+  the others. New streams are appended to ``_STREAMS`` (``SeedSequence.spawn`` keeps the earlier
+  children), so a new channel or column leaves the bytes of the existing ones as they were.
+  No wall clock, no hash order, no set iteration is used.
 * Rows are simulated as numpy columns (no per-customer Python loops), sorted by landing date and
   rendered chunk by chunk with pyarrow compute, so 1,000,000 customers fit in a few minutes and a
   few GB. Text lines are built by joining columns; values never contain ``,``, ``"`` or newlines,
@@ -47,6 +50,7 @@ SOURCE_FILES: Mapping[str, tuple[str, str]] = MappingProxyType(
         "crm_customers": ("crm/customers", "csv"),
         "email_events": ("marketing/email_events", "csv"),
         "support_tickets": ("support/tickets", "jsonl"),
+        "social_interactions": ("social/interactions", "jsonl"),
     }
 )
 SOURCES: tuple[str, ...] = tuple(SOURCE_FILES)
@@ -56,7 +60,7 @@ SOURCE_COLUMNS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
         "shop_orders": (
             "order_id", "order_ts", "customer_ref", "customer_email", "customer_phone", "currency",
-            "order_total", "discount_amount", "item_count", "category", "order_status", "device",
+            "order_total", "discount_amount", "item_count", "category", "order_status", "device", "promo_code",
         ),
         "pos_sales": (
             "receipt_id", "store_id", "sold_at_local", "store_tz", "loyalty_card", "currency", "amount",
@@ -64,17 +68,20 @@ SOURCE_COLUMNS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         ),
         "web_sessions": (
             "session_id", "started_at_ms", "crm_customer_id", "user_email", "platform", "page_views",
-            "added_to_cart",
+            "added_to_cart", "category",
         ),
         "crm_customers": (
             "crm_customer_id", "email", "phone", "first_name", "last_name", "street_address", "city",
             "region", "country", "birth_year", "gender", "signup_date", "signup_source", "loyalty_card",
-            "updated_at",
+            "updated_at", "social_platform", "social_handle", "birth_date",
         ),
         "email_events": ("event_id", "campaign_id", "email", "event_type", "event_ts"),
         "support_tickets": (
             "ticket_id", "created_at", "customer_email", "customer_phone", "contact_channel", "topic",
-            "ticket_status", "nps_score",
+            "subject", "ticket_status", "nps_score",
+        ),
+        "social_interactions": (
+            "interaction_id", "interacted_at", "platform", "post_id", "interaction_type", "handle", "user_email",
         ),
     }
 )  # fmt: skip
@@ -230,6 +237,68 @@ _CITY_START = np.cumsum([0] + [len(c) for c in CITIES])[:-1]
 _CITY_COUNT = np.array([len(c) for c in CITIES])
 EMAIL_DOMAINS = ("example.com", "example.net", "example.org", "mail.example", "post.example")
 SIGNUP_SOURCES = ("web", "store", "app", "referral", "social")
+#: Category names as exports write them: as is, lower case, upper case (index category * 3 + case).
+_CATEGORY_CASES = tuple(c for cat in CATEGORIES for c in (cat, cat.lower(), cat.upper()))
+_CATEGORY_CASE_WEIGHTS = (0.8, 0.12, 0.08)
+
+# --- social media (the catalogue's SOCIAL_PLATFORMS / SOCIAL_INTERACTIONS; tests/test_generate.py ties them) ---
+SOCIAL_PLATFORMS = ("instagram", "facebook", "tiktok", "x")
+SOCIAL_INTERACTIONS = ("like", "comment", "share", "follow", "mention")
+#: Latent engagement level of an account holder (ground truth ``social_level``).
+SOCIAL_LEVELS = ("none", "low", "medium", "high")
+_SOCIAL_PLATFORM_WEIGHTS = (0.40, 0.25, 0.20, 0.15)
+_SOCIAL_POST_CODES = ("IG", "FB", "TT", "X")
+_SOCIAL_ACCOUNT_SHARE = (0.45, 0.20)  # non-guests, guests
+_SOCIAL_LEVEL_WEIGHTS = (0.30, 0.35, 0.25, 0.10)
+_SOCIAL_RATE = np.array([0.0, 1 / 60, 1 / 12, 1 / 3])  # interactions per day by level
+_SOCIAL_ADVOCATE_SHARE = 0.25  # of account holders above level none
+_SOCIAL_IN_CRM_SHARE = 0.70  # of CRM customers with an account: the CRM holds platform and handle
+_SOCIAL_EMAIL_SHARE = 0.12  # rows with an e-mail (lead forms, contest entries)
+_SOCIAL_FOLLOW_SHARE = 0.40  # a person's first interaction in the window is a follow
+_SOCIAL_STRANGER_SHARE = 0.10  # interactions by people who are nobody's customer
+_SOCIAL_FADE_DAYS = 45.0  # activity decays after churn like e-mail opens
+_SOCIAL_POSTS_BEFORE = 400  # brand posts per platform published before the window; then one every 2 days
+#: Interaction type weights (SOCIAL_INTERACTIONS order): advocates share and mention, others never do.
+_SOCIAL_TYPES_ADVOCATE = (0.42, 0.23, 0.20, 0.0, 0.15)
+_SOCIAL_TYPES_OTHER = (0.72, 0.28, 0.0, 0.0, 0.0)
+_SOCIAL_TYPES_STRANGER = (0.60, 0.15, 0.06, 0.15, 0.04)
+#: Words of strangers' handles: no first or last name, so they never equal a customer's handle.
+_STRANGER_WORDS = (
+    ("urban", "daily", "coffee", "sunny", "wild", "pixel", "retro", "cozy", "happy", "city", "indie", "lazy"),
+    ("vibes", "lover", "life", "style", "fan", "hunter", "days", "finds", "club", "moments", "diaries", "looks"),
+)  # fmt: skip
+
+# --- support ticket subjects (tests/test_generate.py ties them to dbt_project/seeds/ticket_topic_keywords.csv) ---
+SUPPORT_TOPICS = ("delivery", "returns", "product", "billing", "account")
+#: Subject lines per topic (SUPPORT_TOPICS order), in the customer's words: each contains a keyword of
+#: its topic in the keyword seed and none of another topic's.
+SUPPORT_SUBJECTS: tuple[tuple[str, ...], ...] = (
+    ("Where is my parcel?", "Delivery is late", "Courier never came", "Tracking number does not work",
+     "Package not delivered yet"),
+    ("Refund for my return", "How do I return this?", "Exchange for a bigger size", "Still waiting for my refund"),
+    ("Item arrived broken", "Damaged on arrival", "Wrong item in my order", "Faulty product",
+     "Defective zip on my jacket"),
+    ("Charged twice", "Question about my invoice", "Payment failed", "Voucher not accepted at checkout"),
+    ("Cannot log in", "Reset my password", "Please unsubscribe me", "Close my account"),
+)  # fmt: skip
+#: Subjects that name no topic (no keyword of the seed), on ~10% of tickets.
+GENERIC_SUBJECTS = ("Question", "Hello", "Feedback", "Quick question", "Help please")
+_GENERIC_SUBJECT_SHARE = 0.10
+_SUBJECT_FLAT = tuple(s for topic in SUPPORT_SUBJECTS for s in topic) + GENERIC_SUBJECTS
+_SUBJECT_START = np.cumsum([0] + [len(t) for t in SUPPORT_SUBJECTS])  # last entry: start of the generic ones
+_SUBJECT_COUNT = np.array([len(t) for t in SUPPORT_SUBJECTS] + [len(GENERIC_SUBJECTS)])
+_SUBJECT_CASE_WEIGHTS = (0.90, 0.08, 0.02)  # as written, lower case, upper case
+
+# --- promotion codes on discounted online orders ---
+PROMO_CODES = ("SPRING10", "SUMMER15", "WELCOME15", "VIP20", "NEWSLETTER10", "BLACKFRIDAY25")
+_PROMO_CODE_WEIGHTS = (0.22, 0.20, 0.18, 0.12, 0.18, 0.10)
+_PROMO_SHARE = 0.70  # of orders with a discount; the others were discounted without a code
+#: as issued, lower case, title case ("Spring10"), leading space, trailing space
+_PROMO_VARIANT_WEIGHTS = (0.86, 0.06, 0.03, 0.02, 0.03)
+
+#: Share of the people born in a leap year whose birthday is 29 February (at least one when anyone is),
+#: far above the natural 1/366 so that every run exercises the leap-day birthday.
+_LEAP_DAY_SHARE = 0.005
 
 # Local-hour profiles of when things happen (weights per hour 0..23).
 _SHOP_HOURS = np.array([2, 1, 1, 1, 1, 1, 2, 3, 4, 5, 6, 6, 7, 7, 6, 6, 6, 7, 8, 10, 11, 10, 7, 4], float)
@@ -892,6 +961,7 @@ def _invalid_overrides(
 
 def _shop_orders(
     rng: np.random.Generator,
+    promos: np.random.Generator,
     people: _People,
     keys: pa.Array,
     purchases: _Purchases,
@@ -899,7 +969,10 @@ def _shop_orders(
     root: Path,
     invalid_share: float,
 ) -> _Written:
-    """Online orders: logged-in or not, dirty emails and phones, refunds, dups, late and invalid rows."""
+    """Online orders: logged-in or not, dirty emails and phones, refunds, dups, late and invalid rows.
+
+    The promotion code comes from its own stream (`promos`), so adding it left the other columns as they were.
+    """
     sel = ~purchases.in_store
     person, day, protected = purchases.person[sel], purchases.day[sel], purchases.protected[sel]
     n = person.size
@@ -943,10 +1016,10 @@ def _shop_orders(
         (person[src][valid & phone_shown[src]], phone_slot[src][valid & phone_shown[src]]),
     )
     currency_cases = [c for cur in CURRENCIES for c in (cur, cur.lower(), cur.title())]
-    category_cases = [c for cat in CATEGORIES for c in (cat, cat.lower(), cat.upper())]
     currency_case = rng.choice(3, size=n, p=[0.8, 0.15, 0.05])
-    category_case = rng.choice(3, size=n, p=[0.8, 0.12, 0.08])
+    category_case = rng.choice(3, size=n, p=_CATEGORY_CASE_WEIGHTS)
     overrides = _invalid_overrides(rng, kind, gross[src] - discount[src])
+    promo = _promo_codes(promos, discount > 0)
 
     def render(lo: int, hi: int) -> pa.Array:
         s, k = src[lo:hi], slice(lo, hi)
@@ -961,9 +1034,10 @@ def _shop_orders(
             "order_total": _money_strings(gross[s] - discount[s]),
             "discount_amount": _money_strings(discount[s]),
             "item_count": _int_str(basket.items[s]),
-            "category": _lookup(category_cases, basket.category[s] * 3 + category_case[s]),
+            "category": _lookup(_CATEGORY_CASES, basket.category[s] * 3 + category_case[s]),
             "order_status": _lookup(("completed", "refunded", "cancelled"), status[s]),
             "device": _lookup(("web", "app"), app[s].astype(np.int64)),
+            "promo_code": pc.take(promo, pa.array(s)),
         }
         for column, (mask, texts) in overrides.items():
             part = mask[k]
@@ -983,6 +1057,19 @@ def _shop_orders(
         late=int((row_landing > day[src]).sum()),
         invalid_kinds=tuple(int((kind == i).sum()) for i in range(len(INVALID_KINDS))),
     )
+
+
+def _promo_codes(rng: np.random.Generator, discounted: np.ndarray) -> pa.Array:
+    """Code redeemed per order: one of PROMO_CODES on ~70% of the discounted orders, as the shop
+    stored it (mostly as issued; a few in lower or title case or with a stray space); null otherwise."""
+    n = discounted.size
+    with_code = discounted & (rng.random(n) < _PROMO_SHARE)
+    code = rng.choice(len(PROMO_CODES), size=n, p=_PROMO_CODE_WEIGHTS)
+    variant = rng.choice(len(_PROMO_VARIANT_WEIGHTS), size=n, p=_PROMO_VARIANT_WEIGHTS)
+    issued = pa.array(list(PROMO_CODES), _L)
+    title = pc.utf8_capitalize(issued)
+    variants = pa.concat_arrays([issued, pc.utf8_lower(issued), title, _join(" ", issued), _join(issued, " ")])
+    return _maybe(pc.take(variants, pa.array(variant * len(PROMO_CODES) + code)), with_code)
 
 
 # ================================================================================================
@@ -1086,13 +1173,18 @@ def _pos_sales(
 # ================================================================================================
 def _web_sessions(
     rng: np.random.Generator,
+    interests: np.random.Generator,
     people: _People,
     keys: pa.Array,
     churn_day: np.ndarray,
     clock: _Clock,
     root: Path,
 ) -> _Written:
-    """Sessions at a type-dependent rate while active, fading after churn, plus anonymous visitors."""
+    """Sessions at a type-dependent rate while active, fading after churn, plus anonymous visitors.
+
+    The session's category comes from its own stream (`interests`), drawn in file order after every
+    other column, so adding it left the other columns' values as they were.
+    """
     days = clock.days
     known = np.flatnonzero(~people.is_guest)
     types = people.type_code[known]
@@ -1139,6 +1231,8 @@ def _web_sessions(
     )
     p_safe = np.maximum(person, 0)
     with_email = logged_in | via_link
+    category, category_shown = _session_categories(interests, people, person)
+    category_case = interests.choice(3, size=n, p=_CATEGORY_CASE_WEIGHTS)
     ids = _seen_keys(
         people.n,
         (person[logged_in], _SLOT_CRM),
@@ -1158,11 +1252,32 @@ def _web_sessions(
                 ("platform", _lookup(("web", "app"), app[k]), True),
                 ("page_views", _int_str(pages[k]), False),
                 ("added_to_cart", _lookup(("false", "true"), cart[k]), False),
+                ("category", _maybe(_lookup(_CATEGORY_CASES, category[k] * 3 + category_case[k]),
+                                    category_shown[k]), True),
             ]
         )  # fmt: skip
 
     _write_text(root, "web_sessions", clock, day, render)
     return _Written(rows=n, seen=ids)
+
+
+_WEB_FAVOURITE_SHARE = 0.6  # sessions of a known person mostly in their favourite category
+_WEB_NO_CATEGORY_SHARE = 0.10  # home page, account pages: no category
+
+
+def _session_categories(
+    rng: np.random.Generator, people: _People, person: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Category most pages of each session were in: the person's favourite with probability 0.6, else
+    one of the others (uniform); uniform for anonymous visitors (person -1); absent for ~10%."""
+    n, k = person.size, len(CATEGORIES)
+    favourite = people.favourite_category[np.maximum(person, 0)].astype(np.int64)
+    own = rng.random(n) < _WEB_FAVOURITE_SHARE
+    other = (favourite + rng.integers(1, k, n)) % k
+    anonymous = rng.integers(0, k, n)
+    shown = rng.random(n) >= _WEB_NO_CATEGORY_SHARE
+    category = np.where(person >= 0, np.where(own, favourite, other), anonymous)
+    return category, shown
 
 
 # ================================================================================================
@@ -1251,6 +1366,7 @@ def _email_events(
 # ================================================================================================
 def _support_tickets(
     rng: np.random.Generator,
+    subjects: np.random.Generator,
     people: _People,
     keys: pa.Array,
     first_day: np.ndarray,
@@ -1258,7 +1374,11 @@ def _support_tickets(
     clock: _Clock,
     root: Path,
 ) -> _Written:
-    """Tickets while a buyer is active (and shortly after churn), NPS answered about half the time."""
+    """Tickets while a buyer is active (and shortly after churn), NPS answered about half the time.
+
+    Tickets of the window's last 3 days are still open, older ones are solved (95%). The subject line
+    comes from its own stream (`subjects`), drawn in file order after every other column.
+    """
     buyers = np.flatnonzero(first_day >= 0)
     types = people.type_code[buyers]
     count = rng.poisson(_profile_array("support_rate")[types])
@@ -1293,6 +1413,7 @@ def _support_tickets(
     ids = _seen_keys(
         people.n, (person[has_email], email_slot[has_email]), (person[has_phone], phone_slot[has_phone])
     )
+    subject = _ticket_subjects(subjects, topic)
 
     def render(lo: int, hi: int) -> pa.Array:
         k = slice(lo, hi)
@@ -1312,7 +1433,8 @@ def _support_tickets(
                     True,
                 ),
                 ("contact_channel", _lookup(("email", "chat", "phone"), channel[k]), True),
-                ("topic", _lookup(("delivery", "returns", "product", "billing", "account"), topic[k]), True),
+                ("topic", _lookup(SUPPORT_TOPICS, topic[k]), True),
+                ("subject", subject.slice(lo, hi - lo), True),
                 ("ticket_status", _lookup(("open", "solved"), solved[k]), True),
                 ("nps_score", _maybe(_int_str(nps[k]), answered[k]), False),
             ]
@@ -1322,12 +1444,194 @@ def _support_tickets(
     return _Written(rows=n, seen=ids)
 
 
+def _ticket_subjects(rng: np.random.Generator, topic: np.ndarray) -> pa.Array:
+    """Subject line per ticket: a template of its topic (uniform), or for ~10% a generic one that names
+    no topic; a few are typed in lower or upper case."""
+    n = topic.size
+    generic = rng.random(n) < _GENERIC_SUBJECT_SHARE
+    group = np.where(generic, len(SUPPORT_SUBJECTS), topic)
+    pick = np.minimum((rng.random(n) * _SUBJECT_COUNT[group]).astype(np.int64), _SUBJECT_COUNT[group] - 1)
+    case = rng.choice(3, size=n, p=_SUBJECT_CASE_WEIGHTS)
+    written = pa.array(list(_SUBJECT_FLAT), _L)
+    cases = pa.concat_arrays([written, pc.utf8_lower(written), pc.utf8_upper(written)])
+    return pc.take(cases, pa.array(case * len(_SUBJECT_FLAT) + _SUBJECT_START[group] + pick))
+
+
+# ================================================================================================
+# social_interactions
+# ================================================================================================
+@dataclass(frozen=True)
+class _Social:
+    """Per-person latent social-media profile (index = person_id - 1)."""
+    has_account: np.ndarray
+    platform: np.ndarray  # index into SOCIAL_PLATFORMS (meaningful with an account)
+    level: np.ndarray  # index into SOCIAL_LEVELS, -1 without an account
+    rate: np.ndarray  # interactions per day while active (0 for level none and no account)
+    is_advocate: np.ndarray  # shares and mentions; only account holders above level none
+    in_crm: np.ndarray  # the CRM holds the platform and the handle
+    handle: pa.Array  # as the platform shows it: lower case, no "@" (every person; used with an account)
+    crm_handle: pa.Array  # as entered in the CRM: "@" or not, case varies, stray spaces
+
+
+def _make_social(rng: np.random.Generator, people: _People) -> _Social:
+    """Who has an account on which platform, under which handle, how active, and what the CRM holds."""
+    n = people.n
+    idx = np.arange(n)
+    has_account = rng.random(n) < np.where(people.is_guest, _SOCIAL_ACCOUNT_SHARE[1], _SOCIAL_ACCOUNT_SHARE[0])
+    platform = rng.choice(len(SOCIAL_PLATFORMS), size=n, p=_SOCIAL_PLATFORM_WEIGHTS)
+    level = np.where(has_account, rng.choice(len(SOCIAL_LEVELS), size=n, p=_SOCIAL_LEVEL_WEIGHTS), -1)
+    rate = _SOCIAL_RATE[np.maximum(level, 0)] * rng.gamma(4.0, 1 / 4, n)
+    is_advocate = (level > 0) & (rng.random(n) < _SOCIAL_ADVOCATE_SHARE)
+    in_crm = has_account & ~people.is_guest & (rng.random(n) < _SOCIAL_IN_CRM_SHARE)
+
+    # Handle: name + a number unique per person, so the handle is too (the digits end it, the name
+    # part ends in a letter). x allows no ".".
+    style = rng.integers(0, 4, n)
+    style[(platform == SOCIAL_PLATFORMS.index("x")) & (style == 2)] = 1
+    modulus = 10 ** max(4, len(str(n)))
+    num = _int_str(_bijection(idx, modulus, 7901, int(rng.integers(modulus))))
+    first = _lookup(FIRST_NAMES, people.first_idx)
+    last = _lookup(LAST_NAMES, people.last_idx)
+    styles = [
+        _join(first, last, num),
+        _join(first, "_", last, num),
+        _join(first, ".", last, num),
+        _join(pc.utf8_slice_codeunits(first, 0, 1), last, num),
+    ]
+    shown = pc.take(pa.concat_arrays(styles), pa.array(style * n + idx))  # e.g. Jane_Smith4821
+    handle = pc.utf8_lower(shown)
+    cases = pa.concat_arrays([handle, shown, pc.utf8_upper(shown)])
+    typed = pc.take(cases, pa.array(rng.choice(3, size=n, p=[0.6, 0.3, 0.1]) * n + idx))
+    at = rng.random(n) < 0.5
+    typed = pc.if_else(pa.array(at), _join("@", typed), typed)
+    space = rng.choice(4, size=n, p=[0.88, 0.05, 0.05, 0.02])  # none, leading, trailing, both
+    typed = pc.if_else(pa.array((space == 1) | (space == 3)), _join(" ", typed), typed)
+    typed = pc.if_else(pa.array(space >= 2), _join(typed, " "), typed)
+    return _Social(has_account, platform, level, rate, is_advocate, in_crm, handle, typed)
+
+
+def _stranger_handles(rng: np.random.Generator, pool: int) -> tuple[pa.Array, np.ndarray]:
+    """Handles (and platforms) of people who follow the brand but are nobody's customer."""
+    idx = np.arange(pool)
+    a, b = _STRANGER_WORDS
+    word1 = _lookup(a, idx % len(a))
+    word2 = _lookup(b, idx // len(a) % len(b))
+    sep = _lookup(("", "_", "."), rng.integers(0, 3, pool))
+    modulus = 10 ** max(2, len(str(pool)))
+    num = _int_str(_bijection(idx, modulus, 7907, int(rng.integers(modulus))))
+    platform = rng.choice(len(SOCIAL_PLATFORMS), size=pool, p=_SOCIAL_PLATFORM_WEIGHTS)
+    sep = pc.if_else(pa.array(platform == SOCIAL_PLATFORMS.index("x")), _s("_"), sep)
+    return _join(word1, sep, word2, num), platform
+
+
+def _social_interactions(
+    rng: np.random.Generator,
+    people: _People,
+    keys: pa.Array,
+    social: _Social,
+    churn_day: np.ndarray,
+    clock: _Clock,
+    root: Path,
+) -> _Written:
+    """Likes, comments, shares, follows and mentions: a Poisson process per account holder at its
+    level's rate from acquisition on, fading after churn; shares and mentions only by advocates; a
+    person's first interaction is often a follow; plus strangers, exact duplicates and late rows."""
+    days = clock.days
+    active = np.flatnonzero(social.rate > 0)
+    start = people.acquired_at[active]
+    churned = churn_day[active] >= 0
+    churn = churn_day[active].astype(np.float64) + 0.5
+    end = np.where(churned, churn, float(days))
+    rate = social.rate[active]
+    count = rng.poisson(rate * np.maximum(end - start, 0.0))
+    fade_count = np.where(churned, rng.poisson(rate * _SOCIAL_FADE_DAYS), 0)
+    who = np.repeat(np.arange(active.size), count)
+    t_active = start[who] + rng.random(who.size) * (end - start)[who]
+    who_fade = np.repeat(np.arange(active.size), fade_count)
+    t_fade = churn[who_fade] + rng.exponential(_SOCIAL_FADE_DAYS, who_fade.size)
+    who = np.concatenate([who, who_fade])
+    t = np.concatenate([t_active, t_fade])
+    inside = t < days
+    person, t = active[who[inside]], t[inside]
+    by_person = _sort_rows(person, t)
+    person, t = person[by_person], t[by_person]
+    n_known = person.size
+    first = np.r_[True, person[1:] != person[:-1]] if n_known else np.zeros(0, bool)
+    kind = np.where(
+        social.is_advocate[person],
+        rng.choice(len(SOCIAL_INTERACTIONS), size=n_known, p=_SOCIAL_TYPES_ADVOCATE),
+        rng.choice(len(SOCIAL_INTERACTIONS), size=n_known, p=_SOCIAL_TYPES_OTHER),
+    )
+    kind[first & (rng.random(n_known) < _SOCIAL_FOLLOW_SHARE)] = SOCIAL_INTERACTIONS.index("follow")
+
+    # Strangers: ~10% of all interactions, a few each, any day.
+    n_strange = round(n_known * _SOCIAL_STRANGER_SHARE / (1 - _SOCIAL_STRANGER_SHARE))
+    pool = max(1, n_strange // 3)
+    stranger_handle, stranger_platform = _stranger_handles(rng, pool)
+    stranger = rng.integers(0, pool, n_strange)
+    stranger_day = rng.integers(0, days, n_strange)
+    stranger_tz = rng.choice(len(TIME_ZONES), size=n_strange, p=[0.55, 0.27, 0.12, 0.06])
+    stranger_kind = rng.choice(len(SOCIAL_INTERACTIONS), size=n_strange, p=_SOCIAL_TYPES_STRANGER)
+
+    handle_index = np.concatenate([person, people.n + stranger])  # into handle ++ stranger_handle
+    day = np.concatenate([t.astype(np.int64), stranger_day])
+    tz = np.concatenate([people.tz[person], stranger_tz])
+    platform = np.concatenate([social.platform[person], stranger_platform[stranger]])
+    kind = np.concatenate([kind, stranger_kind])
+    person = np.concatenate([person, np.full(n_strange, -1)])
+    n = person.size
+    utc = _place_in_day(clock, day, _local_seconds_of_day(rng, n, _SHOP_HOURS), tz)
+    lag = rng.geometric(0.3, n) - 1  # days since the post interacted with was published
+    post_no = np.maximum(_SOCIAL_POSTS_BEFORE + np.floor_divide(day - lag, 2), 1)
+    has_post = np.isin(kind, [SOCIAL_INTERACTIONS.index(k) for k in ("like", "comment", "share")])
+    with_email = (person >= 0) & (rng.random(n) < _SOCIAL_EMAIL_SHARE)
+    email_slot = _SLOT_EMAIL + rng.integers(0, _N_EMAIL_VARIANTS, n)
+    landing = _landing_delay(rng, day, days)
+
+    # Ids follow interaction time; exact duplicates are extra copies in the same file.
+    interaction_no = np.empty(n, dtype=np.int64)
+    interaction_no[_sort_rows(utc, np.arange(n))] = np.arange(1, n + 1)
+    dup_src = np.flatnonzero(rng.random(n) < DUPLICATE_SHARE)
+    src = np.concatenate([np.arange(n), dup_src])
+    row_landing = landing[src]
+    order = _sort_rows(row_landing, utc[src], np.arange(src.size))
+    src, row_landing = src[order], row_landing[order]
+    emailed = with_email[src]
+    ids = _seen_keys(people.n, (person[src][emailed], email_slot[src][emailed]))
+    handles = pa.concat_arrays([social.handle, stranger_handle])
+    p_safe = np.maximum(person, 0)
+
+    def render(lo: int, hi: int) -> pa.Array:
+        s = src[lo:hi]
+        post = _join("P-", _lookup(_SOCIAL_POST_CODES, platform[s]), "-", _int_str(post_no[s], 6))
+        return _json_lines(
+            [
+                ("interaction_id", _join("SI-", _int_str(interaction_no[s], 10)), True),
+                ("interacted_at", _join(_clock_strings(clock, utc[s]), "Z"), True),
+                ("platform", _lookup(SOCIAL_PLATFORMS, platform[s]), True),
+                ("post_id", _maybe(post, has_post[s]), True),
+                ("interaction_type", _lookup(SOCIAL_INTERACTIONS, kind[s]), True),
+                ("handle", pc.take(handles, pa.array(handle_index[s])), True),
+                ("user_email", _maybe(_keys(keys, people.n, email_slot[s], p_safe[s]), with_email[s]), True),
+            ]
+        )
+
+    _write_text(root, "social_interactions", clock, row_landing, render)
+    return _Written(
+        rows=int(src.size), seen=ids, duplicates=int(dup_src.size), late=int((row_landing > day[src]).sum())
+    )
+
+
 # ================================================================================================
 # crm_customers
 # ================================================================================================
-def _crm_customers(people: _People, keys: pa.Array, clock: _Clock, root: Path) -> _Written:
+def _crm_customers(
+    people: _People, keys: pa.Array, social: _Social, birth_date: np.ndarray, clock: _Clock, root: Path
+) -> _Written:
     """CRM master rows: a full export of existing customers in the first file, then new signups, then
-    re-exports of changed customers (new phone or moved) with a later updated_at."""
+    re-exports of changed customers (new phone or moved) with a later updated_at. The social-media
+    platform and handle (as entered) are there for ~70% of the customers who have an account; the birth
+    date whenever the birth year is."""
     crm = np.flatnonzero(~people.is_guest)
     changed = crm[people.change_sec[crm] >= 0]
     person = np.concatenate([crm, changed])
@@ -1375,12 +1679,34 @@ def _crm_customers(people: _People, keys: pa.Array, clock: _Clock, root: Path) -
                 _lookup(SIGNUP_SOURCES, people.signup_source[p]),
                 _maybe(_keys(keys, people.n, card_slot[k], p), card[k]),
                 _join(_any_timestamps(clock, updated[k]), "Z"),
+                _maybe(_lookup(SOCIAL_PLATFORMS, social.platform[p]), social.in_crm[p]),
+                _maybe(pc.take(social.crm_handle, pa.array(p)), social.in_crm[p]),
+                _maybe(pa.array(birth_date[p]).cast(pa.string()).cast(_L), by > 0),
             ]
         )  # fmt: skip
 
     header = (",".join(SOURCE_COLUMNS["crm_customers"]) + "\n").encode()
     _write_text(root, "crm_customers", clock, day, render, header)
     return _Written(rows=int(person.size), seen=ids)
+
+
+def _birth_dates(rng: np.random.Generator, birth_year: np.ndarray) -> np.ndarray:
+    """Date of birth per person in their birth year (datetime64[D]; 1 January where the year is unknown, 0).
+
+    Month and day are uniform over the real calendar days of the year; on top of that a fixed share of
+    the people born in a leap year (_LEAP_DAY_SHARE, at least one when there is anyone) is born on
+    29 February, so that leap-day birthdays always occur.
+    """
+    n = birth_year.size
+    known = birth_year > 0
+    year = np.where(known, birth_year, 2000)
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    day_of_year = rng.integers(0, 365 + leap.astype(np.int64), n)
+    leap_born = np.flatnonzero(known & leap)
+    leap_day = min(leap_born.size, max(1, round(_LEAP_DAY_SHARE * leap_born.size)))
+    day_of_year[rng.choice(leap_born, size=leap_day, replace=False)] = 31 + 28  # 29 February
+    jan_1 = (year - 1970).astype("datetime64[Y]").astype("datetime64[D]")
+    return np.where(known, jan_1 + day_of_year.astype("timedelta64[D]"), jan_1)
 
 
 def _any_dates(clock: _Clock, seconds: np.ndarray) -> pa.Array:
@@ -1414,11 +1740,14 @@ def _write_ground_truth(
     first_day: np.ndarray,
     churn_day: np.ndarray,
     clock: _Clock,
+    social: _Social,
+    birth_date: np.ndarray,
     seen: Mapping[str, np.ndarray],
 ) -> None:
     """customers.parquet (latent truth) and identities.parquet (every key each person appeared under)."""
     out.mkdir(parents=True, exist_ok=True)
     start = np.datetime64(clock.start, "D")
+    account = social.has_account
     customers = pa.table(
         {
             "person_id": pa.array(np.arange(1, people.n + 1, dtype=np.int64)),
@@ -1427,6 +1756,13 @@ def _write_ground_truth(
             "first_purchase_date": _dates_or_null(start, first_day),
             "churn_date": _dates_or_null(start, churn_day),
             "is_guest": pa.array(people.is_guest),
+            "favourite_category": _lookup(CATEGORIES, people.favourite_category).cast(pa.string()),
+            "social_platform": _maybe(_lookup(SOCIAL_PLATFORMS, social.platform), account).cast(pa.string()),
+            "social_handle": _maybe(social.handle, account).cast(pa.string()),
+            "social_handle_in_crm": pa.array(social.in_crm),
+            "social_level": _maybe(_lookup(SOCIAL_LEVELS, np.maximum(social.level, 0)), account).cast(pa.string()),
+            "is_advocate": pa.array(social.is_advocate),
+            "birth_date": pa.array(birth_date, mask=people.birth_year <= 0, type=pa.date32()),
         }
     )
     pq.write_table(customers, out / "customers.parquet", compression="snappy")
@@ -1455,7 +1791,12 @@ def _dates_or_null(start: np.datetime64, day: np.ndarray) -> pa.Array:
 # ================================================================================================
 # Entry point
 # ================================================================================================
-_STREAMS = ("people", "keys", "purchases", "shop", "pos", "web", "email", "support")
+#: Append new streams at the end: spawn() derives each child from its position, so the earlier ones
+#: (and every channel drawing from them) stay as they were.
+_STREAMS = (
+    "people", "keys", "purchases", "shop", "pos", "web", "email", "support", "social", "interests",
+    "subjects", "birthdays", "promos",
+)  # fmt: skip
 
 
 def _streams(seed: int) -> dict[str, np.random.Generator]:
@@ -1511,13 +1852,16 @@ def generate(
     purchases, dropped = _simulate_purchases(rng["purchases"], people, days)
     first_day, churn_day = _purchase_days(people, purchases, dropped)
 
-    shop = _shop_orders(rng["shop"], people, keys, purchases, clock, landing, invalid_share)
+    shop = _shop_orders(rng["shop"], rng["promos"], people, keys, purchases, clock, landing, invalid_share)
     pos = _pos_sales(rng["pos"], people, keys, purchases, clock, landing)
     del purchases
-    web = _web_sessions(rng["web"], people, keys, churn_day, clock, landing)
+    web = _web_sessions(rng["web"], rng["interests"], people, keys, churn_day, clock, landing)
     email = _email_events(rng["email"], people, keys, churn_day, clock, landing)
-    support = _support_tickets(rng["support"], people, keys, first_day, churn_day, clock, landing)
-    crm = _crm_customers(people, keys, clock, landing)
+    support = _support_tickets(rng["support"], rng["subjects"], people, keys, first_day, churn_day, clock, landing)
+    social_profile = _make_social(rng["social"], people)
+    social = _social_interactions(rng["social"], people, keys, social_profile, churn_day, clock, landing)
+    birth_date = _birth_dates(rng["birthdays"], people.birth_year)
+    crm = _crm_customers(people, keys, social_profile, birth_date, clock, landing)
     results = {
         "shop_orders": shop,
         "pos_sales": pos,
@@ -1525,9 +1869,11 @@ def generate(
         "crm_customers": crm,
         "email_events": email,
         "support_tickets": support,
+        "social_interactions": social,
     }
     _write_ground_truth(
-        truth, people, keys, first_day, churn_day, clock, {s: r.seen for s, r in results.items()}
+        truth, people, keys, first_day, churn_day, clock, social_profile, birth_date,
+        {s: r.seen for s, r in results.items()},
     )
     return GenerationSummary(
         out_dir=out,
@@ -1560,7 +1906,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {summary.landing_dir} ({summary.start_date}..{summary.end_date}) "
           f"in {time.perf_counter() - began:.1f}s")  # fmt: skip
     for source in SOURCES:
-        print(f"  {source:16s} rows={summary.rows[source]:>11,d} invalid={summary.invalid_rows[source]:,d} "
+        print(f"  {source:19s} rows={summary.rows[source]:>11,d} invalid={summary.invalid_rows[source]:,d} "
               f"dup={summary.duplicate_rows[source]:,d} late={summary.late_rows[source]:,d}")  # fmt: skip
 
 

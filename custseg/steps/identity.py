@@ -123,6 +123,7 @@ NAMESPACES: dict[str, str] = {
     "customer:card": "normalised loyalty card -> customer_id of a customer known by a card only",
     "ref:crm": "trimmed CRM id -> customer_identity.source_customer_ref (source crm)",
     "ref:card": "normalised loyalty card -> customer_identity.source_customer_ref (source loyalty_card)",
+    "social": "platform:handle (lower case, no @) -> social_handle_hash (staging: CRM and social interactions)",
 }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from custseg.catalogue import CHANNELS, raw_table_ddl
+from custseg.catalogue import CHANNELS, SQL_TYPES, raw_table_ddl
 from custseg.config import PUBLISHED_BY_DATE, PUBLISHED_TABLES, Settings
 from custseg.warehouse.ddl import OPS_DDL, RENAMED_COLUMNS
 from custseg.warehouse.sql import qualified, quote_ident
@@ -88,6 +88,7 @@ class Warehouse:
         for channel in CHANNELS.values():
             self.execute(raw_table_ddl("raw", channel))
         self._rename_old_columns()
+        self._add_new_channel_columns()
         for ddl in OPS_DDL:
             self.execute(ddl)
         self._index_raw_partitions()
@@ -101,6 +102,16 @@ class Warehouse:
                 if old in columns and new not in columns:
                     self.execute(f"alter table {qualified(schema, table)} "
                                  f"rename column {quote_ident(old)} to {quote_ident(new)}")
+
+    def _add_new_channel_columns(self) -> None:
+        """Give raw tables made by an earlier release the columns the catalogue has added since (null in the
+        rows loaded before; a new optional column is additive). The alter runs only when one is missing."""
+        for channel in CHANNELS.values():
+            present = set(self.columns("raw", channel.table))
+            for col in channel.columns:
+                if col.name not in present:
+                    self.execute(f"alter table {qualified('raw', channel.table)} "
+                                 f"add column {quote_ident(col.name)} {SQL_TYPES[col.type]}")
 
     def _index_raw_partitions(self) -> None:
         """DuckDB prunes partitions by its zone maps; PostgreSQL needs an index (see PostgresWarehouse)."""

@@ -7,7 +7,7 @@
     (`select pii_salt from source('pipeline', 'pii_salt')`). The namespace is one of a fixed set. -#}
 {% macro keyed_hash(namespace, expr) -%}
     {%- set namespaces = ['email', 'phone', 'customer:crm', 'customer:email', 'customer:phone', 'customer:card',
-                          'ref:crm', 'ref:card'] -%}
+                          'ref:crm', 'ref:card', 'social'] -%}
     {%- if namespace not in namespaces -%}
         {{ exceptions.raise_compiler_error("keyed_hash: unknown namespace '" ~ namespace ~ "'") }}
     {%- endif -%}
@@ -58,6 +58,16 @@
         when substr({{ digits }}, 1, 1) = '0' then '{{ ("+" ~ cc) | replace("'", "''") }}' || substr({{ digits }}, 2)
         when '{{ cc | replace("'", "''") }}' = '1' and length({{ digits }}) = 10 then '+1' || {{ digits }}
         else '+' || {{ digits }}
+    end
+{%- endmacro %}
+
+{#- A social-media handle scoped to its platform, as `platform:handle`: lower case, trimmed, without a
+    leading @; null without a handle or a platform (one handle on two platforms may be two people). -#}
+{% macro normalise_social_handle(platform_expr, handle_expr) -%}
+    case
+        when nullif(trim({{ platform_expr }}), '') is not null
+            and nullif(ltrim(trim({{ handle_expr }}), '@'), '') is not null
+            then lower(trim({{ platform_expr }})) || ':' || lower(ltrim(trim({{ handle_expr }}), '@'))
     end
 {%- endmacro %}
 

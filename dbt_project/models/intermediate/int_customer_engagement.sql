@@ -1,10 +1,6 @@
 -- Web, email and support engagement per customer as of the run date.
 with
 
-customer_keys as (
-    select * from {{ ref('int_customer_keys') }}
-),
-
 sessions_attributed as (
     select * from {{ ref('int_web_sessions_attributed') }}
 ),
@@ -13,8 +9,8 @@ email_events as (
     select * from {{ ref('int_email_events_attributed') }}
 ),
 
-tickets as (
-    select * from {{ ref('stg_support__tickets') }}
+tickets_attributed as (
+    select * from {{ ref('int_support_tickets_attributed') }}
 ),
 
 web as (
@@ -50,19 +46,6 @@ email as (
         count(case when event_type = 'click' then campaign_id end) as emails_clicked
     from campaign_events
     group by customer_id
-),
-
-tickets_attributed as (
-    select
-        coalesce(by_email.customer_id, by_phone.customer_id) as customer_id,
-        tickets.ticket_id,
-        tickets.created_at,
-        tickets.nps_score
-    from tickets
-    left join customer_keys as by_email
-        on by_email.key_type = 'email' and tickets.email_hash = by_email.key_value
-    left join customer_keys as by_phone
-        on by_phone.key_type = 'phone' and tickets.phone_hash = by_phone.key_value
 ),
 
 latest_nps as (

@@ -48,6 +48,15 @@ amounts as (
         sum(case when purchase_date > {{ dbt.dateadd('day', -365, as_of_date()) }} then net_amount else 0 end)
             as net_revenue_12m,
         sum(case when not is_refund then discount_amount else 0 end) as discount_total,
+        sum(case
+            when not is_refund and purchase_date > {{ dbt.dateadd('day', -365, as_of_date()) }} then 1 else 0
+        end) as purchases_12m,
+        sum(case
+            when not is_refund and is_deal
+                and purchase_date > {{ dbt.dateadd('day', -365, as_of_date()) }}
+                then 1
+            else 0
+        end) as deal_purchases_12m,
         count(distinct case when not is_refund then category end) as category_breadth,
         sum(case when not is_refund and sales_channel = 'online' then 1 else 0 end) as online_orders,
         sum(case when not is_refund and sales_channel = 'store' then 1 else 0 end) as store_orders,
@@ -76,6 +85,9 @@ final as (
         cast(amounts.refunds as double precision) / nullif(amounts.orders + amounts.refunds, 0) as refund_rate,
         cast(amounts.discount_total as double precision)
         / nullif(amounts.discount_total + amounts.gross_revenue, 0) as discount_share,
+        amounts.purchases_12m,
+        cast(amounts.deal_purchases_12m as double precision)
+        / nullif(amounts.purchases_12m, 0) as deal_purchase_share_12m,
         amounts.category_breadth,
         cast(amounts.online_orders as double precision) / nullif(amounts.orders, 0) as online_share,
         cast(amounts.store_orders as double precision) / nullif(amounts.orders, 0) as store_share,

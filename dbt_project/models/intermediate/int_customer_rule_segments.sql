@@ -14,6 +14,10 @@ engagement as (
     select * from {{ ref('int_customer_engagement') }}
 ),
 
+feedback as (
+    select * from {{ ref('int_customer_feedback') }}
+),
+
 value_ranked as (
     select
         customer_id,
@@ -67,15 +71,25 @@ final as (
             else 'one_time'
         end as loyalty_tier,
         case
+            -- an open complaint outweighs an earlier good answer; a falling promoter is no longer sure
+            when feedback.has_open_complaint then 'detractor'
+            when engagement.last_nps_score >= 9 and feedback.nps_trend = 'down' then 'passive'
             when engagement.last_nps_score >= 9 then 'promoter'
             when engagement.last_nps_score >= 7 then 'passive'
             when engagement.last_nps_score >= 0 then 'detractor'
             else 'unknown'
-        end as satisfaction_class
+        end as satisfaction_class,
+        case
+            when purchase_stats.deal_purchase_share_12m is null then 'unknown'
+            when purchase_stats.deal_purchase_share_12m >= {{ var('price_deal_seeker_min_share') }} then 'deal_seeker'
+            when purchase_stats.deal_purchase_share_12m <= {{ var('price_full_price_max_share') }} then 'full_price'
+            else 'mixed'
+        end as price_sensitivity
     from customers
     left join purchase_stats on customers.customer_id = purchase_stats.customer_id
     left join value_ranked on customers.customer_id = value_ranked.customer_id
     left join engagement on customers.customer_id = engagement.customer_id
+    left join feedback on customers.customer_id = feedback.customer_id
 )
 
 select * from final

@@ -51,7 +51,9 @@ crm as (
         end as age_band,
         gender,
         signup_date,
-        signup_source
+        signup_source,
+        birth_date,
+        cast(extract(month from birth_date) as integer) as birth_month
     from crm_resolved
     where record_rank = 1
 ),
@@ -82,7 +84,9 @@ buyers as (
         'unknown' as age_band,
         'unknown' as gender,
         cast(null as date) as signup_date,
-        case when buyer_crm_keys.customer_id is null then 'guest_checkout' else 'unknown' end as signup_source
+        case when buyer_crm_keys.customer_id is null then 'guest_checkout' else 'unknown' end as signup_source,
+        cast(null as date) as birth_date,
+        cast(null as integer) as birth_month
     from buyers_without_crm_record
     left join buyer_crm_keys on buyers_without_crm_record.customer_id = buyer_crm_keys.customer_id
 ),

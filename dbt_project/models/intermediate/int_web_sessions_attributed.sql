@@ -38,6 +38,8 @@ final as (
         web_sessions.session_id,
         coalesce(by_crm.customer_id, by_email.customer_id) as customer_id,
         web_sessions.session_date,
+        web_sessions.category,
+        web_sessions.page_views,
         web_sessions.landed_date,
         {{ as_of_date() }} as built_as_of
     from web_sessions

@@ -64,6 +64,7 @@ online_attributed as (
         shop_orders.net_amount,
         shop_orders.discount_amount,
         shop_orders.category,
+        shop_orders.discount_amount > 0 or shop_orders.promo_code is not null as is_deal,
         shop_orders.is_refunded as is_refund
     from shop_orders
     left join customer_keys as by_crm
@@ -84,6 +85,7 @@ store_attributed as (
         abs(pos_sales.net_amount) as net_amount,
         pos_sales.discount_amount,
         pos_sales.category,
+        pos_sales.discount_amount > 0 as is_deal,
         pos_sales.is_return as is_refund
     from pos_sales
     inner join customer_keys as by_card
@@ -116,6 +118,7 @@ final as (
         ) as net_amount,
         discount_amount,
         category,
+        is_deal,
         is_refund,
         {{ as_of_date() }} as built_as_of
     from unioned

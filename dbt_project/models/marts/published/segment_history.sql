@@ -34,7 +34,12 @@ final as (
         churn_risk_band,
         predicted_clv_12m,
         net_revenue_12m,
-        model_version
+        model_version,
+        satisfaction_class,
+        social_engagement_level,
+        interest_segment,
+        price_sensitivity,
+        promo_responsiveness
     from segments
 )
 

@@ -26,9 +26,12 @@ landed as (
         {{ keyed_hash('email', normalise_email('source.email')) }} as email_hash,
         {{ keyed_hash('phone', normalise_phone('source.phone')) }} as phone_hash,
         {{ normalise_card('source.loyalty_card') }} as loyalty_card_key,
+        {{ keyed_hash('social', normalise_social_handle('source.social_platform', 'source.social_handle')) }}
+            as social_handle_hash,
         nullif(trim(source.region), '') as region,
         upper(nullif(trim(source.country), '')) as country,
-        source.birth_year,
+        coalesce(source.birth_year, {{ year_of('source.birth_date') }}) as birth_year,
+        source.birth_date,
         case lower(trim(source.gender))
             when 'f' then 'female'
             when 'm' then 'male'
@@ -56,9 +59,11 @@ final as (
         email_hash,
         phone_hash,
         loyalty_card_key,
+        social_handle_hash,
         region,
         country,
         birth_year,
+        birth_date,
         gender,
         signup_date,
         signup_source,

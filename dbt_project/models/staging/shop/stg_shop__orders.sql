@@ -37,6 +37,7 @@ normalised as (
         lower(trim(coalesce(category, 'unknown'))) as category,
         lower(trim(order_status)) as order_status,
         case when lower(trim(device)) = 'app' then 'app' else 'online' end as sales_channel,
+        upper(nullif(trim(promo_code), '')) as promo_code,
         _partition_date,
         _source_line
     from source
@@ -62,6 +63,7 @@ landed as (
         normalised.order_status = 'refunded' as is_refunded,
         normalised.order_status = 'cancelled' as is_cancelled,
         normalised.sales_channel,
+        normalised.promo_code,
         normalised._partition_date as landed_date,
         normalised._source_line as source_line
     from normalised
@@ -96,6 +98,7 @@ final as (
         is_refunded,
         is_cancelled,
         sales_channel,
+        promo_code,
         landed_date,
         source_line,
         built_as_of

@@ -29,6 +29,7 @@ final as (
         {{ keyed_hash('phone', normalise_phone('latest_version.customer_phone')) }} as phone_hash,
         lower(trim(latest_version.contact_channel)) as contact_channel,
         lower(trim(latest_version.topic)) as topic,
+        nullif(trim(latest_version.subject), '') as subject,
         lower(trim(latest_version.ticket_status)) as ticket_status,
         case when latest_version.nps_score between 0 and 10 then latest_version.nps_score end as nps_score
     from latest_version

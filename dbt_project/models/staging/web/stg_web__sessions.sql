@@ -29,7 +29,8 @@ landed as (
         {{ keyed_hash('email', normalise_email('source.user_email')) }} as email_hash,
         case when lower(trim(source.platform)) = 'app' then 'app' else 'web' end as platform,
         coalesce(source.page_views, 0) as page_views,
-        coalesce(source.added_to_cart, false) as has_added_to_cart
+        coalesce(source.added_to_cart, false) as has_added_to_cart,
+        lower(coalesce(nullif(trim(source.category), ''), 'unknown')) as category
     from source
     cross join salt
 ),
@@ -51,6 +52,7 @@ final as (
         platform,
         page_views,
         has_added_to_cart,
+        category,
         built_as_of
     from latest_version
 )
