@@ -125,3 +125,32 @@ def test_a_channel_naming_a_column_it_does_not_have_is_refused_at_import() -> No
     with pytest.raises(ValueError, match=r"channel 'fax': unknown columns \['sent_at'\]"):
         Channel("fax", table="fax_orders", dbt_source="fax", description="", table_description="", key="fax_id",
                 event_time="sent_at", columns=(Column("fax_id", "text", "Fax id."),), staging_model="stg_fax__orders")
+
+
+@pytest.mark.parametrize("kind", ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_warehouse_from_an_earlier_release_gets_the_new_channel_columns(kind: str, tmp_path: Path,
+                                                                        request: pytest.FixtureRequest) -> None:
+    from custseg.config import load_settings
+    from custseg.steps.prepare import prepare_warehouse
+    from custseg.warehouse import connect
+
+    env = {"CUSTSEG_WAREHOUSE": kind, "CUSTSEG_DATA_DIR": str(tmp_path),
+           "CUSTSEG_DUCKDB_PATH": str(tmp_path / "wh.duckdb")}
+    if kind == "postgres":
+        env["CUSTSEG_POSTGRES_URL"] = request.getfixturevalue("pg_database")
+    settings = load_settings(env)
+    old_columns = ("session_id text, started_at timestamp, crm_customer_id text, user_email text, platform text, "
+                   "page_views integer, added_to_cart boolean, _partition_date date, _source_file text, "
+                   "_source_line bigint, _run_id text, _extras text")
+    with connect(settings) as wh:
+        wh.execute("create schema if not exists raw")
+        wh.execute(f"create table raw.web_sessions ({old_columns})")
+        wh.execute("insert into raw.web_sessions (session_id, page_views) values ('WS-OLD', 3)")
+    prepare_warehouse(settings)
+    prepare_warehouse(settings)  # idempotent: the column is added once
+    with connect(settings) as wh:
+        # appended after the load metadata: ingestion and dbt name their columns, never rely on positions
+        assert wh.columns("raw", "web_sessions")[-1] == "category"
+        assert wh.fetchall("select session_id, page_views, category from raw.web_sessions") == [("WS-OLD", 3, None)]
+        for channel in CHANNELS.values():  # every other table, new or not, has every catalogue column
+            assert set(wh.columns("raw", channel.table)) >= {c.name for c in channel.columns}, channel.name
