@@ -43,6 +43,8 @@ PUBLISHED_COLUMNS: Final = (
     "gender", "country", "social_engagement_level", "is_advocate", "social_recency_days", "top_category",
     "interest_breadth", "interest_segment", "has_open_complaint", "complaint_rate_12m", "last_ticket_topic",
     "nps_trend", "price_sensitivity", "promo_responsiveness", "birth_month",
+    # the segment playbook (additive)
+    "playbook_id", "next_best_action",
 )  # fmt: skip
 PROMO_RESPONSIVENESS: Final = ("responder", "occasional", "non_responder", "unknown")
 NPS_TRENDS: Final = ("up", "flat", "down", "unknown")
@@ -259,6 +261,7 @@ def published_suite() -> Suite:
         in_set("nps_trend", NPS_TRENDS),
         in_set("promo_responsiveness", PROMO_RESPONSIVENESS),
         between("birth_month", 1, 12),
+        *(not_null(column) for column in ("playbook_id", "next_best_action")),  # the playbook's last rule: anyone
     ]
     return Suite(name="analytics.customer_segments", checks=tuple(checks))
 

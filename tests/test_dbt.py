@@ -80,7 +80,7 @@ def test_a_new_as_of_date_reaches_every_model_without_a_full_reparse(dbt_setting
 
 def test_rfm_and_lifecycle_unit_tests_pass(dbt_settings) -> None:
     # dbt unit tests (models/intermediate/*__unit_tests.yml): RFM quintiles, ties, the segment
-    # map lookup, and every lifecycle stage with its precedence
+    # map lookup, every lifecycle stage with its precedence, and the segment playbook's first match
     run_dbt(dbt_settings, ["test", "--select", "test_type:unit"])
 
 
@@ -100,6 +100,42 @@ def test_segment_map_check_catches_a_gap(dbt_settings) -> None:
             run_dbt(dbt_settings, ["test", "--select", "assert_rfm_segment_map_covers_all_codes"])
     finally:
         run_dbt(dbt_settings, ["seed", "--select", "rfm_segment_map"])
+
+
+def test_the_shipped_segment_playbook_has_no_hidden_rule_and_no_gap(dbt_settings) -> None:
+    # every rule of the default playbook catches someone, and every (rfm_segment, churn_risk_band) a customer
+    # can have, prospects and unscored customers included, has a rule before the default
+    run_dbt(dbt_settings, ["test", "--select", "assert_segment_playbook_rules_are_reachable",
+                           "segment_playbook_values"])
+
+
+def test_segment_playbook_check_catches_a_hidden_rule_and_a_gap(dbt_settings) -> None:
+    from custseg.dbt import DbtError
+    from custseg.warehouse import connect
+
+    rules = "analytics_build.segment_playbook_rules"
+    with connect(dbt_settings) as wh:
+        # Lost and critical, after lost_suppress (Lost, high|critical): every customer it holds for meets
+        # lost_suppress first, or service_recovery (detractors) before that
+        wh.execute(f"insert into {rules} (rule_order, playbook_id, rfm_segment, churn_risk_band, objective, "
+                   "next_best_action, channel, offer_type, kpi) values (245, 'lost_critical', 'Lost', 'critical', "
+                   "'Say goodbye', 'Last mail', 'email', 'none', 'unsubscribe_rate')")
+        # without its catch-all, Hibernating customers who are no bargain hunters only meet the default
+        wh.execute(f"delete from {rules} where playbook_id = 'hibernating_reactivate'")
+    try:
+        with pytest.raises(DbtError):
+            run_dbt(dbt_settings, ["test", "--select", "assert_segment_playbook_rules_are_reachable",
+                                   "--store-failures"])
+        with connect(dbt_settings) as wh:
+            problems = wh.fetchall("select problem, playbook_id, rfm_segment, churn_risk_band, detail "
+                                   "from analytics_build_dbt_test__audit.assert_segment_playbook_rules_are_reachable")
+    finally:
+        run_dbt(dbt_settings, ["seed", "--select", "segment_playbook_rules"])
+    bands = ("low", "medium", "high", "critical", None)  # None: no churn score
+    assert sorted(problems, key=repr) == sorted([
+        ("never matches", "lost_critical", None, None, "hidden by lost_suppress, service_recovery"),
+        *(("only the default", None, "Hibernating", band, None) for band in bands),
+    ], key=repr)
 
 
 def test_every_model_and_column_is_documented_and_keyed(dbt_settings) -> None:

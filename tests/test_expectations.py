@@ -114,20 +114,21 @@ SEGMENTS_DDL = """customer_id text, as_of_date date, recency_days integer, frequ
     social_engagement_level text, is_advocate boolean, social_recency_days integer, top_category text,
     interest_breadth integer, interest_segment text, has_open_complaint boolean, complaint_rate_12m double,
     last_ticket_topic text, nps_trend text, price_sensitivity text, promo_responsiveness text,
-    birth_month integer"""
+    birth_month integer, playbook_id text, next_best_action text"""
 SEGMENTS_ROWS = [
     "'C-1', '2026-03-01', 3, 12, 950.00, 5, 5, 5, 'Champions', 'active', 'high', 'frequent', 'omni', "
     "'gold', 'promoter', 1, 'Big spenders', 0.05, 'low', 0.97, 2.1, 1200.0, 'm-1', '2026-03-01 00:00:00', "
     "'female', 'GB', 'high', true, 3, 'books', 2, 'mixed interests', false, 0.0, 'delivery', 'up', 'full_price', "
-    "'responder', 4",
+    "'responder', 4, 'champions_reward', 'Early access to new arrivals and loyalty perks'",
     "'C-2', '2026-03-01', 200, 1, 20.00, 1, 1, 1, 'Can''t Lose Them', 'at_risk', 'low', 'one_off', 'web', "
     "'none', 'unknown', 2, 'Dormant', 0.80, 'critical', 0.10, 0.0, 0.0, 'm-1', '2026-03-01 00:00:00', "
     "'unknown', 'unknown', 'none', false, null, 'toys', 1, 'toys enthusiast', true, 1.0, 'returns', 'down', "
-    "'deal_seeker', 'occasional', null",
+    "'deal_seeker', 'occasional', null, 'service_recovery', 'Follow up the complaint personally'",
     # a prospect: no purchase, so no RFM scores or segment
     "'C-3', '2026-03-01', null, 0, 0.00, null, null, null, null, 'prospect', null, null, null, null, null, "
     "null, null, null, null, null, null, null, 'm-1', '2026-03-01 00:00:00', 'male', 'DE', 'low', false, 40, "
-    "'unknown', 0, 'no interest data', false, null, null, 'unknown', 'unknown', 'unknown', 12",
+    "'unknown', 0, 'no interest data', false, null, null, 'unknown', 'unknown', 'unknown', 12, 'prospect_welcome', "
+    "'Welcome offer for a first purchase'",
 ]
 
 

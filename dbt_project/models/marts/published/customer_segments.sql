@@ -12,6 +12,10 @@ labels as (
     select * from {{ ref('stg_ml__customer_labels') }}
 ),
 
+customer_playbook as (
+    select * from {{ ref('int_customer_playbook') }}
+),
+
 final as (
     select
         features.customer_id,
@@ -56,9 +60,12 @@ final as (
         features.promo_responsiveness,
         cast(features.birth_month as integer) as birth_month,
         labels.model_version,
-        {{ scored_at() }} as scored_at
+        {{ scored_at() }} as scored_at,
+        customer_playbook.playbook_id,
+        customer_playbook.next_best_action
     from features
     inner join labels on features.customer_id = labels.customer_id
+    left join customer_playbook on features.customer_id = customer_playbook.customer_id
 )
 
 select * from final
