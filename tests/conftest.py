@@ -47,6 +47,10 @@ def airflow_env(home: Path) -> dict[str, str]:
         # Cosmos renders the dbt project with `dbt ls` at parse time: slow on a busy 2-core box
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        # Cosmos keeps dbt's partial-parse file per DAG and task group in one cache directory, by
+        # default the machine-wide /tmp/cosmos: another checkout's runs (another session, `make demo`)
+        # would overwrite it with their project's and make each dbt task here parse the whole project
+        "AIRFLOW__COSMOS__CACHE_DIR": str(home / "cosmos_cache"),
         "GX_ANALYTICS_ENABLED": "False",
         "DO_NOT_TRACK": "1",
     }

@@ -1,6 +1,11 @@
 """`custseg rebuild` after rotating the hash key: the published tables are exactly those of a fresh
 warehouse run over the same dates with the new key, no row keeps an id of the old key, and the
-rebuild reads no landing file (raw holds every row)."""
+rebuild reads no landing file (raw holds every row).
+
+Four real DAG runs, in two processes: the rebuild's two dates, and the fresh warehouse's two dates
+(`custseg run --from --to`). The warehouse to rebuild is a copy of the session's published one (as
+of D1), with D0 in the plan an interrupted rebuild leaves behind (``ops.rebuild_dates``: its history
+rows already cleared), so no DAG run is needed to give the rebuild a second, earlier date."""
 
 from __future__ import annotations
 
@@ -12,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from custseg.config import PUBLISHED_TABLES, load_settings
+from custseg.rebuild import PLAN_DDL
 from custseg.warehouse import connect
-from tests.conftest import E2E_END, run_cli, run_nightly, warehouse_env
+from tests.conftest import E2E_END, run_cli, warehouse_env
 
 NEW_KEY = "rotated-key-for-the-rebuild-test"
 D0, D1 = E2E_END - dt.timedelta(days=1), E2E_END
@@ -40,7 +46,8 @@ def _checksums(env: dict[str, str]) -> dict[str, str]:
 @pytest.mark.e2e
 def test_rebuild_after_a_key_rotation_equals_a_fresh_warehouse(e2e_duckdb_env: dict[str, str], demo_data,
                                                                airflow_home: Path, session_dir: Path) -> None:
-    # A: the session's warehouse (development key, published as of D1), copied, with D0 backfilled
+    # A: the session's warehouse (development key, published as of D1; raw holds every row up to
+    # D1), copied, with D0 planned by an earlier rebuild that stopped after clearing D0's history rows
     a_dir = session_dir / "rebuild_a"
     a_dir.mkdir()
     source = Path(e2e_duckdb_env["CUSTSEG_DUCKDB_PATH"])
@@ -48,7 +55,11 @@ def test_rebuild_after_a_key_rotation_equals_a_fresh_warehouse(e2e_duckdb_env: d
         if Path(f"{source}{suffix}").exists():
             shutil.copy2(f"{source}{suffix}", a_dir / f"warehouse.duckdb{suffix}")
     env_a = warehouse_env("duckdb", a_dir, duckdb_path=a_dir / "warehouse.duckdb", landing_dir=demo_data.landing_dir)
-    run_nightly(env_a, airflow_home, D0)
+    with connect(load_settings(env_a)) as wh:
+        assert wh.fetchall("select distinct as_of_date from analytics.segment_history") == [(D1,)]
+        wh.execute(PLAN_DDL)
+        wh.execute("insert into ops.rebuild_dates (as_of_date, planned_at) values (%s, %s)",
+                   (D0, dt.datetime(2026, 11, 1, 2, 0)))
     old_ids = _hex_values(env_a)
     assert len(old_ids) > 300
 
@@ -66,8 +77,11 @@ def test_rebuild_after_a_key_rotation_equals_a_fresh_warehouse(e2e_duckdb_env: d
     b_dir = session_dir / "rebuild_b"
     env_b = {**warehouse_env("duckdb", b_dir, duckdb_path=b_dir / "warehouse.duckdb",
                              landing_dir=demo_data.landing_dir), "CUSTSEG_HASH_KEY": NEW_KEY}
-    for day in (D0, D1):
-        run_nightly(env_b, airflow_home, day)
+    fresh = run_cli(["run", "--from", str(D0), "--to", str(D1)], env_b, airflow_home)  # one DAG run per date
+    tail = (fresh.stdout + fresh.stderr)[-4000:]
+    assert fresh.returncode == 0, tail
+    assert re.findall(r"^customer_segmentation as of (\S+): (\w+) \(\d+s\)$", fresh.stdout, re.M) == [
+        (str(D0), "success"), (str(D1), "success")], tail
 
     assert _checksums(rotated) == _checksums(env_b)
     assert not _hex_values(rotated) & old_ids, "a published row keeps an id or reference of the old key"

@@ -83,10 +83,13 @@ active_customers as (
 ),
 
 category_base as (
-    -- the average active customer's share in each category (customers without the category count as 0)
+    -- the average active customer's share in each category (customers without the category count as 0).
+    -- Summed as decimals: a sum of doubles depends on the order the engine adds them in (DuckDB's
+    -- parallel aggregation), and a rerun must give identical tables.
     select
         blended.category,
-        sum(blended.interest_share) / max(active_customers.customers) as base_share
+        cast(sum(cast(blended.interest_share as numeric(18, 15))) as double precision)
+        / max(active_customers.customers) as base_share
     from blended
     cross join active_customers
     group by blended.category
