@@ -76,8 +76,14 @@ def assert_segments_are_sound(segments: pd.DataFrame, as_of_date: dt.date) -> No
 def _comparable(frame: pd.DataFrame) -> pd.DataFrame:
     """Same values compare equal whatever driver dtypes (int32 vs int64, NaN vs None) the engines return."""
     out = frame.reset_index(drop=True).copy()
-    for col in ("r_score", "f_score", "m_score", "cluster_id"):
-        out[col] = pd.to_numeric(out[col]).astype("Int64")
+    for col in out.columns:
+        values = pd.to_numeric(out[col], errors="coerce") if out[col].dtype != bool else None
+        if values is not None and out[col].notna().any() and values.notna().sum() == out[col].notna().sum():
+            # whole numbers as integers (an int column with nulls arrives as floats from one driver)
+            if (values.dropna() % 1 == 0).all():
+                out[col] = values.astype("Int64")
+            elif values.dtype.kind == "f":
+                out[col] = values.round(9)
     return out.astype("string").fillna("<null>")
 
 
@@ -159,7 +165,11 @@ def test_postgres_end_to_end_matches_duckdb(pg_database, demo_data, airflow_home
     duck = read_segments(e2e_duckdb_env)
     keys = ["customer_id", "rfm_segment", "lifecycle_stage", "r_score", "f_score", "m_score", "value_tier",
             "frequency_class", "channel_preference", "loyalty_tier", "satisfaction_class", "cluster_id",
-            "churn_risk_band", "model_version"]
+            "churn_risk_band", "model_version",
+            # the portrait: the same SQL (cross-database macros) gives the same values on both engines
+            "gender", "country", "region", "age_band", "birth_month", "social_engagement_level", "is_advocate",
+            "social_recency_days", "top_category", "interest_breadth", "interest_segment", "has_open_complaint",
+            "last_ticket_topic", "nps_trend", "price_sensitivity", "promo_responsiveness", "playbook_id"]
     pd.testing.assert_frame_equal(_comparable(pg[keys]), _comparable(duck[keys]))
     assert (pg["churn_probability"].astype(float) - duck["churn_probability"].astype(float)).abs().max() < 1e-9
     summary_sql = ("select as_of_date, segment_type, segment, customers from analytics.segment_summary "
@@ -169,6 +179,16 @@ def test_postgres_end_to_end_matches_duckdb(pg_database, demo_data, airflow_home
     with connect(load_settings(e2e_duckdb_env)) as wh:
         duck_summary = wh.query_df(summary_sql)
     pd.testing.assert_frame_equal(pg_summary.astype(str), duck_summary.astype(str))
+    for sql in ("select customer_id, event_type, due_week, due_date, days_until, anniversary_years "
+                "from analytics.customer_events order by customer_id, event_type",
+                "select customer_id, category, spend, purchases, page_views, interest_share, affinity_index, "
+                "interest_rank from analytics.customer_interests order by customer_id, category"):
+        with connect(load_settings(env)) as wh:
+            pg_rows = wh.query_df(sql)
+        with connect(load_settings(e2e_duckdb_env)) as wh:
+            duck_rows = wh.query_df(sql)
+        assert len(duck_rows) > 50, sql
+        pd.testing.assert_frame_equal(_comparable(pg_rows), _comparable(duck_rows), check_dtype=False)
     assert_bi_role_is_read_only_on_analytics(pg_database)
 
 

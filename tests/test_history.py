@@ -84,12 +84,15 @@ def _landing_with_late_link(demo_landing: Path, landing: Path) -> Path:
         [path] = [p for p in (landing / entity).glob(f"{day}.*")] or [landing / entity / f"{day}.csv"]
         noon_ms = int(dt.datetime.combine(day, dt.time(12), dt.UTC).timestamp() * 1000)
         text = path.read_text() if path.exists() else f"{header}\n"
-        path.write_text(text.rstrip("\n") + "\n" + line.format(day=day, ms=noon_ms) + "\n")
+        row = line.format(day=day, ms=noon_ms)
+        if header:  # a CSV: empty values for the optional columns the file has beyond the ones given
+            row += "," * (text.splitlines()[0].count(",") - header.count(","))
+        path.write_text(text.rstrip("\n") + "\n" + row + "\n")
     return landing
 
 
 INCREMENTAL_STAGING = ("stg_web__sessions", "stg_marketing__email_events", "stg_shop__orders", "stg_pos__sales",
-                       "stg_crm__customers")
+                       "stg_crm__customers", "stg_social__interactions")
 INCREMENTAL_ATTRIBUTION = ("int_web_sessions_attributed", "int_email_events_attributed", "fct_purchases")
 
 
@@ -109,11 +112,25 @@ def _migration(settings) -> list[tuple]:
         return wh.fetchall("select * from analytics_build.segment_migration order by 1, 2, 3, 4, 5, 6")
 
 
+def _portrait(settings) -> dict[str, list[tuple]]:
+    """The portrait tables: the events of every date (published by date), and the last date's interests."""
+    with connect(settings) as wh:
+        return {
+            "customer_events": wh.fetchall("select * from analytics_build.customer_events "
+                                           "order by as_of_date, customer_id, event_type"),
+            "customer_interests": wh.fetchall(
+                "select customer_id, as_of_date, category, spend, purchases, page_views, round(interest_share, 12), "
+                "round(affinity_index, 9), interest_rank from analytics_build.customer_interests "
+                "order by customer_id, category"),
+        }
+
+
 def _history(settings) -> list[tuple]:
     with connect(settings) as wh:
         return wh.fetchall(
             "select customer_id, as_of_date, rfm_segment, lifecycle_stage, r_score, f_score, m_score, "
-            "value_tier, cluster_id, churn_risk_band, round(churn_probability, 9), monetary, model_version "
+            "value_tier, cluster_id, churn_risk_band, round(churn_probability, 9), monetary, model_version, "
+            "satisfaction_class, social_engagement_level, interest_segment, price_sensitivity, promo_responsiveness "
             "from analytics_build.segment_history order by as_of_date, customer_id"
         )
 
@@ -143,6 +160,10 @@ def test_daily_runs_equal_a_backfill(demo_data, tmp_path: Path, capfd: pytest.Ca
 
     daily_rows, backfill_rows = _history(daily), _history(backfill)
     assert {row[1] for row in daily_rows} == set(DAYS)
+    daily_portrait, backfill_portrait = _portrait(daily), _portrait(backfill)
+    assert {row[1] for row in daily_portrait["customer_events"]} == set(DAYS)
+    assert len(daily_portrait["customer_interests"]) > 100
+    assert daily_portrait == backfill_portrait
     assert len(daily_rows) == len(backfill_rows) > 0
     assert daily_rows == backfill_rows
     # segment_migration is incremental by date: each run computed its own date's comparisons
