@@ -410,6 +410,8 @@ CHANNELS: dict[str, Channel] = {
             staging_model="stg_social__interactions",
             # not an identity source: a handle names a customer only through the CRM's handle or the e-mail
             customer_columns=("handle", "user_email"),
+            # platform exports repeat rows across pages of one export: staging keeps one per interaction
+            duplicate_keys_expected=True,
             checks=_social_checks,
         ),
     )
