@@ -507,3 +507,21 @@ def test_two_runs_at_once_the_second_is_refused_and_the_first_publishes_its_own_
     # the books balance: read = loaded + quarantined, and the row after --as-of is counted
     read, loaded, quarantined, after = (int(v or 0) for v in audit)
     assert (read, loaded, quarantined, after) == (306, 300, 6, 1)
+
+
+def test_a_category_column_is_optional_and_found_by_name_or_option(tmp_path: Path) -> None:
+    export = tmp_path / "o.csv"
+    export.write_text("order_id,customer,order_date,total,department\nA1,c1,2026-06-01,5,Garden\n"
+                      "A2,c2,2026-06-02,7,\n")
+    auto = prepare_byo_orders(export, AS_OF, tmp_path / "auto", DEFAULTS)
+    assert auto["columns"]["category"] == "department"
+    rows, _, _ = read_split(tmp_path / "auto", AS_OF)
+    assert [r["category"] for r in rows["2026-06-01"] + rows["2026-06-02"]] == ["Garden", ""]
+    # named explicitly (a column the defaults would not find), and absent: the field stays empty
+    export.write_text("order_id,customer,order_date,total,genre\nA1,c1,2026-06-01,5,Jazz\n")
+    named = prepare_byo_orders(export, AS_OF, tmp_path / "named",
+                               normalise_options({"columns": {"category": "genre"}}))
+    assert read_split(tmp_path / "named", AS_OF)[0]["2026-06-01"][0]["category"] == "Jazz"
+    export.write_text("order_id,customer,order_date,total\nA1,c1,2026-06-01,5\n")
+    none = prepare_byo_orders(export, AS_OF, tmp_path / "none", DEFAULTS)
+    assert none["columns"]["category"] is None and named["columns"]["category"] == "genre"

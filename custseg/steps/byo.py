@@ -55,6 +55,8 @@ BYO_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "currency": ("--currency-column", ("currency",)),
     "channel": ("--channel", ("channel",)),
     "store": ("--store", ("store_id", "store")),
+    # optional: the product category feeds customer_interests (unknown when the export has none)
+    "category": ("--category", ("category", "product_category", "department")),
 }
 BYO_REQUIRED = ("customer", "ordered_at", "amount")
 #: The landing layout (shop_orders). ``store_id`` and ``export_line`` (the record's line in the
@@ -535,7 +537,7 @@ def to_order(record: Record, col: dict[str, int | None], options: dict[str, Any]
         when.isoformat(timespec="seconds") + "Z" if when else raw_ts,
         value("customer"), "", "",
         value("currency") or options["currency"] or "EUR",
-        value("amount"), "", value("items"), "", "completed",
+        value("amount"), "", value("items"), value("category"), "completed",
         "app" if value("channel").lower() == "app" else "web",
         value("store"),
         str(record.line),
