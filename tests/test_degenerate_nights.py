@@ -39,7 +39,7 @@ from tests.conftest import E2E_END, run_cli, warehouse_env
 from tests.test_ml_registry import seed_build
 
 SHOP_HEADER = ("order_id,order_ts,customer_ref,customer_email,customer_phone,currency,order_total,discount_amount,"
-               "item_count,category,order_status,device")
+               "item_count,category,order_status,device,promo_code")
 
 
 # -- helpers -------------------------------------------------------------------------------------------
@@ -235,7 +235,7 @@ def degenerate_nights(e2e_duckdb_env: dict[str, str], demo_data, airflow_home: P
     settings = load_settings(env)
     # day-first dates where the mapping expects ISO 8601: every row is quarantined
     land_day(demo_data.landing_dir, root / "landing", QUARANTINE_NIGHT,
-             [f"SO-Q{i},01/11/2026 10:{i:02d},CRM-{i:06d},,,EUR,{i}.50,0.00,1,Home,completed,web" for i in range(12)])
+             [f"SO-Q{i},01/11/2026 10:{i:02d},CRM-{i:06d},,,EUR,{i}.50,0.00,1,Home,completed,web," for i in range(12)])
     land_day(demo_data.landing_dir, root / "landing", BEFORE_ALL_DATA, [])
     before = fingerprints(settings)
     quarantined = run_cli(["run", "--as-of", QUARANTINE_NIGHT.isoformat()], env, airflow_home)
@@ -308,7 +308,7 @@ def test_a_five_customer_export_publishes_rule_segments_with_null_labels_and_the
     day1, day2 = dt.date(2026, 6, 2), dt.date(2026, 6, 3)
     # five customers on day 1, three of them again on day 2
     land_day(demo_data.landing_dir, tmp_path / "landing", day1,
-             [f"SO-{i},{day1}T10:{i:02d}:00+00:00,C-{i},,,EUR,{i * 10}.00,0.00,1,Home,completed,web"
+             [f"SO-{i},{day1}T10:{i:02d}:00+00:00,C-{i},,,EUR,{i * 10}.00,0.00,1,Home,completed,web,"
               for i in range(1, 6)])
     land_day(demo_data.landing_dir, tmp_path / "landing", day2,
              [f"SO-1{i},{day2}T11:{i:02d}:00+00:00,C-{i},,,EUR,{i * 7}.50,0.00,2,Garden,completed,app"

@@ -16,8 +16,8 @@ from custseg.warehouse import connect
 
 DAY = dt.date(2026, 3, 2)
 HEADER = ("order_id,order_ts,customer_ref,customer_email,customer_phone,currency,order_total,"
-          "discount_amount,item_count,category,order_status,device")
-GOOD = "SO-1,2026-03-02T10:00:00+01:00,CRM-1, A@B.com ,07700 900123,eur,10.50,0,1,Books,completed,web"
+          "discount_amount,item_count,category,order_status,device,promo_code")
+GOOD = "SO-1,2026-03-02T10:00:00+01:00,CRM-1, A@B.com ,07700 900123,eur,10.50,0,1,Books,completed,web,"
 
 
 def _settings(tmp_path: Path):
@@ -45,12 +45,12 @@ def settings(tmp_path: Path):
 def test_bad_rows_are_quarantined_with_reasons(settings, tmp_path: Path) -> None:
     _write_orders(tmp_path, DAY, [
         GOOD,
-        "SO-2,31/02/2026 25:00,,x@y.com,,EUR,5.00,0,1,Books,completed,web",
-        "SO-3,2026-03-02T10:00:00Z,,x@y.com,,XXX,5.00,0,1,Books,completed,web",
-        "SO-4,2026-03-02T10:00:00Z,,x@y.com,,EUR,n/a,0,1,Books,completed,web",
-        "SO-5,2026-03-02T10:00:00Z,,x@y.com,,EUR,-3.00,0,1,Books,completed,web",
-        ",2026-03-02T10:00:00Z,,x@y.com,,EUR,3.00,0,1,Books,completed,web",
-        "SO-7,2026-03-09T10:00:00Z,,x@y.com,,EUR,3.00,0,1,Books,completed,web",
+        "SO-2,31/02/2026 25:00,,x@y.com,,EUR,5.00,0,1,Books,completed,web,",
+        "SO-3,2026-03-02T10:00:00Z,,x@y.com,,XXX,5.00,0,1,Books,completed,web,",
+        "SO-4,2026-03-02T10:00:00Z,,x@y.com,,EUR,n/a,0,1,Books,completed,web,",
+        "SO-5,2026-03-02T10:00:00Z,,x@y.com,,EUR,-3.00,0,1,Books,completed,web,",
+        ",2026-03-02T10:00:00Z,,x@y.com,,EUR,3.00,0,1,Books,completed,web,",
+        "SO-7,2026-03-09T10:00:00Z,,x@y.com,,EUR,3.00,0,1,Books,completed,web,",
     ])
     [result] = ingest_source(settings, "shop_orders", DAY, "run-1")
     assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (7, 1, 6)
@@ -90,7 +90,7 @@ def test_first_run_catches_up_on_history_and_never_reads_the_future(settings, tm
 
 def test_missing_column_fails_the_task_and_loads_nothing(settings, tmp_path: Path) -> None:
     path = _write_orders(tmp_path, DAY, [GOOD.rsplit(",", 1)[0]], header=HEADER.rsplit(",", 1)[0])
-    with pytest.raises(IngestError, match=r"lacks required column\(s\) 'device'") as err:
+    with pytest.raises(IngestError, match=r"lacks required column\(s\) 'promo_code'") as err:
         ingest_source(settings, "shop_orders", DAY, "run-1")
     assert str(path) in str(err.value)
     with connect(settings) as wh:

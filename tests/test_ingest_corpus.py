@@ -35,20 +35,20 @@ from custseg.warehouse import connect
 DAY = dt.date(2026, 3, 2)
 PREV = DAY - dt.timedelta(days=1)
 HEADER = ("order_id,order_ts,customer_ref,customer_email,customer_phone,currency,order_total,"
-          "discount_amount,item_count,category,order_status,device")
+          "discount_amount,item_count,category,order_status,device,promo_code")
 
 
 def order(order_id: str = "SO-1", ts: str = "2026-03-02T10:00:00+01:00", currency: str = "EUR",
           total: str = "10.50", category: str = "Books", email: str = "a@b.com", ref: str = "CRM-1") -> str:
-    return f"{order_id},{ts},{ref},{email},,{currency},{total},0,1,{category},completed,web"
+    return f"{order_id},{ts},{ref},{email},,{currency},{total},0,1,{category},completed,web,"
 
 
 CRM_HEADER = ("crm_customer_id,email,phone,first_name,last_name,street_address,city,region,country,birth_year,"
-              "gender,signup_date,signup_source,loyalty_card,updated_at")
+              "gender,signup_date,signup_source,loyalty_card,updated_at,social_platform,social_handle,birth_date")
 
 
 def crm(crm_id: str = "C-1", ts: str = "2026-03-02T10:00:00Z", city: str = "York") -> str:
-    return f"{crm_id},a@b.com,,Ann,Lee,1 Main St,{city},North,GB,1980,f,2025-01-01,web,,{ts}"
+    return f"{crm_id},a@b.com,,Ann,Lee,1 Main St,{city},North,GB,1980,f,2025-01-01,web,,{ts},,,"
 
 
 def zip_bytes(content: bytes) -> bytes:
@@ -173,7 +173,7 @@ CORPUS: dict[str, Case] = {
                                    {1: "missing customer (no customer_ref, customer_email, customer_phone)"}),
     "order_with_only_an_email": Case("shop_orders", csv_file(order("SO-1", ref="")), ("SO-1",)),
     "store_sale_without_card_is_anonymous": Case("pos_sales", pos_file([{"loyalty_card": None}]), ("R-1",)),
-    "row_of_empty_fields": Case("shop_orders", csv_file(",,,,,,,,,,,", order("SO-2")), ("SO-2",),
+    "row_of_empty_fields": Case("shop_orders", csv_file(",,,,,,,,,,,,", order("SO-2")), ("SO-2",),
                                 {1: "missing order_id; missing ordered_at; missing currency; missing order_total; "
                                     "missing customer (no customer_ref, customer_email, customer_phone)"}),
     "missing_key_jsonl": Case("web_sessions", jsonl_file(session(None)), (), {1: "missing session_id"}),
@@ -207,7 +207,7 @@ CORPUS: dict[str, Case] = {
                                  ("SO-1", "SO-2")),
     "blank_line_between_rows": Case("shop_orders", csv_file(order("SO-1"), "", order("SO-2")), ("SO-1", "SO-2")),
     "whitespace_line_between_rows": Case("shop_orders", csv_file(order("SO-1"), "   ", order("SO-3")),
-                                         ("SO-1", "SO-3"), {2: "expected 12 fields, found 1"}),
+                                         ("SO-1", "SO-3"), {2: "expected 13 fields, found 1"}),
     "nul_byte": Case("shop_orders", csv_file(order("SO-1", category="Bo\x00oks")), (),
                      {1: "category contains a NUL character"}),
     # --- file shapes ---------------------------------------------------------------------------
@@ -217,18 +217,18 @@ CORPUS: dict[str, Case] = {
     "wrong_delimiter": Case("shop_orders", csv_file(order("SO-1").replace(",", ";"), header=HEADER.replace(",", ";")),
                             error=r"lacks required column\(s\).*(wrong delimiter\?)"),
     "truncated_csv_row": Case("shop_orders", csv_file(order("SO-1")) + order("SO-2").encode()[:25], ("SO-1",),
-                              {2: "expected 12 fields, found 2"}),
+                              {2: "expected 13 fields, found 2"}),
     "truncated_csv_in_quotes": Case("shop_orders", csv_file(order("SO-1")) + b'SO-2,"2026-03-02', ("SO-1",),
-                                    {2: "expected 12 fields, found 2"}),
+                                    {2: "expected 13 fields, found 2"}),
     "short_row_between_good_rows": Case("shop_orders", csv_file(order("SO-1"), "SO-2,2026-03-02T10:00:00Z,C-2",
                                                                 order("SO-3")), ("SO-1", "SO-3"),
-                                        {2: "expected 12 fields, found 3"}),
+                                        {2: "expected 13 fields, found 3"}),
     "long_row": Case("shop_orders", csv_file(order("SO-1") + ",extra", order("SO-2")), ("SO-2",),
-                     {1: "expected 12 fields, found 13"}),
+                     {1: "expected 13 fields, found 14"}),
     "long_last_row_is_not_the_header": Case("shop_orders", csv_file(order("SO-1"), order("SO-2") + ",a,b,c,d,e,f"),
-                                            ("SO-1",), {2: "expected 12 fields, found 18"}),
+                                            ("SO-1",), {2: "expected 13 fields, found 19"}),
     "thousand_fields": Case("shop_orders", csv_file(order("SO-1") + ",x" * 1000), (),
-                            {1: "expected 12 fields, found 1012"}),
+                            {1: "expected 13 fields, found 1013"}),
     "truncated_jsonl": Case("web_sessions", jsonl_file(session("WS-1")) + b'{"session_id": "WS-2", "star', ("WS-1",),
                             {2: "malformed JSON: Unterminated string starting at: line 1 column 24 (char 23)"}),
     "malformed_jsonl_line_between_good_ones": Case(

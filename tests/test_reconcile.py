@@ -20,12 +20,12 @@ from custseg.warehouse import connect
 
 DAY = dt.date(2026, 3, 2)
 HEADER = ("order_id,order_ts,customer_ref,customer_email,customer_phone,currency,order_total,"
-          "discount_amount,item_count,category,order_status,device")
+          "discount_amount,item_count,category,order_status,device,promo_code")
 
 
 def order(order_id: str, ts: str = "2026-03-02T10:00:00Z", status: str = "completed", ref: str = "C-1",
           email: str = "") -> str:
-    return f"{order_id},{ts},{ref},{email},,EUR,10.00,0,1,Books,{status},web"
+    return f"{order_id},{ts},{ref},{email},,EUR,10.00,0,1,Books,{status},web,"
 
 
 @pytest.fixture
