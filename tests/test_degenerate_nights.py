@@ -311,7 +311,7 @@ def test_a_five_customer_export_publishes_rule_segments_with_null_labels_and_the
              [f"SO-{i},{day1}T10:{i:02d}:00+00:00,C-{i},,,EUR,{i * 10}.00,0.00,1,Home,completed,web,"
               for i in range(1, 6)])
     land_day(demo_data.landing_dir, tmp_path / "landing", day2,
-             [f"SO-1{i},{day2}T11:{i:02d}:00+00:00,C-{i},,,EUR,{i * 7}.50,0.00,2,Garden,completed,app"
+             [f"SO-1{i},{day2}T11:{i:02d}:00+00:00,C-{i},,,EUR,{i * 7}.50,0.00,2,Garden,completed,app,"
               for i in (1, 2, 3)])
     env = warehouse_env("duckdb", tmp_path, duckdb_path=tmp_path / "warehouse.duckdb", landing_dir=tmp_path / "landing")
     result = run_cli(["run", "--as-of", day2.isoformat()], env, airflow_home)
