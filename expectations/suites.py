@@ -39,7 +39,7 @@ PUBLISHED_COLUMNS: Final = (
     "rfm_segment", "lifecycle_stage", "value_tier", "frequency_class", "channel_preference", "loyalty_tier",
     "satisfaction_class", "cluster_id", "cluster_name", "churn_probability", "churn_risk_band", "p_alive",
     "expected_purchases_90d", "predicted_clv_12m", "model_version", "scored_at",
-    # the portrait (additive, 2.1)
+    # the customer portrait (additive)
     "gender", "country", "social_engagement_level", "is_advocate", "social_recency_days", "top_category",
     "interest_breadth", "interest_segment", "has_open_complaint", "complaint_rate_12m", "last_ticket_topic",
     "nps_trend", "price_sensitivity", "promo_responsiveness", "birth_month",

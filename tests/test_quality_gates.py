@@ -28,7 +28,11 @@ SEGMENTS_DDL = """customer_id text, as_of_date date, recency_days integer, frequ
     loyalty_tier text, satisfaction_class text, cluster_id integer, cluster_name text,
     churn_probability double precision, churn_risk_band text, p_alive double precision,
     expected_purchases_90d double precision, predicted_clv_12m double precision, model_version text,
-    scored_at timestamp"""
+    scored_at timestamp, gender text, country text, social_engagement_level text, is_advocate boolean,
+    social_recency_days integer, top_category text, interest_breadth integer, interest_segment text,
+    has_open_complaint boolean, complaint_rate_12m double precision, last_ticket_topic text, nps_trend text,
+    price_sensitivity text, promo_responsiveness text, birth_month integer, playbook_id text,
+    next_best_action text"""
 
 
 def _shop_rows(day: dt.date, n: int, start: int = 0) -> list[tuple]:
@@ -55,6 +59,10 @@ def _segment_row(i: int, segment: str | None, stage: str, as_of_date: dt.date) -
         "web", "none", "neutral", 1 if buyer else None, "Regulars" if buyer else None, 0.2 if buyer else None,
         "low" if buyer else None, 0.8 if buyer else None, 1.0 if buyer else None, 50.0 if buyer else None, "m-1",
         dt.datetime.combine(as_of_date + dt.timedelta(days=1), dt.time()),
+        # the portrait and the playbook
+        "female", "GB", "low", False, 20, "books" if buyer else "unknown", 1 if buyer else 0,
+        "books enthusiast" if buyer else "no interest data", False, 0.0 if buyer else None, None, "unknown",
+        "mixed" if buyer else "unknown", "occasional", 5, "default", "Newsletter",
     )  # fmt: skip
 
 
