@@ -9,7 +9,7 @@
 --   * 'default has a condition': the last rule must hold for everyone.
 --
 -- How: the check walks every profile a customer can have (a combination of the condition columns' values)
--- and finds its first rule, with the matching of int_customer_playbook (change both together). The values
+-- and finds its first rule, with the matching of int_customer_playbook (macro playbook_rule_holds). The values
 -- walked are segment_playbook_values plus null where a column can be null: rfm_segment and value_tier are
 -- null exactly for prospects (lifecycle_stage prospect), who have no churn risk band either. Of a portrait
 -- column, the values some rule names are walked, and one value no rule names: every rule holds for all of
@@ -182,36 +182,7 @@ matches as (
         rules.playbook_id
     from profiles
     left join rules
-        on (
-            rules.rfm_segment is null
-            or position('|' || profiles.rfm_segment || '|' in '|' || rules.rfm_segment || '|') > 0
-        )
-        and (
-            rules.lifecycle_stage is null
-            or position('|' || profiles.lifecycle_stage || '|' in '|' || rules.lifecycle_stage || '|') > 0
-        )
-        and (
-            rules.churn_risk_band is null
-            or position('|' || profiles.churn_risk_band || '|' in '|' || rules.churn_risk_band || '|') > 0
-        )
-        and (
-            rules.value_tier is null
-            or position('|' || profiles.value_tier || '|' in '|' || rules.value_tier || '|') > 0
-        )
-        and (
-            rules.price_sensitivity is null
-            or position('|' || profiles.price_sensitivity || '|' in '|' || rules.price_sensitivity || '|') > 0
-        )
-        and (
-            rules.social_engagement_level is null
-            or position(
-                '|' || profiles.social_engagement_level || '|' in '|' || rules.social_engagement_level || '|'
-            ) > 0
-        )
-        and (
-            rules.satisfaction_class is null
-            or position('|' || profiles.satisfaction_class || '|' in '|' || rules.satisfaction_class || '|') > 0
-        )
+        on {{ playbook_rule_holds('rules', 'profiles') }}
 ),
 
 -- each profile's matching rules with its first one (null: no rule holds for the profile)

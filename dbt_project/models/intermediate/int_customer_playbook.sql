@@ -15,7 +15,7 @@
 --
 -- Rules are matched per profile (a distinct combination of the condition columns; a few thousand at
 -- most), not per customer: every customer against every rule would be a join of customers x rules.
--- The same matching is in tests/assert_segment_playbook_rules_are_reachable.sql: change both together.
+-- The matching is the macro playbook_rule_holds (macros/playbook.sql), shared with the check of the seed.
 with
 
 features as (
@@ -75,36 +75,7 @@ matches as (
         ) as match_rank
     from profiles
     inner join playbook
-        on (
-            playbook.rfm_segment is null
-            or position('|' || profiles.rfm_segment || '|' in '|' || playbook.rfm_segment || '|') > 0
-        )
-        and (
-            playbook.lifecycle_stage is null
-            or position('|' || profiles.lifecycle_stage || '|' in '|' || playbook.lifecycle_stage || '|') > 0
-        )
-        and (
-            playbook.churn_risk_band is null
-            or position('|' || profiles.churn_risk_band || '|' in '|' || playbook.churn_risk_band || '|') > 0
-        )
-        and (
-            playbook.value_tier is null
-            or position('|' || profiles.value_tier || '|' in '|' || playbook.value_tier || '|') > 0
-        )
-        and (
-            playbook.price_sensitivity is null
-            or position('|' || profiles.price_sensitivity || '|' in '|' || playbook.price_sensitivity || '|') > 0
-        )
-        and (
-            playbook.social_engagement_level is null
-            or position(
-                '|' || profiles.social_engagement_level || '|' in '|' || playbook.social_engagement_level || '|'
-            ) > 0
-        )
-        and (
-            playbook.satisfaction_class is null
-            or position('|' || profiles.satisfaction_class || '|' in '|' || playbook.satisfaction_class || '|') > 0
-        )
+        on {{ playbook_rule_holds('playbook', 'profiles') }}
 ),
 
 first_matches as (
