@@ -15,7 +15,8 @@ import jinja2
 import pytest
 
 from custseg.config import PROJECT_ROOT, load_settings
-from custseg.steps.identity import keyed_hash_sql, namespace_sql, norm_phone, resolve_identities
+from custseg.hashing import keyed_hash_sql, namespace_sql
+from custseg.steps.identity import norm_phone, resolve_identities
 from custseg.steps.ingest import FUTURE_TOLERANCE
 from custseg.steps.prepare import prepare_warehouse
 from custseg.warehouse import connect
@@ -376,7 +377,7 @@ HASH_CASES = [  # namespace, reference
 def test_keyed_hash_is_one_digest_in_python_sql_and_the_dbt_macro(settings) -> None:
     """Each reference, hashed by custseg's SQL helper (key read from raw.pii_salt), by the dbt macro
     (key from the `salt` CTE) and by custseg's Python helper, equals the spec computed here."""
-    from custseg.steps.identity import keyed_hash
+    from custseg.hashing import keyed_hash
 
     with connect(settings) as wh:
         for namespace, reference in HASH_CASES:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from custseg.config import load_settings
-from custseg.steps.identity import keyed_hash
+from custseg.hashing import keyed_hash
 from custseg.warehouse import connect
 from tests.conftest import E2E_END
 

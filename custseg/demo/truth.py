@@ -12,11 +12,9 @@ import numpy as np
 import pandas as pd
 
 from custseg.config import load_settings
+from custseg.hashing import keyed_hash, keyed_hash_sql, namespace_sql
 from custseg.steps.identity import (
     ALIAS,
-    keyed_hash,
-    keyed_hash_sql,
-    namespace_sql,
     norm_card,
     norm_crm,
     norm_email,

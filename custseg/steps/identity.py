@@ -26,15 +26,9 @@ which dbt reads as the var `phone_country_code`:
 
 Email and phone never leave the warehouse in clear: the extraction query hashes them there.
 
-**Keyed hashes** (one spec for every id and reference custseg mints; README "Identity resolution"):
-`keyed_hash(key, namespace, reference)` is the lower-case hex of
-`sha256(key || chr(31) || namespace || chr(31) || reference)` over UTF-8, computed identically by
-DuckDB (`sha256(varchar)`), PostgreSQL (`encode(sha256(convert_to(x, 'UTF8')), 'hex')`), this module's
-`keyed_hash_sql` and the dbt macro `keyed_hash` (`dbt_project/macros/pii.sql`), and by `keyed_hash`
-in Python. The key is `Settings.hash_key` (`CUSTSEG_HASH_KEY`); the SQL reads it from `raw.pii_salt`,
-where `custseg.steps.prepare_warehouse` stores it, so it never appears in SQL text, logs or docs.
-The namespaces are the fixed set in `NAMESPACES`: without the key nobody can hash a known address
-or CRM id and look the person up, and one reference hashes differently in each namespace.
+**Keyed hashes**: every id, contact hash and reference is a keyed hash (custseg/hashing.py, the one spec;
+README "Identity resolution"), so without the key nobody can hash a known address or CRM id and look the
+person up, and one reference hashes differently in each namespace.
 
 **Matching** is deterministic and transitive: two keys on one record are linked, and linked keys
 form a customer (connected components: A~B and B~C means A~C). Only exact normalised keys match;
@@ -93,6 +87,7 @@ import pyarrow as pa
 
 from custseg.catalogue import CHANNELS, IDENTITY_KEY_TYPES
 from custseg.config import Settings
+from custseg.hashing import keyed_hash_sql, namespace_sql
 from custseg.steps.ingest import FUTURE_TOLERANCE
 from custseg.warehouse import Warehouse, connect
 from custseg.warehouse.sql import quote_literal
@@ -107,67 +102,16 @@ KEY_TYPES = IDENTITY_KEY_TYPES
 ALIAS = "customer_id"
 
 
-# -- keyed hashes: the one spec (module docstring, README "Identity resolution") --------------------
-#: chr(31), the ASCII unit separator: no key, namespace or normalised reference contains it, so
-#: (key, namespace, reference) -> hashed text is one-to-one
-HASH_SEPARATOR = "\x1f"
-
-
-#: Every namespace custseg hashes in, and what it hashes (a fixed set: the SQL helpers refuse others).
-NAMESPACES: dict[str, str] = {
-    "email": "normalised email -> email_hash (staging, raw.identity_map, customer_identity)",
-    "phone": "E.164 phone -> phone_hash (staging, raw.identity_map, customer_identity)",
-    "customer:crm": "trimmed CRM id -> customer_id of a CRM customer",
-    "customer:email": "email_hash -> customer_id of a guest buyer",
-    "customer:phone": "phone_hash -> customer_id of a customer known by a phone only",
-    "customer:card": "normalised loyalty card -> customer_id of a customer known by a card only",
-    "ref:crm": "trimmed CRM id -> customer_identity.source_customer_ref (source crm)",
-    "ref:card": "normalised loyalty card -> customer_identity.source_customer_ref (source loyalty_card)",
-    "social": "platform:handle (lower case, no @) -> social_handle_hash (staging: CRM and social interactions)",
-}
-
-
+# -- keyed hashes: the spec is custseg/hashing.py --------------------------------------------------
 #: The namespace of the natural id each key type mints.
 CUSTOMER_NAMESPACE = {"crm_id": "customer:crm", "email": "customer:email", "phone": "customer:phone",
                       "loyalty_card": "customer:card"}
-
-
-#: The key as SQL: read from the table prepare_warehouse writes, never rendered into the SQL text.
-HASH_KEY_SQL = "(select pii_salt from raw.pii_salt)"
-
-
-def keyed_hash(key: str, namespace: str, reference: str) -> str:
-    """The reference value of the spec, in Python (tests, ground-truth scoring, tools holding the key)."""
-    if namespace not in NAMESPACES:
-        raise ValueError(f"unknown hash namespace {namespace!r}; one of {', '.join(NAMESPACES)}")
-    return hashlib.sha256(HASH_SEPARATOR.join((key, namespace, reference)).encode("utf-8")).hexdigest()
-
-
-def sha256_hex_sql(kind: str, expr: str) -> str:
-    """Lower-case hex sha256 of a text expression's UTF-8 bytes, on DuckDB or PostgreSQL."""
-    if kind == "postgres":
-        return f"encode(sha256(convert_to({expr}, 'UTF8')), 'hex')"
-    return f"sha256({expr})"
-
-
-def namespace_sql(namespace: str) -> str:
-    """A namespace as a SQL literal, from the fixed set only."""
-    if namespace not in NAMESPACES:
-        raise ValueError(f"unknown hash namespace {namespace!r}; one of {', '.join(NAMESPACES)}")
-    return quote_literal(namespace)
 
 
 def customer_namespace_sql(key_type: str) -> str:
     """SQL: the `customer:` namespace of the key type in the column `key_type` (CUSTOMER_NAMESPACE)."""
     return f"case {key_type} " + " ".join(
         f"when {quote_literal(k)} then {namespace_sql(ns)}" for k, ns in CUSTOMER_NAMESPACE.items()) + " end"
-
-
-def keyed_hash_sql(kind: str, expr: str, namespace: str, key: str = HASH_KEY_SQL) -> str:
-    """SQL for keyed_hash of a text expression (null stays null); `namespace` is SQL (namespace_sql,
-    customer_namespace_sql). The same text as the dbt macro keyed_hash in dbt_project/macros/pii.sql."""
-    hashed = sha256_hex_sql(kind, f"{key} || chr(31) || {namespace} || chr(31) || {expr}")
-    return f"case when {expr} is null then null else {hashed} end"
 
 
 MAP_DDL = """create table if not exists raw.identity_map (
