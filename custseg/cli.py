@@ -21,6 +21,8 @@ from custseg.ops.dag_runs import airflow_env_defaults, run_dag
 DEMO_CUSTOMERS = 2_000
 DEMO_DAYS = 365
 DEMO_END = dt.date(2026, 10, 31)
+#: the nights `custseg demo` runs: a first night and two more, so the campaigns of the demo data get measured
+DEMO_NIGHTS = tuple(DEMO_END - dt.timedelta(days=n) for n in (2, 1, 0))
 
 
 def _dates(args: argparse.Namespace) -> list[dt.date]:
@@ -216,6 +218,20 @@ def print_summary() -> None:
             for value, n in rows:
                 print(f"  {value:<22} {n:>8,}")
             print()
+        uplift = wh.fetchall(
+            "select campaign_id, treated_customers, control_customers, conversion_uplift, conversion_uplift_lower, "
+            "conversion_uplift_upper, is_conversion_uplift_significant from analytics.campaign_uplift "
+            "where segment_type = 'campaign' order by campaign_id")
+        if uplift:
+            print("campaigns (analytics.campaign_uplift; conversion uplift, treated - control, 95% interval):")
+            for campaign, treated, control, effect, lower, upper, significant in uplift:
+                if effect is None or lower is None:
+                    print(f"  {campaign:<28} {treated + control:>6,} measured: not enough yet")
+                    continue
+                verdict = "an effect" if significant else "no effect shown"
+                print(f"  {campaign:<28} {treated:>6,} treated vs {control:>5,} control: {effect:+.1%} "
+                      f"[{lower:+.1%}, {upper:+.1%}], {verdict}")
+            print()
     docs = settings.docs_dir / "dbt" / "static_index.html"
     print(f"warehouse file: {settings.duckdb_path}")
     print(f"dbt docs site:  {docs}")
@@ -254,12 +270,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     data_dir = settings.landing_dir.parent
     t0 = time.perf_counter()
     print(f"generating demo data ({args.customers:,} customers, {DEMO_DAYS} days up to {DEMO_END})...")
-    generate(data_dir, customers=args.customers, days=DEMO_DAYS, end_date=DEMO_END, seed=args.seed)
-    print(f"running the customer_segmentation DAG as of {DEMO_END} on DuckDB...")
-    state = run_dag(DEMO_END)
-    if state != "success":
-        print(f"DAG run ended {state}", file=sys.stderr)
-        return 1
+    summary = generate(data_dir, customers=args.customers, days=DEMO_DAYS, end_date=DEMO_END, seed=args.seed)
+    # the demo's campaigns (planted with a known effect) start two nights before its last date, with a
+    # two-day conversion window: three nights assign their audiences and measure the first night's
+    os.environ.setdefault("CUSTSEG_CAMPAIGNS_FILE", str(summary.out_dir / "campaigns.yml"))
+    for night in DEMO_NIGHTS:
+        print(f"running the customer_segmentation DAG as of {night} on DuckDB...")
+        state = run_dag(night)
+        if state != "success":
+            print(f"DAG run ended {state}", file=sys.stderr)
+            return 1
     print_summary()
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f}s")
     return 0
@@ -386,15 +406,18 @@ DAG_COMMANDS = ("run", "demo", "rebuild")
 
 
 def _check_configuration() -> None:
-    """Read the settings, the sources file and the gates' settings before the DAG is loaded: the
-    DAG file reads the first two when it is parsed, the tasks the others, and a mistake would
-    surface as a DAG import error with Airflow's traceback or as a failed task."""
+    """Read the settings, the sources and campaigns files and the gates' settings before the DAG is
+    loaded: the DAG file reads the first two when it is parsed, the tasks the others, and a mistake
+    would surface as a DAG import error with Airflow's traceback or as a failed task."""
+    from custseg.campaigns import load_campaigns
     from custseg.config import ConfigError, load_settings
     from custseg.sources import load_sources
     from custseg.steps.score import FitMinimum
     from expectations.config import QualityConfig
 
-    load_sources(load_settings().sources_file)
+    settings = load_settings()
+    load_sources(settings.sources_file)
+    load_campaigns(settings.campaigns_file)
     FitMinimum.from_env()
     try:
         QualityConfig.from_env()

@@ -19,6 +19,7 @@ import yaml
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 DEFAULT_SOURCES_FILE = PROJECT_ROOT / "config" / "sources.yml"
+DEFAULT_CAMPAIGNS_FILE = PROJECT_ROOT / "config" / "campaigns.yml"
 #: The hash key of the demo and CI (README "Configuration"); production must set its own.
 DEV_HASH_KEY = "custseg-dev-hash-key-not-for-production"
 #: Deprecated name of the same value, kept for code written before the key was renamed.
@@ -118,6 +119,8 @@ class Settings:
     #: the pipeline's own working files (extracts of table sources, a bring-your-own split, models)
     data_dir: Path = PROJECT_ROOT / "data"
     sources_file: Path = DEFAULT_SOURCES_FILE
+    #: the marketers' campaigns with their control groups (custseg/campaigns.py)
+    campaigns_file: Path = DEFAULT_CAMPAIGNS_FILE
     build_schema: str = "analytics_build"
     publish_schema: str = "analytics"
     #: the key of every keyed hash (customer ids, contact hashes, published references; custseg/steps/identity.py)
@@ -218,6 +221,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         landing_dir=Path(env.get("CUSTSEG_LANDING_DIR", data_dir / "landing")),
         data_dir=data_dir,
         sources_file=Path(env.get("CUSTSEG_SOURCES_FILE", DEFAULT_SOURCES_FILE)),
+        campaigns_file=Path(env.get("CUSTSEG_CAMPAIGNS_FILE", DEFAULT_CAMPAIGNS_FILE)),
         build_schema=env.get("CUSTSEG_BUILD_SCHEMA", "analytics_build"),
         publish_schema=env.get("CUSTSEG_PUBLISH_SCHEMA", "analytics"),
         hash_key=hash_key,

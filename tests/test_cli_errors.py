@@ -154,6 +154,12 @@ def test_bad_configuration(env: dict[str, str], tmp_path: Path) -> None:
     line = one_line(run_cli(["run", "--as-of", "2026-10-31"], {**env, "CUSTSEG_SOURCES_FILE": str(broken)},
                             AIRFLOW_HOME), "run")
     assert f"{broken}: not valid YAML" in line
+    campaigns = tmp_path / "campaigns.yml"
+    campaigns.write_text("campaigns:\n  - campaign_id: autumn\n    target_rfm_segments: [Champs]\n"
+                         "    start_date: 2026-10-01\n    end_date: 2026-10-31\n    conversion_window_days: 7\n")
+    line = one_line(run_cli(["run", "--as-of", "2026-10-31"], {**env, "CUSTSEG_CAMPAIGNS_FILE": str(campaigns)},
+                            AIRFLOW_HOME), "run")
+    assert f"{campaigns}: campaign autumn: target_rfm_segments has unknown 'Champs'; one of: About To Sleep" in line
     line = one_line(run_cli(["run", "--as-of", "2026-10-31"], {**env, "CUSTSEG_MIN_BUYERS": "lots"}, AIRFLOW_HOME),
                     "run")
     assert line.endswith("CUSTSEG_MIN_BUYERS must be a whole number of customers (0 or more), got 'lots'")

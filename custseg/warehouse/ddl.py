@@ -36,6 +36,19 @@ OPS_DDL = (
     # an order export dated after the run's date are not read that night, and counted here.
     "alter table ops.load_audit add column if not exists rows_duplicate bigint",
     "alter table ops.load_audit add column if not exists rows_after_as_of bigint",
+    # The campaigns file as of the run (custseg/campaigns.py), replaced by the prepare task each run; a
+    # target list is 'a|b' and control_threshold the holdout cut as 8 lower-case hex digits.
+    """create table if not exists raw.campaigns (
+        campaign_id text not null,
+        description text,
+        target_playbook_ids text,
+        target_rfm_segments text,
+        start_date date not null,
+        end_date date not null,
+        conversion_window_days integer not null,
+        control_share double precision not null,
+        control_threshold text not null
+    )""",
     """create table if not exists raw.quarantine (
         source text not null,
         source_file text not null,

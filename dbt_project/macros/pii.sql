@@ -7,7 +7,7 @@
     (`select pii_salt from source('pipeline', 'pii_salt')`). The namespace is one of a fixed set. -#}
 {% macro keyed_hash(namespace, expr) -%}
     {%- set namespaces = ['email', 'phone', 'customer:crm', 'customer:email', 'customer:phone', 'customer:card',
-                          'ref:crm', 'ref:card', 'social'] -%}
+                          'ref:crm', 'ref:card', 'social', 'campaign'] -%}
     {%- if namespace not in namespaces -%}
         {{ exceptions.raise_compiler_error("keyed_hash: unknown namespace '" ~ namespace ~ "'") }}
     {%- endif -%}
