@@ -43,3 +43,12 @@
     {%- set day = modules.datetime.date.fromisoformat(as_of_date_string()) - horizon -%}
     cast('{{ day.isoformat() }}' as date)
 {%- endmacro %}
+
+{#- Pre-hook of a model incremental by date: before a run for an as-of date, drop the rows of later dates, so
+    the table holds what it held as of that date (a rerun of an older date in a backfill). Nothing on the
+    model's first build. -#}
+{% macro delete_rows_after_as_of(date_column) -%}
+    {%- if execute and load_relation(this) is not none -%}
+        delete from {{ this }} where {{ date_column }} > {{ as_of_date() }}
+    {%- endif -%}
+{%- endmacro %}

@@ -39,7 +39,8 @@ final as (
         social_engagement_level,
         interest_segment,
         price_sensitivity,
-        promo_responsiveness
+        promo_responsiveness,
+        playbook_id
     from segments
 )
 
