@@ -266,6 +266,66 @@ def published_suite() -> Suite:
     return Suite(name="analytics.customer_segments", checks=tuple(checks))
 
 
+CAMPAIGN_AUDIENCE_COLUMNS: Final = (
+    "campaign_id", "customer_id", "playbook_id", "rfm_segment", "is_control", "assigned_on",
+    "conversion_window_ends_on", "as_of_date",
+)  # fmt: skip
+UPLIFT_SEGMENT_TYPES: Final = ("campaign", "playbook_id", "rfm_segment")
+#: rates and absolute conversion uplifts, each with its interval
+_SHARES: Final = ("treated_conversion_rate", "control_conversion_rate")
+_RATE_DIFFERENCES: Final = ("conversion_uplift", "conversion_uplift_lower", "conversion_uplift_upper")
+_INTERVALS: Final = ("conversion_uplift", "relative_conversion_uplift", "revenue_uplift", "relative_revenue_uplift")
+CAMPAIGN_UPLIFT_COLUMNS: Final = (
+    "campaign_id", "segment_type", "segment", "as_of_date", "conversion_window_days", "is_final",
+    "customers_assigned", "treated_customers", "control_customers", "treated_conversions", "control_conversions",
+    *_SHARES, *(f"{name}{end}" for name in _INTERVALS for end in ("", "_lower", "_upper")),
+    "treated_revenue_per_customer", "control_revenue_per_customer",
+    "is_conversion_uplift_significant", "is_revenue_uplift_significant",
+)  # fmt: skip
+
+
+def campaign_audience_suite() -> Suite:
+    """Checks for ``campaign_audience``: one row per campaign and customer, on one side of the holdout, with
+    its conversion window after its assignment."""
+    checks = [
+        *(exists(column) for column in CAMPAIGN_AUDIENCE_COLUMNS),
+        *(not_null(column) for column in ("campaign_id", "customer_id", "is_control", "assigned_on",
+                                          "conversion_window_ends_on", "as_of_date")),
+        Check("expect_compound_columns_to_be_unique", None, {"column_list": ["campaign_id", "customer_id"]}),
+        in_set("is_control", (True, False)),
+        Check("expect_column_pair_values_a_to_be_greater_than_b", None,
+              {"column_A": "conversion_window_ends_on", "column_B": "assigned_on", "or_equal": False}),
+        Check("expect_column_pair_values_a_to_be_greater_than_b", None,
+              {"column_A": "as_of_date", "column_B": "assigned_on", "or_equal": True}),
+    ]
+    return Suite(name="analytics.campaign_audience", checks=tuple(checks))
+
+
+def campaign_uplift_suite() -> Suite:
+    """Checks for ``campaign_uplift``: counts that add up, rates in [0, 1], and every interval around its
+    estimate."""
+    checks = [
+        *(exists(column) for column in CAMPAIGN_UPLIFT_COLUMNS),
+        *(not_null(column) for column in ("campaign_id", "segment_type", "segment", "as_of_date",
+                                          "customers_assigned", "treated_customers", "control_customers")),
+        Check("expect_compound_columns_to_be_unique", None,
+              {"column_list": ["campaign_id", "segment_type", "segment"]}),
+        in_set("segment_type", UPLIFT_SEGMENT_TYPES),
+        *(between(column, 0) for column in ("treated_customers", "control_customers", "treated_conversions",
+                                            "control_conversions")),
+        *(between(column, 0, 1) for column in _SHARES),
+        *(between(column, -1, 1) for column in _RATE_DIFFERENCES),
+        *(between(f"relative_{name}_lower", -1) for name in ("conversion_uplift", "revenue_uplift")),
+        *(Check("expect_column_pair_values_a_to_be_greater_than_b", None,
+                {"column_A": a, "column_B": b, "or_equal": True, "ignore_row_if": "either_value_is_missing"})
+          for name in _INTERVALS for a, b in ((name, f"{name}_lower"), (f"{name}_upper", name))),
+        # the measured customers are some of those assigned
+        Check("expect_column_pair_values_a_to_be_greater_than_b", None,
+              {"column_A": "customers_assigned", "column_B": "treated_customers", "or_equal": True}),
+    ]
+    return Suite(name="analytics.campaign_uplift", checks=tuple(checks))
+
+
 def ml_labels_suite() -> Suite:
     """Checks for the ML labels before they are written back to the build schema."""
     checks = [

@@ -11,11 +11,18 @@ import pytest
 
 from custseg.catalogue import CHANNELS
 from custseg.config import load_settings
-from custseg.steps.quality import published_reports, raw_batch_reports
+from custseg.steps.quality import campaign_reports, published_reports, raw_batch_reports
 from custseg.warehouse import Warehouse, connect
 from expectations.config import QualityConfig
 from expectations.report import QualityGateError, raise_if_any_blocking
-from expectations.suites import row_count_bounds, segment_share_suite, share_bounds
+from expectations.suites import (
+    CAMPAIGN_UPLIFT_COLUMNS,
+    campaign_audience_suite,
+    campaign_uplift_suite,
+    row_count_bounds,
+    segment_share_suite,
+    share_bounds,
+)
 from tests.conftest import warehouse_env
 
 D = dt.date(2026, 3, 2)
@@ -287,3 +294,51 @@ def test_postgres_runs_the_same_suites_in_the_database(duck, pg) -> None:
     assert "PostgreSQL through GX's SQL datasource" in (pg_raw[0].sample_note or "")
     assert "pandas DataFrame read from DuckDB" in (duck_raw[0].sample_note or "")
     assert pg_raw[0].blocking_failures[0].unexpected_sample in (["-3.00"], [-3.0])
+
+
+# -- the action loop's tables -------------------------------------------------------------------------------
+
+
+def _load_campaign_tables(wh: Warehouse, schema: str, audience_rows: str, uplift_rows: str) -> None:
+    wh.execute(f"create or replace table {schema}.campaign_audience as select * from (values {audience_rows}) "
+               "as t (campaign_id, customer_id, playbook_id, rfm_segment, is_control, assigned_on, "
+               "conversion_window_ends_on, as_of_date)")
+    columns = ", ".join(CAMPAIGN_UPLIFT_COLUMNS)
+    wh.execute(f"create or replace table {schema}.campaign_uplift as select * from (values {uplift_rows}) "
+               f"as t ({columns})")
+
+
+def _uplift_row(campaign: str, lower: float, estimate: float, upper: float) -> str:
+    """One campaign_uplift row in CAMPAIGN_UPLIFT_COLUMNS' order: 10 treated and 10 control measured."""
+    values = [f"'{campaign}'", "'campaign'", "'all'", f"date '{D}'", "7", "false", "20", "10", "10", "5", "3",
+              "0.5", "0.3",
+              *(str(v) for v in (estimate, lower, upper)),  # conversion uplift
+              "0.67", "-0.2", "2.5",  # relative conversion uplift
+              "4.0", "-1.0", "9.0",  # revenue uplift
+              "0.4", "-0.1", "1.2",  # relative revenue uplift
+              "12.0", "8.0", "false", "false"]
+    return "(" + ", ".join(values) + ")"
+
+
+def test_the_campaign_suites_block_a_broken_audience_or_interval(duck) -> None:
+    wh, settings = duck
+    schema = settings.build_schema
+    audience = (f"('c1', 'a', 'p1', 'Lost', false, date '{D}', date '{D + dt.timedelta(days=7)}', date '{D}'), "
+                f"('c1', 'b', 'p1', 'Lost', true, date '{D}', date '{D + dt.timedelta(days=7)}', date '{D}')")
+    _load_campaign_tables(wh, schema, audience, _uplift_row("c1", 0.0, 0.2, 0.4))
+    assert all(report.success for report in campaign_reports(wh, settings, D, QualityConfig()))
+    # an assignment dated after the run, and an interval that does not hold its estimate
+    late = D + dt.timedelta(days=1)
+    audience = audience.replace(f"'b', 'p1', 'Lost', true, date '{D}'", f"'b', 'p1', 'Lost', true, date '{late}'")
+    _load_campaign_tables(wh, schema, audience, _uplift_row("c1", 0.3, 0.2, 0.4))
+    audience_report, uplift_report = campaign_reports(wh, settings, D, QualityConfig())
+    pairs = ((audience_report, campaign_audience_suite()), (uplift_report, campaign_uplift_suite()))
+    failed = [dict(check.kwargs) for report, suite in pairs
+              for check, outcome in zip(suite.checks, report.results, strict=True) if not outcome.success]
+    assert failed == [
+        {"column_A": "as_of_date", "column_B": "assigned_on", "or_equal": True},
+        {"column_A": "conversion_uplift", "column_B": "conversion_uplift_lower", "or_equal": True,
+         "ignore_row_if": "either_value_is_missing"},
+    ]
+    with pytest.raises(QualityGateError):
+        raise_if_any_blocking([audience_report, uplift_report])

@@ -47,6 +47,8 @@ from expectations.suites import (
     BLOCKING,
     SEGMENT_SHARE_DIMENSIONS,
     Suite,
+    campaign_audience_suite,
+    campaign_uplift_suite,
     published_suite,
     raw_suite,
     row_count_suite,
@@ -180,12 +182,14 @@ def audit(settings: Settings, as_of_date: dt.date, run_id: str) -> dict[str, obj
 
     The published-model suite runs on the build's ``customer_segments`` (PostgreSQL: SQL datasource; DuckDB:
     DataFrame, chunked when large), and each segment's share is compared with the previous published date
-    (skipped, with a recorded note, on the first run).
+    (skipped, with a recorded note, on the first run); the campaign tables have their own suites.
     """
 
     release_dbt_duckdb()  # the suites read 1M rows into pandas: not next to dbt's DuckDB buffer pool
     with connect(settings) as wh:
-        reports = published_reports(wh, settings, as_of_date, QualityConfig.from_env())
+        config = QualityConfig.from_env()
+        reports = published_reports(wh, settings, as_of_date, config) + campaign_reports(wh, settings, as_of_date,
+                                                                                          config)
         record_quality(wh, run_id, as_of_date, [row for r in reports for row in r.to_rows(run_id)])
         data_docs(settings, "audit", reports, run_id, as_of_date)
         stale = wh.fetchall(
@@ -384,6 +388,16 @@ def published_reports(
     )  # fmt: skip
     reports.append(report)
     return reports
+
+
+def campaign_reports(wh: Warehouse, settings: Settings, as_of_date: dt.date,
+                     config: QualityConfig) -> list[ValidationReport]:
+    """The suites of the action loop's published tables in the build: ``campaign_audience`` and
+    ``campaign_uplift``."""
+    return [validate_table(wh, settings, settings.build_schema, table, suite, batch_name=as_of_date.isoformat(),
+                           config=config)
+            for table, suite in (("campaign_audience", campaign_audience_suite()),
+                                 ("campaign_uplift", campaign_uplift_suite()))]
 
 
 def quarantine_share_reports(wh: Warehouse, sources: list[str], run_id: str, as_of_date: dt.date,
