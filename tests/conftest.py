@@ -136,6 +136,8 @@ def pg_database(pg_server: str) -> Iterator[str]:
 
 def warehouse_env(kind: str, data_dir: Path, *, duckdb_path: Path | None = None, pg_url: str | None = None,
                   landing_dir: Path | None = None) -> dict[str, str]:
+    """The CLI's environment for a warehouse; a generated dataset's landing files bring its campaigns file
+    (the generator writes `campaigns.yml` beside `landing/`)."""
     env = {
         "CUSTSEG_WAREHOUSE": kind,
         "CUSTSEG_DATA_DIR": str(data_dir),
@@ -143,6 +145,8 @@ def warehouse_env(kind: str, data_dir: Path, *, duckdb_path: Path | None = None,
         "CUSTSEG_DOCS_DIR": str(data_dir / "docs"),
         "CUSTSEG_SCORE_CHUNK_CUSTOMERS": str(E2E_SCORE_CHUNK_CUSTOMERS),
     }
+    if landing_dir is not None and (landing_dir.parent / "campaigns.yml").exists():
+        env["CUSTSEG_CAMPAIGNS_FILE"] = str(landing_dir.parent / "campaigns.yml")
     if duckdb_path:
         env["CUSTSEG_DUCKDB_PATH"] = str(duckdb_path)
     if pg_url:

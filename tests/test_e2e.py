@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from custseg.campaigns import is_control, load_campaigns
 from custseg.config import PUBLISHED_TABLES, load_settings
 from custseg.warehouse import connect
 from tests.conftest import E2E_END, E2E_SCORE_CHUNK_CUSTOMERS, run_nightly, warehouse_env
@@ -100,6 +101,8 @@ def test_duckdb_end_to_end(e2e_duckdb_env) -> None:
         labels = wh.fetchall("select count(*), count(distinct customer_id) from analytics_build.ml_customer_labels")
         assert labels == [(n_customers, n_customers)]
         assert not wh.table_exists("analytics_build", "ml_customer_labels_scoring")
+    assert_holdout_is_the_keyed_hash(e2e_duckdb_env)
+    with connect(load_settings(e2e_duckdb_env)) as wh:
         docs = Path(e2e_duckdb_env["CUSTSEG_DOCS_DIR"]) / "dbt" / "static_index.html"
         assert docs.stat().st_size > 100_000, "the static dbt docs site was not built"
 
@@ -156,6 +159,24 @@ def test_rerun_of_the_same_date_gives_identical_tables(e2e_duckdb_env, airflow_h
 
 
 @pytest.mark.postgres
+def assert_holdout_is_the_keyed_hash(env: dict[str, str]) -> None:
+    """Every campaign of the demo assigned customers tonight, and each one's side of the holdout is the one
+    the Python rule (custseg.campaigns.is_control) gives: the SQL applies the one keyed-hash spec."""
+    settings = load_settings(env)
+    campaigns = {c.campaign_id: c for c in load_campaigns(settings.campaigns_file)}
+    with connect(settings) as wh:
+        audience = wh.query_df("select campaign_id, customer_id, is_control, assigned_on, as_of_date "
+                               "from analytics.campaign_audience")
+    assert set(audience["campaign_id"]) == set(campaigns) and len(campaigns) >= 3
+    share = {campaign_id: campaign.control_share for campaign_id, campaign in campaigns.items()}
+    expected = [is_control(settings.hash_key, row.campaign_id, row.customer_id, share[row.campaign_id])
+                for row in audience.itertuples()]
+    assert audience["is_control"].astype(bool).tolist() == expected
+    assert 0 < sum(expected) < len(expected)
+    # one night ran: everyone in a target was assigned on it
+    assert set(pd.to_datetime(audience["assigned_on"]).dt.date) == {E2E_END}
+
+
 def test_postgres_end_to_end_matches_duckdb(pg_database, demo_data, airflow_home, session_dir, e2e_duckdb_env) -> None:
     data_dir = session_dir / "postgres_run"
     env = warehouse_env("postgres", data_dir, pg_url=pg_database, landing_dir=demo_data.landing_dir)
@@ -189,6 +210,17 @@ def test_postgres_end_to_end_matches_duckdb(pg_database, demo_data, airflow_home
             duck_rows = wh.query_df(sql)
         assert len(duck_rows) > 50, sql
         pd.testing.assert_frame_equal(_comparable(pg_rows), _comparable(duck_rows), check_dtype=False)
+    # the action loop: the same audience, sides of the holdout and statistics on both engines
+    for sql in ("select campaign_id, customer_id, playbook_id, rfm_segment, is_control, assigned_on, "
+                "conversion_window_ends_on from analytics.campaign_audience order by campaign_id, customer_id",
+                "select * from analytics.campaign_uplift order by campaign_id, segment_type, segment"):
+        with connect(load_settings(env)) as wh:
+            pg_rows = wh.query_df(sql)
+        with connect(load_settings(e2e_duckdb_env)) as wh:
+            duck_rows = wh.query_df(sql)
+        assert len(duck_rows) > 3, sql
+        pd.testing.assert_frame_equal(_comparable(pg_rows), _comparable(duck_rows), check_dtype=False)
+    assert_holdout_is_the_keyed_hash(env)
     assert_bi_role_is_read_only_on_analytics(pg_database)
 
 
@@ -206,6 +238,8 @@ def assert_bi_role_is_read_only_on_analytics(url: str) -> None:
         with psycopg.connect(bi_url, autocommit=True) as bi:
             assert bi.execute("select count(*) from analytics.customer_segments").fetchone()[0] > 0
             assert bi.execute("select count(*) from analytics.segment_summary").fetchone()[0] > 0
+            for table in PUBLISHED_TABLES:  # every published table, the action loop's included
+                bi.execute(f"select * from analytics.{table} limit 1")
             for forbidden in ("raw.shop_orders", "raw.crm_customers", "analytics_build.customer_segments",
                               "ml.model_runs", "ops.load_audit"):
                 with pytest.raises(psycopg.errors.InsufficientPrivilege):

@@ -1,7 +1,8 @@
 """Tests of the demo data generator: determinism, file layout, the documented columns, the dirt it
 promises (duplicates, late rows, invalid rows, formats) and the consistency of its ground truth,
-the latent interests and social-media profiles included, and the optional columns added later
-(ticket subjects, birth dates, promotion codes), which draw from streams of their own."""
+the latent interests and social-media profiles included, the optional columns added later
+(ticket subjects, birth dates, promotion codes), which draw from streams of their own, and the demo
+campaigns with their planted responses and true uplift (custseg.demo.truth.campaign_uplift_truth)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
 import custseg.demo.generate as generator
 from custseg import catalogue
+from custseg.campaigns import is_control, load_campaigns, rfm_segments
 from custseg.demo.generate import (
     BEHAVIOUR_TYPES,
     CATEGORIES,
@@ -38,6 +41,8 @@ from custseg.demo.generate import (
     GenerationSummary,
     generate,
 )
+from custseg.demo.truth import campaign_uplift_truth
+from custseg.hashing import keyed_hash
 from custseg.sources import load_sources
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +53,16 @@ NEW_COLUMNS = {"shop/orders": "promo_code", "crm/customers": "birth_date", "supp
 END = date(2026, 3, 31)
 DAYS = 90
 CUSTOMERS = 400
+#: the key the warehouse would run with: the holdout (who is treated) follows it
+HASH_KEY = "test-generate-key"
+#: The demo campaigns as the brief states them (not read from the generator): id -> (targets, true response rate)
+WINBACK, LOYALTY, NO_EFFECT = "demo-winback-voucher", "demo-loyalty-perks", "demo-newsletter-no-effect"
+STATED_CAMPAIGNS = {
+    WINBACK: ({"At Risk", "Can't Lose Them", "Hibernating", "About To Sleep", "Need Attention", "Lost"}, 0.4),
+    LOYALTY: ({"Champions", "Loyal", "Potential Loyalist", "New", "Promising"}, 0.2),
+    NO_EFFECT: ({"Champions", "Loyal", "Potential Loyalist", "New", "Promising", "Need Attention", "About To Sleep",
+                 "At Risk", "Can't Lose Them", "Hibernating", "Lost"}, 0.0),
+}
 FILE_DATE = r"regexp_extract(filename, '(\d{4}-\d{2}-\d{2})\.[a-z]+$', 1)::date"
 SOCIAL_JSON_COLUMNS = "{" + ", ".join(f"{c}: 'VARCHAR'" for c in SOURCE_COLUMNS["social_interactions"]) + "}"
 
@@ -67,6 +82,7 @@ def gen(tmp_path_factory: pytest.TempPathFactory) -> GenerationSummary:
         end_date=END,
         seed=7,
         invalid_share=0.03,
+        hash_key=HASH_KEY,
     )
 
 
@@ -227,7 +243,8 @@ def test_the_new_columns_leave_every_existing_column_as_it_was(
     generate(tmp_path / "a", **args)
     real = generator._streams
     new_streams = ("subjects", "birthdays", "promos")
-    assert generator._STREAMS[-len(new_streams):] == new_streams
+    # appended in this order; only the campaigns' stream came after them
+    assert generator._STREAMS[-len(new_streams) - 1 :] == (*new_streams, "campaigns")
 
     def swapped(seed: int) -> dict:
         streams, other = real(seed), real(seed + 1)
@@ -267,7 +284,9 @@ def test_every_source_has_one_file_per_day(gen: GenerationSummary) -> None:
         folder, ext = SOURCE_FILES[source]
         names = sorted(p.name for p in (gen.landing_dir / folder).iterdir())
         assert names == [f"{d}.{ext}" for d in expected_days], source
-    assert {p.name for p in gen.ground_truth_dir.iterdir()} == {"customers.parquet", "identities.parquet"}
+    assert {p.name for p in gen.ground_truth_dir.iterdir()} == {
+        "customers.parquet", "identities.parquet", "campaign_responses.parquet"}
+    assert (gen.out_dir / "campaigns.yml").is_file()
 
 
 def test_columns_match_docs(gen: GenerationSummary) -> None:
@@ -466,13 +485,15 @@ def test_ground_truth_has_every_type_and_churn(
 
 
 def test_no_purchase_outside_first_purchase_and_churn(con: duckdb.DuckDBPyConnection) -> None:
-    """Purchases traceable to a person (logged-in orders, card sales) lie within the person's life."""
+    """Purchases traceable to a person (logged-in orders, card sales) lie within the person's life; the
+    planted campaign responses (SO-C...) are outside the latent buying process and may not."""
     outside = _one(
         con,
         """
         with purchases as (
             select t.person_id, s.order_ts::timestamptz::date d
             from shop_valid s join truth t on t.crm_customer_id = s.customer_ref
+            where s.order_id not like 'SO-C%'
             union all
             select i.person_id, timezone(p.store_tz, p.sold_at_local::timestamp)::date
             from pos p join ids i on i.source = 'pos_sales' and i.source_key = p.loyalty_card
@@ -836,3 +857,263 @@ def test_promo_codes_only_on_discounted_orders(con: duckdb.DuckDBPyConnection, y
     for name, condition in dirt.items():
         assert _one(year, f"select count(*) from shop where {condition}") > 0, name
     assert _one(year, "select count(distinct upper(trim(promo_code))) from shop") == len(PROMO_CODES)
+
+
+# --- demo campaigns: planted responses with a known true effect --------------------------------------
+def _responses(truth_dir: Path) -> pd.DataFrame:
+    return pd.read_parquet(truth_dir / "campaign_responses.parquet")
+
+
+def _holdout(key: str, campaign_id: str, crm_customer_id: str) -> bool:
+    """The pipeline's side of the holdout for a CRM customer, from the rule and the id spec directly."""
+    return is_control(key, campaign_id, keyed_hash(key, "customer:crm", crm_customer_id.strip()), 0.2)
+
+
+def test_campaigns_file_holds_the_three_demo_campaigns(gen: GenerationSummary) -> None:
+    campaigns = {c.campaign_id: c for c in load_campaigns(gen.out_dir / "campaigns.yml")}
+    assert set(campaigns) == set(STATED_CAMPAIGNS)
+    for campaign_id, (targets, rate) in STATED_CAMPAIGNS.items():
+        c = campaigns[campaign_id]
+        assert (c.start_date, c.end_date) == (date(2026, 3, 29), date(2026, 3, 31)), campaign_id
+        assert (c.conversion_window_days, c.control_share) == (2, 0.2), campaign_id
+        assert set(c.target_rfm_segments) == targets and not c.target_playbook_ids, campaign_id
+        [planted] = [d for d in generator.DEMO_CAMPAIGNS if d.campaign_id == campaign_id]
+        assert planted.response_probability == rate, campaign_id
+    assert set(generator.RFM_SEGMENTS) == rfm_segments() == STATED_CAMPAIGNS[NO_EFFECT][0]
+
+
+def test_realised_responses_are_exactly_the_treated_peoples(
+    gen: GenerationSummary, con: duckdb.DuckDBPyConnection
+) -> None:
+    responses = _responses(gen.ground_truth_dir)
+    treated = ~responses.apply(lambda r: _holdout(HASH_KEY, r.campaign_id, r.crm_customer_id), axis=1)
+    assert responses["is_realised"].tolist() == treated.tolist()
+    # both sides of the holdout have potential responses; the campaign without an effect has none
+    by_campaign = responses.groupby("campaign_id")["is_realised"].agg(["sum", "size"])
+    assert by_campaign.loc[WINBACK, "sum"] < by_campaign.loc[WINBACK, "size"]
+    assert 0 < by_campaign.loc[LOYALTY, "sum"] < by_campaign.loc[LOYALTY, "size"]
+    assert NO_EFFECT not in by_campaign.index
+    assert gen.campaign_responses == {WINBACK: by_campaign.loc[WINBACK, "sum"],
+                                      LOYALTY: by_campaign.loc[LOYALTY, "sum"], NO_EFFECT: 0}
+    # in the landing files: the treated people's responses, each once, and none of the control people's
+    landed = con.execute("""select order_id, order_ts, customer_ref, customer_email, customer_phone, currency,
+            order_total, discount_amount, order_status, promo_code, file_date, count(*) over (partition by order_id) n
+        from shop where order_id like 'SO-C%'""").df()
+    realised = responses[responses["is_realised"]]
+    assert sorted(landed["order_id"]) == sorted(realised["order_id"])
+    assert not set(responses.loc[~responses["is_realised"], "order_id"]) & set(landed["order_id"])
+    assert (landed["n"] == 1).all()
+    # clean enough to reach the pipeline exactly: the person's CRM id, EUR, paid in full, on its own day
+    rows = landed.merge(realised, on="order_id")
+    assert (rows["customer_ref"] == rows["crm_customer_id"]).all()
+    assert (rows["currency"] == "EUR").all() and (rows["discount_amount"] == "0.00").all()
+    assert (rows["order_status"] == "completed").all()
+    assert rows["promo_code"].isna().all() and rows["customer_phone"].isna().all()
+    assert (rows["order_total"] == rows["amount_eur"].map("{:.2f}".format)).all()
+    utc_day = pd.to_datetime(rows["order_ts"], utc=True, format="ISO8601").dt.date
+    assert (utc_day == rows["response_date"]).all() and (rows["file_date"] == rows["response_date"]).all()
+    assert set(rows["response_date"]) == {date(2026, 3, 30), date(2026, 3, 31)}
+    # ids that cannot be a normal order's
+    assert rows["order_id"].str.fullmatch(r"SO-C\d\d-\d{9}").all()
+    assert _one(con, "select count(*) from shop where order_id not like 'SO-C%'"
+                     " and not regexp_full_match(order_id, 'SO-\\d{9}') and order_id <> ''") == 0  # fmt: skip
+
+
+def test_the_holdout_follows_the_configured_hash_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """By default the generator treats people as a warehouse run with CUSTSEG_HASH_KEY would."""
+    monkeypatch.setenv("CUSTSEG_HASH_KEY", "another-key")
+    summary = generate(tmp_path / "env", customers=300, days=20, end_date=END, seed=3)
+    responses = _responses(summary.ground_truth_dir)
+    for key, expected in (("another-key", True), (HASH_KEY, False)):
+        control = responses.apply(lambda r, k=key: _holdout(k, r.campaign_id, r.crm_customer_id), axis=1)
+        assert (responses["is_realised"] == ~control).all() == expected, key
+
+
+def test_potential_responses_occur_at_the_planted_rate(tmp_path: Path) -> None:
+    """Among the people with a CRM id a campaign is meant for (bought by the campaigns' first night, the last time
+    45 days or more before it for the win-back, less for the perks), a share u responds to each campaign
+    (binomial, 4.5 standard errors), on one of the two days of the window, for about 60 EUR; guests and people
+    not yet customers never do."""
+    summary = generate(tmp_path, customers=6000, days=120, end_date=END, seed=21, hash_key=HASH_KEY)
+    people = pd.read_parquet(summary.ground_truth_dir / "customers.parquet")
+    first_night = END - timedelta(days=2)
+    last = people["last_purchase_before_campaigns"]
+    customers_by_then = last.notna() & (people["first_purchase_date"] <= first_night)
+    lapsed = pd.Series([(first_night - d).days if customer else -1 for d, customer in zip(last, customers_by_then,
+                                                                                          strict=True)],
+                       index=people.index)
+    assert (lapsed[customers_by_then] >= 0).all()
+    eligible_by_campaign = {
+        "demo-winback-voucher": set(people.loc[~people["is_guest"] & customers_by_then & (lapsed >= 45),
+                                               "crm_customer_id"]),
+        "demo-loyalty-perks": set(people.loc[~people["is_guest"] & customers_by_then & (lapsed < 45),
+                                             "crm_customer_id"]),
+        "demo-newsletter-no-effect": set(people.loc[~people["is_guest"] & customers_by_then, "crm_customer_id"]),
+    }
+    assert all(300 < len(eligible) < len(people) for eligible in eligible_by_campaign.values())
+    responses = _responses(summary.ground_truth_dir)
+    assert not responses.duplicated(["campaign_id", "crm_customer_id"]).any()
+    for campaign_id, (_, rate) in STATED_CAMPAIGNS.items():
+        mine = responses[responses["campaign_id"] == campaign_id]
+        eligible = eligible_by_campaign[campaign_id]
+        assert set(mine["crm_customer_id"]) <= eligible, campaign_id
+        share = len(mine) / len(eligible)
+        assert abs(share - rate) <= 4.5 * np.sqrt(rate * (1 - rate) / len(eligible)), campaign_id
+        if rate == 0:
+            assert mine.empty
+            continue
+        days = mine["response_date"].value_counts(normalize=True)
+        assert set(days.index) == {date(2026, 3, 30), date(2026, 3, 31)}
+        assert abs(days.iloc[0] - 0.5) <= 4.5 * np.sqrt(0.25 / len(mine)), campaign_id
+        amounts = mine["amount_eur"]
+        assert amounts.min() >= 1.0 and (amounts.round(2) == amounts).all()
+        assert abs(amounts.mean() - 60) <= 4.5 * amounts.std() / np.sqrt(len(mine)), campaign_id
+        # the control share of the potential responders is the holdout's
+        control = 1 - mine["is_realised"].mean()
+        assert abs(control - 0.2) <= 4.5 * np.sqrt(0.16 / len(mine)), campaign_id
+
+
+def test_a_single_day_of_data_plants_no_response(tmp_path: Path) -> None:
+    """The responses' days (the last two) would begin before a one-day window: nothing is planted, and the
+    campaigns file is still written."""
+    summary = generate(tmp_path, customers=200, days=1, end_date=END, hash_key=HASH_KEY)
+    assert _responses(summary.ground_truth_dir).empty
+    assert dict(summary.campaign_responses) == dict.fromkeys(STATED_CAMPAIGNS, 0)
+    assert "SO-C" not in (summary.landing_dir / "shop/orders/2026-03-31.csv").read_text(encoding="utf-8")
+    assert len(load_campaigns(summary.out_dir / "campaigns.yml")) == 3
+
+
+def _landing_lines(root: Path) -> dict[str, list[str]]:
+    return {str(p.relative_to(root)): p.read_text(encoding="utf-8").splitlines(keepends=True)
+            for p in sorted((root / "landing").rglob("*.*")) if p.suffix != ".parquet"}  # fmt: skip
+
+
+def test_planting_changes_no_other_landing_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against a run that writes no response (the append step switched off), every landing file is
+    byte-identical except the shop orders of the window's last two days, which only gain SO-C lines at their
+    end; and other draws of the campaigns' stream change those lines and nothing else."""
+    args = {"customers": 300, "days": 30, "end_date": END, "seed": 9, "hash_key": HASH_KEY}
+    planted = generate(tmp_path / "planted", **args)
+    real_append, real_streams = generator._append_shop_responses, generator._streams
+
+    def no_append(root: Path, responses: object, people: generator._People, *_: object) -> generator._Written:
+        return generator._Written(rows=0, seen=np.zeros(generator._N_SLOTS * people.n, dtype=bool))
+
+    monkeypatch.setattr(generator, "_append_shop_responses", no_append)
+    generate(tmp_path / "bare", **args)
+    monkeypatch.setattr(generator, "_append_shop_responses", real_append)
+    monkeypatch.setattr(generator, "_streams",
+                        lambda seed: {**real_streams(seed), "campaigns": real_streams(seed + 1)["campaigns"]})
+    generate(tmp_path / "redrawn", **args)
+
+    a, bare, redrawn = (_digests(tmp_path / x) for x in ("planted", "bare", "redrawn"))
+    landing = {k for k in a if k.startswith("landing/")}
+    grown = {k for k in landing if a[k] != bare[k]}
+    assert grown == {f"landing/shop/orders/{d}.csv" for d in ("2026-03-30", "2026-03-31")}
+    assert {k for k in landing if a[k] != redrawn[k]} == grown
+    lines = {x: _landing_lines(tmp_path / x) for x in ("planted", "bare", "redrawn")}
+    appended = 0
+    for name in grown:
+        before = lines["bare"][name]
+        for run in ("planted", "redrawn"):
+            after = lines[run][name]
+            assert after[: len(before)] == before, (run, name)
+            assert all(line.startswith("SO-C") for line in after[len(before) :]), (run, name)
+        appended += len(lines["planted"][name]) - len(before)
+    assert appended == sum(planted.campaign_responses.values()) > 0
+    assert not any(line.startswith("SO-C") for f in lines["bare"].values() for line in f)
+    for x in ("bare", "redrawn"):
+        assert a["ground_truth/customers.parquet"] == _digests(tmp_path / x)["ground_truth/customers.parquet"]
+
+
+# campaign_uplift_truth on a hand-made case: key, ids, dates
+TRUTH_KEY = "truth-key"
+ASSIGNED, LATER, AS_OF = date(2026, 3, 29), date(2026, 3, 30), date(2026, 3, 31)
+
+
+def _cid(crm: str) -> str:
+    return keyed_hash(TRUTH_KEY, "customer:crm", crm)
+
+
+@pytest.fixture
+def hand_made(tmp_path: Path) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
+    """A winback audience assigned on 29 March (window: 30 and 31 March), every case of the definition.
+
+    member  arm      potential winback response  purchases in the window          effect (conversion, revenue)
+    A       treated  30 Mar, 50.00 (realised)    the response itself               1, 50
+    B       control  31 Mar, 30.00               none                              1, 30
+    C       control  31 Mar, 20.00               an order on 30 Mar                0, 20
+    D       treated  none                        an order on 31 Mar                0, 0
+    E       guest    none (no CRM id)            an order on 30 Mar                0, 0
+    F       control  29 Mar, 70.00 (not after    none                              0, 0
+                     the assignment)
+    H       control  30 Mar, 40.00               an order on 31 Mar, refunded      1, 40 (0, 40 without is_refund)
+    I       treated  31 Mar, 10.00 (realised)    the loyalty campaign's response,  0, 10
+                                                 on 30 Mar (I is not in its target)
+    G       treated  30 Mar, 80.00 (assigned on 30 March: window open on 31 March, not measured)
+    Means over the 8 measured: conversion 3/8, revenue 150/8. The newsletter (no responses planted) has A and B
+    measured, effect 0; the loyalty campaign only J, assigned on 30 March (nobody measured); "my-own" is not a
+    demo campaign.
+    """
+    crm = {m: f"CRM-000000{i}" for i, m in enumerate("ABCDFGHIJ", start=1)}
+    rows = [  # campaign, member, response date, amount, realised
+        (WINBACK, "A", date(2026, 3, 30), 50.0, True), (WINBACK, "B", date(2026, 3, 31), 30.0, False),
+        (WINBACK, "C", date(2026, 3, 31), 20.0, False), (WINBACK, "F", date(2026, 3, 29), 70.0, False),
+        (WINBACK, "H", date(2026, 3, 30), 40.0, False), (WINBACK, "I", date(2026, 3, 31), 10.0, True),
+        (WINBACK, "G", date(2026, 3, 30), 80.0, True), (LOYALTY, "I", date(2026, 3, 30), 25.0, True),
+    ]
+    responses = pd.DataFrame({
+        "campaign_id": [r[0] for r in rows],
+        "crm_customer_id": [crm[r[1]] for r in rows],
+        "response_date": [r[2] for r in rows],
+        "amount_eur": [r[3] for r in rows],
+        "order_id": [f"SO-C{1 if r[0] == WINBACK else 2:02d}-00000000{i}" for i, r in enumerate(rows)],
+        "is_realised": [r[4] for r in rows],
+    })  # fmt: skip
+    truth = tmp_path / "ground_truth"
+    truth.mkdir()
+    responses.to_parquet(truth / "campaign_responses.parquet")
+    order = {(c, m): o for c, m, o in responses[["campaign_id", "crm_customer_id", "order_id"]].itertuples(index=False)}
+    ids = {m: _cid(c) for m, c in crm.items()} | {"E": "guest-customer-id"}
+    audience = pd.DataFrame(
+        [(WINBACK, ids[m], ASSIGNED, control) for m, control in
+         (("A", False), ("B", True), ("C", True), ("D", False), ("E", False), ("F", True), ("H", True), ("I", False))]
+        + [(WINBACK, ids["G"], LATER, False), (NO_EFFECT, ids["A"], ASSIGNED, True),
+           (NO_EFFECT, ids["B"], ASSIGNED, False), (LOYALTY, ids["J"], LATER, False),
+           ("my-own", ids["A"], ASSIGNED, False)],
+        columns=["campaign_id", "customer_id", "assigned_on", "is_control"])  # fmt: skip
+    purchases = pd.DataFrame(
+        [(ids["A"], "shop:" + order[(WINBACK, crm["A"])], date(2026, 3, 30), 50.0, False),
+         (ids["C"], "shop:SO-000000001", date(2026, 3, 30), 12.5, False),
+         (ids["D"], "pos:RC-0000000001", date(2026, 3, 31), 8.0, False),
+         (ids["E"], "shop:SO-000000002", date(2026, 3, 30), 9.0, False),
+         (ids["H"], "shop:SO-000000003", date(2026, 3, 31), 0.0, True),
+         (ids["I"], "shop:" + order[(LOYALTY, crm["I"])], date(2026, 3, 30), 25.0, False),
+         (ids["I"], "shop:" + order[(WINBACK, crm["I"])], date(2026, 3, 31), 10.0, False),
+         (ids["G"], "shop:" + order[(WINBACK, crm["G"])], date(2026, 3, 30), 80.0, False),
+         (ids["B"], "shop:SO-000000004", date(2026, 3, 29), 5.0, False)],  # on the assignment day: not in the window
+        columns=["customer_id", "purchase_id", "purchase_date", "net_amount", "is_refund"])  # fmt: skip
+    return truth, audience, purchases
+
+
+def test_campaign_uplift_truth_on_a_hand_made_audience(hand_made: tuple[Path, pd.DataFrame, pd.DataFrame]) -> None:
+    truth_dir, audience, purchases = hand_made
+    truth = campaign_uplift_truth(truth_dir, audience, purchases, AS_OF, hash_key=TRUTH_KEY)
+    assert list(truth.columns) == ["campaign_id", "measured_customers", "true_conversion_uplift",
+                                   "true_revenue_uplift"]
+    assert truth["campaign_id"].tolist() == [WINBACK, LOYALTY, NO_EFFECT]
+    rows = truth.set_index("campaign_id")
+    assert rows.loc[WINBACK].tolist() == pytest.approx([8, 3 / 8, 150 / 8])
+    assert rows.loc[NO_EFFECT].tolist() == [2, 0.0, 0.0]
+    assert rows.loc[LOYALTY, "measured_customers"] == 0
+    assert np.isnan(rows.loc[LOYALTY, "true_conversion_uplift"]) and np.isnan(rows.loc[LOYALTY, "true_revenue_uplift"])
+    # without is_refund every purchase converts: H bought anyway
+    plain = campaign_uplift_truth(truth_dir, audience, purchases.drop(columns="is_refund"), AS_OF, TRUTH_KEY)
+    assert plain.set_index("campaign_id").loc[WINBACK].tolist() == pytest.approx([8, 2 / 8, 150 / 8])
+    # a day later G's window has closed too: 80.00 on 30 March is not after its assignment on 30 March
+    later = campaign_uplift_truth(truth_dir, audience, purchases, date(2026, 4, 1), TRUTH_KEY)
+    assert later.set_index("campaign_id").loc[WINBACK].tolist() == pytest.approx([9, 3 / 9, 150 / 9])
+    # timestamps and strings are dates too
+    typed = audience.assign(assigned_on=pd.to_datetime(audience["assigned_on"]))
+    stamped = purchases.assign(purchase_date=purchases["purchase_date"].astype(str))
+    assert campaign_uplift_truth(truth_dir, typed, stamped, AS_OF, TRUTH_KEY).equals(truth)

@@ -8,10 +8,12 @@ import datetime as dt
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from custseg.config import load_settings
 from custseg.dbt import dbt_run_env, run_dbt
+from custseg.demo.truth import campaign_uplift_truth
 from custseg.steps.identity import resolve_identities
 from custseg.steps.ingest import ingest, source_names
 from custseg.steps.prepare import prepare_warehouse
@@ -28,6 +30,8 @@ def _settings(root: Path, landing: Path):
         "CUSTSEG_LANDING_DIR": str(landing),
         "CUSTSEG_DUCKDB_PATH": str(root / "warehouse.duckdb"),
         "CUSTSEG_DOCS_DIR": str(root / "docs"),
+        # the demo's campaigns (tests/conftest.py warehouse_env): they assign from DAYS[0] with a 2-day window
+        "CUSTSEG_CAMPAIGNS_FILE": str(landing.parent / "campaigns.yml"),
     })
 
 
@@ -79,6 +83,7 @@ LATE_LINKED = {
 
 def _landing_with_late_link(demo_landing: Path, landing: Path) -> Path:
     shutil.copytree(demo_landing, landing)
+    shutil.copy2(demo_landing.parent / "campaigns.yml", landing.parent / "campaigns.yml")
     for (entity, day_index), (header, line) in LATE_LINKED.items():
         day = DAYS[day_index]
         [path] = [p for p in (landing / entity).glob(f"{day}.*")] or [landing / entity / f"{day}.csv"]
@@ -125,6 +130,66 @@ def _portrait(settings) -> dict[str, list[tuple]]:
         }
 
 
+def _campaigns(settings) -> dict[str, list[tuple]]:
+    with connect(settings) as wh:
+        return {
+            "int_campaign_assignments": wh.fetchall(
+                "select campaign_id, customer_id, playbook_id, rfm_segment, is_control, assigned_on "
+                "from analytics_build.int_campaign_assignments order by campaign_id, customer_id"),
+            "campaign_audience": wh.fetchall("select * from analytics_build.campaign_audience "
+                                             "order by campaign_id, customer_id"),
+            "campaign_uplift": [tuple(round(v, 9) if isinstance(v, float) else v for v in row) for row in wh.fetchall(
+                "select * from analytics_build.campaign_uplift order by campaign_id, segment_type, segment")],
+        }
+
+
+def _assert_uplift_recovers_the_planted_effects(settings, truth_dir: Path) -> None:
+    """The last night measures the first night's assignments (the demo's 2-day window has passed): its counts,
+    rates and means are what the audience and the purchases say, each planted effect lies in its 95% interval,
+    the strong campaign's effect is detected and the campaign without one is not flagged."""
+    with connect(settings) as wh:
+        audience = wh.query_df("select campaign_id, customer_id, is_control, assigned_on, conversion_window_ends_on "
+                               "from analytics_build.campaign_audience")
+        purchases = wh.query_df("select customer_id, purchase_id, purchase_date, net_amount, is_refund "
+                                "from analytics_build.fct_purchases")
+        uplift = wh.query_df("select * from analytics_build.campaign_uplift where segment_type = 'campaign'")
+    for frame, columns in ((audience, ["assigned_on", "conversion_window_ends_on"]), (purchases, ["purchase_date"])):
+        for column in columns:
+            frame[column] = pd.to_datetime(frame[column]).dt.date
+    uplift = uplift.set_index("campaign_id")
+    # the outcome of each measured customer, from the rows themselves
+    measured = audience[audience["conversion_window_ends_on"] <= DAYS[-1]]
+    assert set(measured["assigned_on"]) == {DAYS[0]}
+    in_window = measured.merge(purchases, on="customer_id")
+    in_window = in_window[(in_window["purchase_date"] > in_window["assigned_on"])
+                          & (in_window["purchase_date"] <= in_window["conversion_window_ends_on"])]
+    keys = ["campaign_id", "customer_id"]
+    converted = in_window[~in_window["is_refund"].astype(bool)].groupby(keys).size().rename("bought")
+    revenue = in_window.groupby(keys)["net_amount"].sum().astype(float).rename("revenue")
+    outcomes = measured.set_index(keys).join(converted).join(revenue).fillna({"bought": 0, "revenue": 0.0})
+    outcomes["converted"] = outcomes["bought"] > 0
+    truth = campaign_uplift_truth(truth_dir, audience, purchases, DAYS[-1]).set_index("campaign_id")
+    for campaign_id, row in uplift.iterrows():
+        arms = outcomes.loc[campaign_id].groupby("is_control")
+        treated, control = arms.get_group(False), arms.get_group(True)
+        assert (row["treated_customers"], row["control_customers"]) == (len(treated), len(control))
+        assert row["treated_customers"] + row["control_customers"] == truth.loc[campaign_id, "measured_customers"]
+        assert row["treated_conversions"] == treated["converted"].sum()
+        assert row["control_conversions"] == control["converted"].sum()
+        assert row["treated_revenue_per_customer"] == pytest.approx(treated["revenue"].mean(), abs=1e-9)
+        assert row["control_revenue_per_customer"] == pytest.approx(control["revenue"].mean(), abs=1e-9)
+        # the planted truth lies within the intervals
+        true_conversion = truth.loc[campaign_id, "true_conversion_uplift"]
+        true_revenue = truth.loc[campaign_id, "true_revenue_uplift"]
+        assert row["conversion_uplift_lower"] <= true_conversion <= row["conversion_uplift_upper"], campaign_id
+        assert row["revenue_uplift_lower"] <= true_revenue <= row["revenue_uplift_upper"], campaign_id
+    assert truth.loc["demo-newsletter-no-effect", ["true_conversion_uplift", "true_revenue_uplift"]].tolist() == [0, 0]
+    assert not uplift.loc["demo-newsletter-no-effect", "is_conversion_uplift_significant"]
+    assert not uplift.loc["demo-newsletter-no-effect", "is_revenue_uplift_significant"]
+    assert uplift.loc["demo-winback-voucher", "is_conversion_uplift_significant"]
+    assert truth.loc["demo-winback-voucher", "true_conversion_uplift"] > 0.2
+
+
 def _history(settings) -> list[tuple]:
     with connect(settings) as wh:
         return wh.fetchall(
@@ -164,6 +229,11 @@ def test_daily_runs_equal_a_backfill(demo_data, tmp_path: Path, capfd: pytest.Ca
     assert {row[1] for row in daily_portrait["customer_events"]} == set(DAYS)
     assert len(daily_portrait["customer_interests"]) > 100
     assert daily_portrait == backfill_portrait
+    # the action loop: the assignments made night by night are the backfill's, and so are the statistics
+    daily_campaigns, backfill_campaigns = _campaigns(daily), _campaigns(backfill)
+    assert {row[5] for row in daily_campaigns["int_campaign_assignments"]} >= {DAYS[0]}
+    assert daily_campaigns == backfill_campaigns
+    _assert_uplift_recovers_the_planted_effects(daily, demo_data.ground_truth_dir)
     assert len(daily_rows) == len(backfill_rows) > 0
     assert daily_rows == backfill_rows
     # segment_migration is incremental by date: each run computed its own date's comparisons

@@ -21,6 +21,12 @@ Design choices that matter for callers:
   which is asserted, so no CSV quoting or JSON escaping is needed.
 * Landing date = UTC date of the event (plus 1-2 days for late rows), so every row of file ``D``
   has an event time on or before the end of ``D`` (UTC).
+* Demo campaigns (``DEMO_CAMPAIGNS``, written to ``campaigns.yml``) have a known true effect: every
+  person with a CRM id a campaign is meant for (bought by its first night, lapsed or recent as it says)
+  gets a potential response from the last stream, and only the
+  treated ones (the pipeline's holdout rule, under the warehouse's hash key) are appended to the end of
+  their day's shop orders file, so every other row stays byte-identical; the truth keeps them all
+  (``ground_truth/campaign_responses.parquet``; ``custseg.demo.truth.campaign_uplift_truth``).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 from types import MappingProxyType
@@ -38,6 +44,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import yaml
+
+from custseg.campaigns import is_control
+from custseg.config import load_settings
+from custseg.hashing import keyed_hash
+from expectations.suites import RFM_SEGMENTS
 
 DEFAULT_END_DATE = date(2026, 10, 31)
 
@@ -296,6 +308,53 @@ _PROMO_SHARE = 0.70  # of orders with a discount; the others were discounted wit
 #: as issued, lower case, title case ("Spring10"), leading space, trailing space
 _PROMO_VARIANT_WEIGHTS = (0.86, 0.06, 0.03, 0.02, 0.03)
 
+# --- demo campaigns with a known true effect (written to campaigns.yml; ground truth campaign_responses) ---
+
+
+@dataclass(frozen=True)
+class DemoCampaign:
+    """A campaign the generator plants: its campaigns.yml entry and its true effect.
+
+    Every non-guest person has, per campaign, a potential response: with `response_probability` one
+    extra web-shop order of a lognormal amount (mean `mean_response_eur`, EUR) on a day uniform in
+    (start_date, start_date + conversion_window_days]. Only the treated (not held out by the holdout
+    rule) get it written to the landing files, so the true effect is known for control people too.
+    """
+    campaign_id: str
+    description: str
+    target_rfm_segments: tuple[str, ...]
+    response_probability: float  # u: the share of people the campaign makes buy once more
+    mean_response_eur: float = 60.0
+    conversion_window_days: int = 2
+    control_share: float = 0.2
+    #: start_date is this many days before the data's last day, end_date is that last day; a short
+    #: window fits the responses into the data (tests run the three nights end-2, end-1, end)
+    starts_days_before_end: int = 2
+    #: who can respond, by the days from their last purchase to the first night (both ends inclusive): the
+    #: customers the campaign is meant for (lapsed ones for a win-back, recent ones for perks). The
+    #: generator cannot know the pipeline's segments, so this only approximates the target; the truth is
+    #: computed over the audience the pipeline actually assigned, where a member who could not respond
+    #: has no effect.
+    lapsed_days: tuple[int, int] = (0, 10_000)
+
+    def dates(self, end_date: date) -> tuple[date, date]:
+        """(start_date, end_date) of the campaign for data ending `end_date`."""
+        return end_date - timedelta(days=self.starts_days_before_end), end_date
+
+
+DEMO_CAMPAIGNS: tuple[DemoCampaign, ...] = (
+    DemoCampaign("demo-winback-voucher", "Demo: a voucher for lapsing customers (true response 40%)",
+                 ("At Risk", "Can't Lose Them", "Hibernating", "About To Sleep", "Need Attention", "Lost"), 0.4,
+                 lapsed_days=(45, 10_000)),
+    DemoCampaign("demo-loyalty-perks", "Demo: perks for the best customers (true response 20%)",
+                 ("Champions", "Loyal", "Potential Loyalist", "New", "Promising"), 0.2, lapsed_days=(0, 44)),
+    DemoCampaign("demo-newsletter-no-effect", "Demo: a newsletter that changes nothing (true response 0)",
+                 RFM_SEGMENTS, 0.0),
+)  # fmt: skip
+#: sigma of the log of a response amount: mean +- ~55% (a basket, not a fixed voucher value)
+_RESPONSE_LOG_SIGMA = 0.5
+_RESPONSE_MIN_CENTS = 100  # a response order is worth at least 1 EUR
+
 #: Share of the people born in a leap year whose birthday is 29 February (at least one when anyone is),
 #: far above the natural 1/366 so that every run exercises the leap-day birthday.
 _LEAP_DAY_SHARE = 0.005
@@ -335,6 +394,8 @@ class GenerationSummary:
     invalid_kinds: Mapping[str, int]  # INVALID_KINDS entry -> rows (all in shop_orders)
     duplicate_rows: Mapping[str, int]  # source -> extra exact copies of a row in the same file
     late_rows: Mapping[str, int]  # source -> rows landing 1-2 days after their event date
+    #: DEMO_CAMPAIGNS campaign_id -> response orders written to shop_orders (the treated people's)
+    campaign_responses: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
 
 # ================================================================================================
@@ -1073,6 +1134,195 @@ def _promo_codes(rng: np.random.Generator, discounted: np.ndarray) -> pa.Array:
 
 
 # ================================================================================================
+# Demo campaigns: potential responses for everyone, the treated people's appended to shop_orders
+# ================================================================================================
+@dataclass(frozen=True)
+class _Responses:
+    """Every potential response to a DEMO_CAMPAIGNS campaign, ordered by campaign, then person."""
+    campaign: np.ndarray  # index into DEMO_CAMPAIGNS
+    person: np.ndarray
+    day: np.ndarray  # UTC day index of the order: in (start_date, start_date + window]
+    utc: np.ndarray  # order time, seconds since the window start
+    cents: np.ndarray  # order total in EUR cents
+    realised: np.ndarray  # the person is treated: the order is in the landing files
+
+
+def crm_customer_id(hash_key: str, crm_id: str) -> str:
+    """The pipeline's customer_id of a CRM customer: the keyed hash of the trimmed CRM id (namespace
+    customer:crm, as custseg/steps/identity.py mints it)."""
+    return keyed_hash(hash_key, "customer:crm", crm_id.strip())
+
+
+def _last_purchase_day(purchases: _Purchases, n: int, upto_day: int) -> np.ndarray:
+    """Each person's last purchase day on or before `upto_day` (-1: none)."""
+    last = np.full(n, -1, dtype=np.int64)
+    before = purchases.day <= upto_day
+    np.maximum.at(last, purchases.person[before], purchases.day[before])
+    return last
+
+
+def _campaign_responses(
+    rng: np.random.Generator, people: _People, keys: pa.Array, clock: _Clock, hash_key: str, purchases: _Purchases
+) -> _Responses:
+    """Draw each non-guest person's potential response to each campaign, and who is treated.
+
+    Only people who had bought before the campaign's first night can respond, and only those the campaign is
+    meant for (`DemoCampaign.lapsed_days`): the campaigns target RFM segments, which need a purchase, and a
+    response planted on someone not yet a customer would make the treated ones customers, and so let them into
+    the targets on later nights more often than their controls. Planting on everyone would also make most of
+    the base buy on the last two days and bury each campaign's effect under the others' orders.
+
+    The draws are made for every person (guests included, then dropped) and every campaign, in
+    DEMO_CAMPAIGNS order, so one campaign's responses do not depend on another's or on the holdout:
+    the treated and the control people's potential responses come from the same distribution, which is
+    what makes the control group a valid counterfactual. A campaign whose response days would begin
+    before the data (fewer days than `starts_days_before_end`) plants nothing.
+    """
+    n = people.n
+    parts: list[tuple[np.ndarray, ...]] = []
+    for k, campaign in enumerate(DEMO_CAMPAIGNS):
+        if campaign.conversion_window_days > campaign.starts_days_before_end:
+            raise ValueError(f"{campaign.campaign_id}: its responses would fall after the data's last day")
+        draw = rng.random(n)
+        offset = rng.integers(1, campaign.conversion_window_days + 1, n)
+        # the log-mean for which the lognormal's mean is mean_response_eur
+        mu = np.log(campaign.mean_response_eur) - _RESPONSE_LOG_SIGMA**2 / 2
+        euros = rng.lognormal(mu, _RESPONSE_LOG_SIGMA, n)
+        local_sod = _local_seconds_of_day(rng, n, _SHOP_HOURS)
+        start_day = clock.days - 1 - campaign.starts_days_before_end
+        inside = start_day + 1 >= 0  # the first response day is in the data
+        last = _last_purchase_day(purchases, n, start_day)
+        lapsed = start_day - last
+        meant_for = (last >= 0) & (lapsed >= campaign.lapsed_days[0]) & (lapsed <= campaign.lapsed_days[1])
+        person = np.flatnonzero(~people.is_guest & meant_for & (draw < campaign.response_probability) & inside)
+        day = start_day + offset[person]
+        parts.append((
+            np.full(person.size, k, dtype=np.int64),
+            person,
+            day,
+            _place_in_day(clock, day, local_sod[person], people.tz[person]),
+            np.maximum(np.round(euros[person] * 100).astype(np.int64), _RESPONSE_MIN_CENTS),
+        ))
+    campaign_idx, person, day, utc, cents = (np.concatenate(columns) for columns in zip(*parts, strict=True))
+    return _Responses(campaign_idx, person, day, utc, cents, _treated(hash_key, campaign_idx, person, keys, n))
+
+
+def _treated(hash_key: str, campaign: np.ndarray, person: np.ndarray, keys: pa.Array, n: int) -> np.ndarray:
+    """Not held out: the pipeline's holdout rule (custseg.campaigns.is_control) on the customer_id the
+    pipeline gives the person (a keyed hash per row: the rule is a hash, there is nothing to vectorise)."""
+    crm_ids = _keys(keys, n, _SLOT_CRM, person).to_pylist()
+    customer = {p: crm_customer_id(hash_key, c) for p, c in zip(person.tolist(), crm_ids, strict=True)}
+    return np.array(
+        [not is_control(hash_key, DEMO_CAMPAIGNS[k].campaign_id, customer[p], DEMO_CAMPAIGNS[k].control_share)
+         for k, p in zip(campaign.tolist(), person.tolist(), strict=True)],
+        dtype=bool,
+    )  # fmt: skip
+
+
+def _response_order_ids(campaign: np.ndarray, person: np.ndarray) -> pa.Array:
+    """'SO-C<campaign>-<person_id>', e.g. SO-C01-000000042: one order per campaign and person at most, and
+    never equal to a normal order id ('SO-' and nine digits), so the planted orders can be told apart."""
+    return _join("SO-C", _int_str(campaign + 1, 2), "-", _int_str(person + 1, 9))
+
+
+def _response_lines(responses: _Responses, rows: np.ndarray, people: _People, keys: pa.Array,
+                    clock: _Clock) -> pa.Array:
+    """shop_orders lines of response orders, clean so they reach the pipeline exactly: logged in (the CRM id
+    attributes them), EUR, no discount or code, completed, in the shopper's local time like other orders."""
+    person, utc = responses.person[rows], responses.utc[rows]
+    m = rows.size
+    tz = people.tz[person]
+    local = utc + _exact_offset(clock, utc, tz)
+    columns = {
+        "order_id": _response_order_ids(responses.campaign[rows], person),
+        "order_ts": _join(_clock_strings(clock, local), _offset_strings(local - utc)),
+        "customer_ref": _keys(keys, people.n, _SLOT_CRM, person),
+        "customer_email": _keys(keys, people.n, _SLOT_EMAIL, person),
+        "customer_phone": pa.nulls(m, _L),
+        "currency": _lookup(("EUR",), np.zeros(m)),
+        "order_total": _money_strings(responses.cents[rows]),
+        "discount_amount": _money_strings(np.zeros(m, dtype=np.int64)),
+        "item_count": _int_str(np.ones(m)),
+        "category": _lookup(CATEGORIES, people.favourite_category[person]),
+        "order_status": _lookup(("completed",), np.zeros(m)),
+        "device": _lookup(("web",), np.zeros(m)),
+        "promo_code": pa.nulls(m, _L),
+    }
+    return _csv_lines([columns[c] for c in SOURCE_COLUMNS["shop_orders"]])
+
+
+def _append_shop_responses(
+    root: Path, responses: _Responses, people: _People, keys: pa.Array, clock: _Clock
+) -> _Written:
+    """Append the treated people's response orders to the shop_orders file of their day.
+
+    Appending after a file's last line leaves every byte before it as `_shop_orders` wrote it, so the
+    planted orders change no other row; they land on their own day, once, and are never late or invalid.
+    """
+    rows = np.flatnonzero(responses.realised)
+    rows = rows[_sort_rows(responses.day[rows], responses.utc[rows], responses.campaign[rows], responses.person[rows])]
+    lines = _response_lines(responses, rows, people, keys, clock).to_pylist()
+    bounds = _day_bounds(responses.day[rows], clock.days)
+    for day in np.unique(responses.day[rows]).tolist():
+        path = _file(root, "shop_orders", clock, day)
+        if not path.is_file():  # _shop_orders writes a file (at least its header) for every day
+            raise RuntimeError(f"{path} is missing: shop_orders must be written before the responses")
+        with open(path, "ab") as fh:
+            fh.write("".join(lines[bounds[day] : bounds[day + 1]]).encode())
+    person = responses.person[rows]
+    return _Written(rows=int(rows.size), seen=_seen_keys(people.n, (person, _SLOT_CRM), (person, _SLOT_EMAIL)))
+
+
+def _write_campaign_truth(out: Path, responses: _Responses, people: _People, keys: pa.Array, clock: _Clock) -> None:
+    """campaign_responses.parquet: every potential response, realised (treated) or not (control)."""
+    out.mkdir(parents=True, exist_ok=True)
+    table = pa.table(
+        {
+            "campaign_id": _lookup([c.campaign_id for c in DEMO_CAMPAIGNS], responses.campaign).cast(pa.string()),
+            "crm_customer_id": _keys(keys, people.n, _SLOT_CRM, responses.person).cast(pa.string()),
+            "response_date": _dates_or_null(np.datetime64(clock.start, "D"), responses.day),
+            "amount_eur": pa.array(responses.cents / 100.0),
+            "order_id": _response_order_ids(responses.campaign, responses.person).cast(pa.string()),
+            "is_realised": pa.array(responses.realised, type=pa.bool_()),
+        }
+    )
+    pq.write_table(table, out / "campaign_responses.parquet", compression="snappy")
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """Safe YAML without anchors: the campaigns share their end date object, each entry shows it in full."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
+
+
+def _write_campaigns_file(out: Path, end_date: date) -> None:
+    """<out>/campaigns.yml: DEMO_CAMPAIGNS in the format of config/campaigns.yml (custseg.campaigns)."""
+    entries = []
+    for c in DEMO_CAMPAIGNS:
+        start, end = c.dates(end_date)
+        entries.append({
+            "campaign_id": c.campaign_id,
+            "description": c.description,
+            "target_rfm_segments": list(c.target_rfm_segments),
+            "start_date": start,
+            "end_date": end,
+            "conversion_window_days": c.conversion_window_days,
+            "control_share": c.control_share,
+        })  # fmt: skip
+    header = (
+        "# The demo's campaigns (custseg/demo/generate.py DEMO_CAMPAIGNS), each with a known true effect:\n"
+        "# the treated customers' planted response orders are in the shop orders (order ids SO-C...), and\n"
+        "# ground_truth/campaign_responses.parquet holds every potential response, control customers' too.\n"
+        "# Point CUSTSEG_CAMPAIGNS_FILE here to run them.\n"
+    )
+    body = yaml.dump({"campaigns": entries}, Dumper=_PlainDumper, sort_keys=False, width=1000,
+                     default_flow_style=None)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "campaigns.yml").write_text(header + body, encoding="utf-8")
+
+
+# ================================================================================================
 # pos_sales
 # ================================================================================================
 POS_SCHEMA = pa.schema(
@@ -1743,6 +1993,7 @@ def _write_ground_truth(
     social: _Social,
     birth_date: np.ndarray,
     seen: Mapping[str, np.ndarray],
+    last_before_campaigns: np.ndarray,
 ) -> None:
     """customers.parquet (latent truth) and identities.parquet (every key each person appeared under)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -1763,6 +2014,9 @@ def _write_ground_truth(
             "social_level": _maybe(_lookup(SOCIAL_LEVELS, np.maximum(social.level, 0)), account).cast(pa.string()),
             "is_advocate": pa.array(social.is_advocate),
             "birth_date": pa.array(birth_date, mask=people.birth_year <= 0, type=pa.date32()),
+            # who a demo campaign is meant for (DemoCampaign.lapsed_days): the last purchase on or before the
+            # campaigns' first night
+            "last_purchase_before_campaigns": _dates_or_null(start, last_before_campaigns),
         }
     )
     pq.write_table(customers, out / "customers.parquet", compression="snappy")
@@ -1795,7 +2049,7 @@ def _dates_or_null(start: np.datetime64, day: np.ndarray) -> pa.Array:
 #: (and every channel drawing from them) stay as they were.
 _STREAMS = (
     "people", "keys", "purchases", "shop", "pos", "web", "email", "support", "social", "interests",
-    "subjects", "birthdays", "promos",
+    "subjects", "birthdays", "promos", "campaigns",
 )  # fmt: skip
 
 
@@ -1828,12 +2082,17 @@ def generate(
     end_date: date = DEFAULT_END_DATE,
     seed: int = 42,
     invalid_share: float = 0.003,
+    *,
+    hash_key: str | None = None,
 ) -> GenerationSummary:
     """Simulate `customers` people over the `days` days ending `end_date` and write landing + truth.
 
     Landing files go to ``<out_dir>/landing/<path of docs/sources.md>``, one per source and day
-    (header-only / empty / zero-row when nothing happened); the truth to ``<out_dir>/ground_truth/``.
-    The same arguments always produce byte-identical files.
+    (header-only / empty / zero-row when nothing happened); the truth to ``<out_dir>/ground_truth/``;
+    the demo campaigns (DEMO_CAMPAIGNS) to ``<out_dir>/campaigns.yml``. Their treated people's response
+    orders are appended to the shop orders; who is treated follows the pipeline's holdout rule, so it
+    depends on `hash_key`, the key the warehouse will run with (None: the configured one,
+    CUSTSEG_HASH_KEY). The same arguments (and key) always produce byte-identical files.
     """
     if customers < 1:
         raise ValueError("customers must be at least 1")
@@ -1841,6 +2100,7 @@ def generate(
         raise ValueError("days must be at least 1")
     if not 0.0 <= invalid_share <= 0.5:
         raise ValueError("invalid_share must be between 0 and 0.5")
+    key = load_settings().hash_key if hash_key is None else hash_key
     out = Path(out_dir)
     landing, truth = out / "landing", out / "ground_truth"
     start = end_date - timedelta(days=days - 1)
@@ -1853,6 +2113,11 @@ def generate(
     first_day, churn_day = _purchase_days(people, purchases, dropped)
 
     shop = _shop_orders(rng["shop"], rng["promos"], people, keys, purchases, clock, landing, invalid_share)
+    responses = _campaign_responses(rng["campaigns"], people, keys, clock, key, purchases)
+    first_night = clock.days - 1 - DEMO_CAMPAIGNS[0].starts_days_before_end
+    last_before_campaigns = _last_purchase_day(purchases, people.n, first_night)
+    planted = _append_shop_responses(landing, responses, people, keys, clock)
+    shop = replace(shop, rows=shop.rows + planted.rows, seen=shop.seen | planted.seen)
     pos = _pos_sales(rng["pos"], people, keys, purchases, clock, landing)
     del purchases
     web = _web_sessions(rng["web"], rng["interests"], people, keys, churn_day, clock, landing)
@@ -1874,7 +2139,10 @@ def generate(
     _write_ground_truth(
         truth, people, keys, first_day, churn_day, clock, social_profile, birth_date,
         {s: r.seen for s, r in results.items()},
+        last_before_campaigns,
     )
+    _write_campaign_truth(truth, responses, people, keys, clock)
+    _write_campaigns_file(out, end_date)
     return GenerationSummary(
         out_dir=out,
         landing_dir=landing,
@@ -1888,6 +2156,10 @@ def generate(
         invalid_kinds=MappingProxyType(dict(zip(INVALID_KINDS, shop.invalid_kinds, strict=True))),
         duplicate_rows=MappingProxyType({s: results[s].duplicates for s in SOURCES}),
         late_rows=MappingProxyType({s: results[s].late for s in SOURCES}),
+        campaign_responses=MappingProxyType(
+            {c.campaign_id: int((responses.realised & (responses.campaign == k)).sum())
+             for k, c in enumerate(DEMO_CAMPAIGNS)}
+        ),
     )
 
 

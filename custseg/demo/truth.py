@@ -1,9 +1,10 @@
-"""Scoring the pipeline against the demo generator's ground truth (identity resolution and
-clusters); used by tests and the benchmark, never by a nightly run.
+"""Scoring the pipeline against the demo generator's ground truth (identity resolution, clusters and
+the planted campaign effects); used by tests and the benchmark, never by a nightly run.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from custseg.config import load_settings
-from custseg.hashing import keyed_hash, keyed_hash_sql, namespace_sql
+from custseg.demo.generate import DEMO_CAMPAIGNS, crm_customer_id
+from custseg.hashing import keyed_hash_sql, namespace_sql
 from custseg.steps.identity import (
     ALIAS,
     norm_card,
@@ -31,8 +33,7 @@ def ground_truth_labels(truth_dir: Path, hash_key: str | None = None) -> pd.Data
     key = load_settings().hash_key if hash_key is None else hash_key
     truth = pd.read_parquet(Path(truth_dir) / "customers.parquet", columns=["crm_customer_id", "behaviour_type"])
     truth = truth[truth["crm_customer_id"].notna()]
-    # the CRM id as staging normalises it (trimmed) before hashing
-    ids = [keyed_hash(key, "customer:crm", str(c).strip()) for c in truth["crm_customer_id"]]
+    ids = [crm_customer_id(key, str(c)) for c in truth["crm_customer_id"]]
     return pd.DataFrame({"customer_id": ids, "behaviour_type": truth["behaviour_type"].astype(str).to_numpy()})
 
 
@@ -104,3 +105,86 @@ def score_against_truth(key_map: pd.DataFrame, identities_parquet: str, hash_key
         "precision": together / same_customer if same_customer else 1.0,
         "recall": together / same_person if same_person else 1.0,
     }
+
+
+def campaign_uplift_truth(truth_dir: Path, audience: pd.DataFrame, purchases: pd.DataFrame, as_of_date: dt.date,
+                          hash_key: str | None = None) -> pd.DataFrame:
+    """The true effect of each demo campaign (generate.DEMO_CAMPAIGNS) on its measured audience, as of a date.
+
+    `audience`: campaign_id, customer_id, assigned_on, is_control (analytics.campaign_audience);
+    `purchases`: customer_id, purchase_id, purchase_date, net_amount and, when given, is_refund
+    (analytics_build.fct_purchases). A member is measured once their window has closed
+    (assigned_on + conversion_window_days <= `as_of_date`), in either arm, as campaign_uplift measures.
+
+    The effect is the sample average treatment effect over the measured members, from both potential
+    outcomes of each one (ground_truth/campaign_responses.parquet has every potential response, the
+    control members' too): Y0 = a purchase in the window (after assigned_on, up to the window's end; a
+    refunded one does not convert, as in campaign_uplift) other than this campaign's own planted orders
+    (purchase_id 'shop:' || order_id); Y1 = Y0, or the member's potential response falls in the window.
+    Other campaigns' realised responses count in Y0: they happen whichever arm of this campaign the member
+    is in. The revenue effect is the response amount (EUR, the reporting currency) when it falls in the window.
+    Guests and members without a potential response have no effect, so a campaign planted with none has
+    exactly 0.
+
+    Returns one row per demo campaign in `audience` (DEMO_CAMPAIGNS order): campaign_id,
+    measured_customers, true_conversion_uplift, true_revenue_uplift (NaN when nobody is measured yet).
+    Campaigns that are not the demo's are left out: the generator planted nothing for them.
+    `hash_key` is the key the warehouse ran with (None: the configured one, CUSTSEG_HASH_KEY).
+    """
+    key = load_settings().hash_key if hash_key is None else hash_key
+    windows = {c.campaign_id: c.conversion_window_days for c in DEMO_CAMPAIGNS}
+    measured = audience.loc[audience["campaign_id"].isin(list(windows)), ["campaign_id", "customer_id", "assigned_on"]]
+    measured = measured.assign(assigned_on=_days(measured["assigned_on"]))
+    measured["window_ends_on"] = measured["assigned_on"] + pd.to_timedelta(
+        measured["campaign_id"].map(windows).astype("int64"), unit="D")
+    measured = measured[measured["window_ends_on"] <= pd.Timestamp(as_of_date)]
+
+    responses = pd.read_parquet(Path(truth_dir) / "campaign_responses.parquet",
+                                columns=["campaign_id", "crm_customer_id", "response_date", "amount_eur", "order_id"])
+    responses["customer_id"] = [crm_customer_id(key, str(c)) for c in responses["crm_customer_id"]]
+    responses["purchase_id"] = "shop:" + responses["order_id"].astype(str)
+    responses["response_date"] = _days(responses["response_date"])
+
+    converted = _converted_without_the_campaign(measured, purchases, responses)
+    members = measured.merge(converted, on=["campaign_id", "customer_id"], how="left").merge(
+        responses[["campaign_id", "customer_id", "response_date", "amount_eur"]],
+        on=["campaign_id", "customer_id"], how="left")
+    # a missing response date (no potential response, or a guest) compares False: no effect
+    responds = ((members["response_date"] > members["assigned_on"])
+                & (members["response_date"] <= members["window_ends_on"]))
+    members["conversion_effect"] = (responds & ~members["converted"].eq(True)).astype(float)
+    members["revenue_effect"] = members["amount_eur"].where(responds, 0.0).astype(float)
+
+    in_audience = set(audience["campaign_id"])
+    present = [c for c in windows if c in in_audience]
+    grouped = members.groupby("campaign_id")
+    return pd.DataFrame({
+        "campaign_id": present,
+        "measured_customers": grouped.size().reindex(present, fill_value=0).astype("int64").to_numpy(),
+        "true_conversion_uplift": grouped["conversion_effect"].mean().reindex(present).to_numpy(dtype=float),
+        "true_revenue_uplift": grouped["revenue_effect"].mean().reindex(present).to_numpy(dtype=float),
+    })
+
+
+def _days(values: pd.Series) -> pd.Series:
+    """Dates (date objects, strings or timestamps) as naive midnight timestamps, to compare and add days to."""
+    days = pd.to_datetime(values)
+    if days.dt.tz is not None:
+        days = days.dt.tz_localize(None)
+    return days.dt.normalize()
+
+
+def _converted_without_the_campaign(measured: pd.DataFrame, purchases: pd.DataFrame,
+                                    responses: pd.DataFrame) -> pd.DataFrame:
+    """campaign_id, customer_id, converted = True for members with a converting purchase in their window
+    that is not one of the campaign's own planted orders (Y0 of the member)."""
+    bought = purchases[["customer_id", "purchase_id", "purchase_date"]].assign(
+        purchase_date=_days(purchases["purchase_date"]))
+    if "is_refund" in purchases.columns:
+        bought = bought[~purchases["is_refund"].fillna(False).astype(bool).to_numpy()]
+    joined = measured.merge(bought, on="customer_id")
+    joined = joined[(joined["purchase_date"] > joined["assigned_on"])
+                    & (joined["purchase_date"] <= joined["window_ends_on"])]
+    own = joined.merge(responses[["campaign_id", "purchase_id"]], on=["campaign_id", "purchase_id"],
+                       how="left", indicator=True)["_merge"].eq("both").to_numpy()
+    return joined.loc[~own, ["campaign_id", "customer_id"]].drop_duplicates().assign(converted=True)
