@@ -16,7 +16,7 @@ export GX_ANALYTICS_ENABLED := False
 export DO_NOT_TRACK := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 
-.PHONY: install demo test lint docs bench bench-scaling clean
+.PHONY: install demo test lint docs bench bench-scaling bench-uplift clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ bench: install
 
 bench-scaling: install
 	$(BIN)/python -m bench.run --scaling $(BENCH_ARGS)
+
+# coverage of campaign_uplift's 95% intervals over 50 generated datasets (~35 min; bench/uplift_coverage.py)
+bench-uplift: install
+	$(BIN)/python -m bench.uplift_coverage $(BENCH_ARGS)
 
 clean:
 	rm -rf data/warehouse.duckdb data/landing airflow_home dbt_project/target dbt_project/logs
