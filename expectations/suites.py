@@ -326,6 +326,29 @@ def campaign_uplift_suite() -> Suite:
     return Suite(name="analytics.campaign_uplift", checks=tuple(checks))
 
 
+CUSTOMER_ALERTS_COLUMNS: Final = (
+    "as_of_date", "customer_id", "alert_type", "from_value", "to_value", "reason", "value_at_risk", "playbook_id",
+    "recommended_action", "compared_to_date",
+)  # fmt: skip
+ALERT_TYPES: Final = ("churn_risk_up", "left_top_segment", "value_tier_drop")
+
+
+def customer_alerts_suite() -> Suite:
+    """Checks for a run's rows of ``customer_alerts``: one alert of a kind per customer, each about a change
+    since an earlier run."""
+    checks = [
+        *(exists(column) for column in CUSTOMER_ALERTS_COLUMNS),
+        *(not_null(column) for column in ("as_of_date", "customer_id", "alert_type", "from_value", "to_value",
+                                          "reason", "compared_to_date")),
+        Check("expect_compound_columns_to_be_unique", None, {"column_list": ["customer_id", "alert_type"]}),
+        in_set("alert_type", ALERT_TYPES),
+        between("value_at_risk", 0),
+        Check("expect_column_pair_values_a_to_be_greater_than_b", None,
+              {"column_A": "as_of_date", "column_B": "compared_to_date", "or_equal": False}),
+    ]
+    return Suite(name="analytics.customer_alerts", checks=tuple(checks))
+
+
 def ml_labels_suite() -> Suite:
     """Checks for the ML labels before they are written back to the build schema."""
     checks = [

@@ -140,6 +140,8 @@ def _campaigns(settings) -> dict[str, list[tuple]]:
                                              "order by campaign_id, customer_id"),
             "campaign_uplift": [tuple(round(v, 9) if isinstance(v, float) else v for v in row) for row in wh.fetchall(
                 "select * from analytics_build.campaign_uplift order by campaign_id, segment_type, segment")],
+            "customer_alerts": wh.fetchall("select * from analytics_build.customer_alerts "
+                                           "order by as_of_date, customer_id, alert_type"),
         }
 
 
@@ -232,6 +234,8 @@ def test_daily_runs_equal_a_backfill(demo_data, tmp_path: Path, capfd: pytest.Ca
     # the action loop: the assignments made night by night are the backfill's, and so are the statistics
     daily_campaigns, backfill_campaigns = _campaigns(daily), _campaigns(backfill)
     assert {row[5] for row in daily_campaigns["int_campaign_assignments"]} >= {DAYS[0]}
+    # alerts compare each date with the one before: the second and third nights have some
+    assert {row[0] for row in daily_campaigns["customer_alerts"]} == set(DAYS[1:])
     assert daily_campaigns == backfill_campaigns
     _assert_uplift_recovers_the_planted_effects(daily, demo_data.ground_truth_dir)
     assert len(daily_rows) == len(backfill_rows) > 0

@@ -11,12 +11,13 @@ import pytest
 
 from custseg.catalogue import CHANNELS
 from custseg.config import load_settings
-from custseg.steps.quality import campaign_reports, published_reports, raw_batch_reports
+from custseg.steps.quality import action_reports, published_reports, raw_batch_reports
 from custseg.warehouse import Warehouse, connect
 from expectations.config import QualityConfig
 from expectations.report import QualityGateError, raise_if_any_blocking
 from expectations.suites import (
     CAMPAIGN_UPLIFT_COLUMNS,
+    CUSTOMER_ALERTS_COLUMNS,
     campaign_audience_suite,
     campaign_uplift_suite,
     row_count_bounds,
@@ -306,6 +307,12 @@ def _load_campaign_tables(wh: Warehouse, schema: str, audience_rows: str, uplift
     columns = ", ".join(CAMPAIGN_UPLIFT_COLUMNS)
     wh.execute(f"create or replace table {schema}.campaign_uplift as select * from (values {uplift_rows}) "
                f"as t ({columns})")
+    # an earlier run's alert that would fail (compared with its own date): only the run's rows are validated
+    wh.execute(f"create or replace table {schema}.customer_alerts as select * from (values "
+               f"(date '{D}', 'a', 'churn_risk_up', 'low', 'high', 'churn risk rose from low to high', 12.5, 'p1', "
+               f"'Call', date '{D - dt.timedelta(days=1)}'), "
+               f"(date '{D - dt.timedelta(days=1)}', 'a', 'churn_risk_up', 'low', 'high', 'x', 1.0, 'p1', 'Call', "
+               f"date '{D - dt.timedelta(days=1)}')) as t ({', '.join(CUSTOMER_ALERTS_COLUMNS)})")
 
 
 def _uplift_row(campaign: str, lower: float, estimate: float, upper: float) -> str:
@@ -320,18 +327,23 @@ def _uplift_row(campaign: str, lower: float, estimate: float, upper: float) -> s
     return "(" + ", ".join(values) + ")"
 
 
-def test_the_campaign_suites_block_a_broken_audience_or_interval(duck) -> None:
+def test_the_action_loop_suites_block_a_broken_audience_or_interval(duck) -> None:
     wh, settings = duck
     schema = settings.build_schema
     audience = (f"('c1', 'a', 'p1', 'Lost', false, date '{D}', date '{D + dt.timedelta(days=7)}', date '{D}'), "
                 f"('c1', 'b', 'p1', 'Lost', true, date '{D}', date '{D + dt.timedelta(days=7)}', date '{D}')")
     _load_campaign_tables(wh, schema, audience, _uplift_row("c1", 0.0, 0.2, 0.4))
-    assert all(report.success for report in campaign_reports(wh, settings, D, QualityConfig()))
+    reports = action_reports(wh, settings, D, QualityConfig())
+    assert [report.suite_name for report in reports] == [
+        "analytics.campaign_audience", "analytics.campaign_uplift", "analytics.customer_alerts"]
+    assert all(report.success for report in reports)
+    assert reports[2].row_count == 1
     # an assignment dated after the run, and an interval that does not hold its estimate
     late = D + dt.timedelta(days=1)
     audience = audience.replace(f"'b', 'p1', 'Lost', true, date '{D}'", f"'b', 'p1', 'Lost', true, date '{late}'")
     _load_campaign_tables(wh, schema, audience, _uplift_row("c1", 0.3, 0.2, 0.4))
-    audience_report, uplift_report = campaign_reports(wh, settings, D, QualityConfig())
+    audience_report, uplift_report, alerts_report = action_reports(wh, settings, D, QualityConfig())
+    assert alerts_report.success
     pairs = ((audience_report, campaign_audience_suite()), (uplift_report, campaign_uplift_suite()))
     failed = [dict(check.kwargs) for report, suite in pairs
               for check, outcome in zip(suite.checks, report.results, strict=True) if not outcome.success]

@@ -49,6 +49,7 @@ from expectations.suites import (
     Suite,
     campaign_audience_suite,
     campaign_uplift_suite,
+    customer_alerts_suite,
     published_suite,
     raw_suite,
     row_count_suite,
@@ -188,7 +189,7 @@ def audit(settings: Settings, as_of_date: dt.date, run_id: str) -> dict[str, obj
     release_dbt_duckdb()  # the suites read 1M rows into pandas: not next to dbt's DuckDB buffer pool
     with connect(settings) as wh:
         config = QualityConfig.from_env()
-        reports = published_reports(wh, settings, as_of_date, config) + campaign_reports(wh, settings, as_of_date,
+        reports = published_reports(wh, settings, as_of_date, config) + action_reports(wh, settings, as_of_date,
                                                                                           config)
         record_quality(wh, run_id, as_of_date, [row for r in reports for row in r.to_rows(run_id)])
         data_docs(settings, "audit", reports, run_id, as_of_date)
@@ -225,18 +226,21 @@ def validate_table(
     batch_name: str,
     partition_date: dt.date | None = None,
     config: QualityConfig | None = None,
+    date_column: str = "",
 ) -> ValidationReport:
-    """Validate ``schema.table`` (or its ``_partition_date`` partition) on either engine."""
+    """Validate ``schema.table`` (or its rows of ``partition_date`` in ``date_column``, by default the landing
+    partition ``_partition_date``) on either engine."""
     config = config or QualityConfig.from_env()
+    date_sql = quote_ident(date_column or PARTITION_COLUMN)
     if settings.warehouse == "postgres":
         assert settings.postgres is not None
         # a query asset, not GX's daily batch definition: that one fails outright on an empty partition
-        where = f"{PARTITION_COLUMN} = date '{partition_date.isoformat()}'" if partition_date else None
+        where = f"{date_sql} = date '{partition_date.isoformat()}'" if partition_date else None
         report = runner.validate_postgres_table(settings.postgres.url, schema, table, suite, where=where,
                                                 suite_name=suite.name, batch_name=batch_name)
         report.sample_note = "validated in PostgreSQL through GX's SQL datasource, every row"
         return report
-    where, params = (f" where {PARTITION_COLUMN} = %s", (partition_date,)) if partition_date else ("", ())
+    where, params = (f" where {date_sql} = %s", (partition_date,)) if partition_date else ("", ())
     total = int(wh.fetchall(f"select count(*) from {qualified(schema, table)}{where}", params)[0][0])
     columns = wh.columns(schema, table)
     names, row_checks = suite.split_structure()
@@ -390,14 +394,18 @@ def published_reports(
     return reports
 
 
-def campaign_reports(wh: Warehouse, settings: Settings, as_of_date: dt.date,
-                     config: QualityConfig) -> list[ValidationReport]:
-    """The suites of the action loop's published tables in the build: ``campaign_audience`` and
-    ``campaign_uplift``."""
-    return [validate_table(wh, settings, settings.build_schema, table, suite, batch_name=as_of_date.isoformat(),
-                           config=config)
-            for table, suite in (("campaign_audience", campaign_audience_suite()),
-                                 ("campaign_uplift", campaign_uplift_suite()))]
+def action_reports(wh: Warehouse, settings: Settings, as_of_date: dt.date,
+                   config: QualityConfig) -> list[ValidationReport]:
+    """The suites of the action loop's published tables in the build: ``campaign_audience``,
+    ``campaign_uplift`` and the run's rows of ``customer_alerts`` (published by date)."""
+    batch = as_of_date.isoformat()
+    return [
+        *(validate_table(wh, settings, settings.build_schema, table, suite, batch_name=batch, config=config)
+          for table, suite in (("campaign_audience", campaign_audience_suite()),
+                               ("campaign_uplift", campaign_uplift_suite()))),
+        validate_table(wh, settings, settings.build_schema, "customer_alerts", customer_alerts_suite(),
+                       batch_name=batch, config=config, partition_date=as_of_date, date_column="as_of_date"),
+    ]
 
 
 def quarantine_share_reports(wh: Warehouse, sources: list[str], run_id: str, as_of_date: dt.date,
