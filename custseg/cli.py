@@ -241,6 +241,18 @@ def print_summary() -> None:
     print(f"           or: duckdb {settings.duckdb_path}  (any DuckDB client; BI tools via the DuckDB driver)")
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from custseg.config import load_settings
+    from custseg.steps.activate import export_audience
+
+    include = tuple(part.strip() for part in args.include.split(",") if part.strip())
+    manifest = export_audience(load_settings(), args.audience, args.format, Path(args.to), include)
+    print(f"{manifest['rows']:,} customers of {manifest['audience']} as of {manifest['as_of_date']} -> "
+          f"{Path(args.to) / manifest['file']} (+ .manifest.json; {manifest['campaign_controls_left_out']:,} "
+          "campaign controls left out)")
+    return 0
+
+
 def cmd_catalogue(args: argparse.Namespace) -> int:
     from custseg.catalogue_docs import stale_files, write_files
 
@@ -341,6 +353,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--limit", type=int, default=20)
     q.set_defaults(func=cmd_query)
 
+    ex = sub.add_parser("export", help="write an audience file (and its manifest) for a CRM or ad tool")
+    ex.add_argument("--audience", required=True,
+                    help="a playbook rule (playbook_id), an RFM segment, or campaign:<campaign_id> (its treated side)")
+    ex.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    ex.add_argument("--to", required=True, help="directory to write the file and its manifest into")
+    ex.add_argument("--include", default="",
+                    help="contact columns to add from the CRM, comma-separated: email, phone (off by default)")
+    ex.set_defaults(func=cmd_export)
     d = sub.add_parser("docs", help="build the static dbt docs site")
     d.add_argument("--as-of", default=DEMO_END.isoformat())
     d.set_defaults(func=cmd_docs)

@@ -173,7 +173,7 @@ def test_the_published_tables_are_the_dbt_published_folder() -> None:
     assert set(PUBLISHED_TABLES) == {p.stem for p in folder.glob("*.sql")}
     assert {"customer_segments", "customer_interests", "segment_history", "segment_migration"} <= set(PUBLISHED_TABLES)
     # published by date: incremental models that replace one as_of_date per run
-    assert PUBLISHED_BY_DATE == ("customer_events", "segment_history", "segment_migration")
+    assert PUBLISHED_BY_DATE == ("customer_alerts", "customer_events", "segment_history", "segment_migration")
     for table in PUBLISHED_BY_DATE:
         config = (folder / f"{table}.sql").read_text(encoding="utf-8")
         assert "materialized='incremental'" in config and "unique_key=['as_of_date']" in config, table

@@ -2,12 +2,14 @@
 
 ``prepare`` (and ``byo``, the order-export split) -> ``ingest`` (``extract`` for table sources)
 -> ``quality.validate_raw`` -> ``identity`` -> dbt's transform -> ``score`` -> dbt's assemble ->
-``quality.audit`` -> ``publish`` -> ``docs``; ``retrain`` is the weekly ``retrain_models`` DAG's task.
+``quality.audit`` -> ``publish`` -> ``docs``; ``retrain`` is the weekly ``retrain_models`` DAG's task, and
+``activate`` writes audiences for CRM and ad tools (``custseg export``).
 
 Each step is a plain function of the settings, the run's ``as_of_date`` and its run id: the DAGs
 wire them, and the CLI and the tests call them directly.
 """
 
-from custseg.steps import byo, docs, extract, identity, ingest, prepare, publish, quality, retrain, score
+from custseg.steps import activate, byo, docs, extract, identity, ingest, prepare, publish, quality, retrain, score
 
-__all__ = ["byo", "docs", "extract", "identity", "ingest", "prepare", "publish", "quality", "retrain", "score"]
+__all__ = ["activate", "byo", "docs", "extract", "identity", "ingest", "prepare", "publish", "quality", "retrain",
+           "score"]
