@@ -58,8 +58,8 @@ HASH_KEY = "test-generate-key"
 #: The demo campaigns as the brief states them (not read from the generator): id -> (targets, true response rate)
 WINBACK, LOYALTY, NO_EFFECT = "demo-winback-voucher", "demo-loyalty-perks", "demo-newsletter-no-effect"
 STATED_CAMPAIGNS = {
-    WINBACK: ({"At Risk", "Can't Lose Them", "Hibernating", "About To Sleep", "Need Attention", "Lost"}, 0.4),
-    LOYALTY: ({"Champions", "Loyal", "Potential Loyalist", "New", "Promising"}, 0.2),
+    WINBACK: ({"At Risk", "Can't Lose Them", "Hibernating", "About To Sleep", "Need Attention", "Lost"}, 0.25),
+    LOYALTY: ({"Champions", "Loyal", "Potential Loyalist", "New", "Promising"}, 0.15),
     NO_EFFECT: ({"Champions", "Loyal", "Potential Loyalist", "New", "Promising", "Need Attention", "About To Sleep",
                  "At Risk", "Can't Lose Them", "Hibernating", "Lost"}, 0.0),
 }
@@ -866,7 +866,7 @@ def _responses(truth_dir: Path) -> pd.DataFrame:
 
 def _holdout(key: str, campaign_id: str, crm_customer_id: str) -> bool:
     """The pipeline's side of the holdout for a CRM customer, from the rule and the id spec directly."""
-    return is_control(key, campaign_id, keyed_hash(key, "customer:crm", crm_customer_id.strip()), 0.2)
+    return is_control(key, campaign_id, keyed_hash(key, "customer:crm", crm_customer_id.strip()), 0.5)
 
 
 def test_campaigns_file_holds_the_three_demo_campaigns(gen: GenerationSummary) -> None:
@@ -875,7 +875,7 @@ def test_campaigns_file_holds_the_three_demo_campaigns(gen: GenerationSummary) -
     for campaign_id, (targets, rate) in STATED_CAMPAIGNS.items():
         c = campaigns[campaign_id]
         assert (c.start_date, c.end_date) == (date(2026, 3, 29), date(2026, 3, 31)), campaign_id
-        assert (c.conversion_window_days, c.control_share) == (2, 0.2), campaign_id
+        assert (c.conversion_window_days, c.control_share) == (2, 0.5), campaign_id
         assert set(c.target_rfm_segments) == targets and not c.target_playbook_ids, campaign_id
         [planted] = [d for d in generator.DEMO_CAMPAIGNS if d.campaign_id == campaign_id]
         assert planted.response_probability == rate, campaign_id
@@ -970,7 +970,7 @@ def test_potential_responses_occur_at_the_planted_rate(tmp_path: Path) -> None:
         assert abs(amounts.mean() - 60) <= 4.5 * amounts.std() / np.sqrt(len(mine)), campaign_id
         # the control share of the potential responders is the holdout's
         control = 1 - mine["is_realised"].mean()
-        assert abs(control - 0.2) <= 4.5 * np.sqrt(0.16 / len(mine)), campaign_id
+        assert abs(control - 0.5) <= 4.5 * np.sqrt(0.25 / len(mine)), campaign_id
 
 
 def test_a_single_day_of_data_plants_no_response(tmp_path: Path) -> None:

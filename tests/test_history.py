@@ -189,7 +189,7 @@ def _assert_uplift_recovers_the_planted_effects(settings, truth_dir: Path) -> No
     assert not uplift.loc["demo-newsletter-no-effect", "is_conversion_uplift_significant"]
     assert not uplift.loc["demo-newsletter-no-effect", "is_revenue_uplift_significant"]
     assert uplift.loc["demo-winback-voucher", "is_conversion_uplift_significant"]
-    assert truth.loc["demo-winback-voucher", "true_conversion_uplift"] > 0.2
+    assert truth.loc["demo-winback-voucher", "true_conversion_uplift"] > 0.1
 
 
 def _history(settings) -> list[tuple]:
