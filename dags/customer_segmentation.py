@@ -172,7 +172,9 @@ with DAG(
 
             ingest_source()
 
-    transform = _dbt_group("transform", select=["path:models", "path:seeds"], exclude=["tag:scored"])
+    # ephemeral models (the hash key) are inlined into the models that read them: nothing to run on their own
+    transform = _dbt_group("transform", select=["path:models", "path:seeds"],
+                           exclude=["tag:scored", "config.materialized:ephemeral"])
     assemble = _dbt_group("assemble", select=["tag:scored"], exclude=[])
 
     prepare() >> ingest >> validate_raw() >> resolve_identities() >> transform
