@@ -1117,3 +1117,15 @@ def test_campaign_uplift_truth_on_a_hand_made_audience(hand_made: tuple[Path, pd
     typed = audience.assign(assigned_on=pd.to_datetime(audience["assigned_on"]))
     stamped = purchases.assign(purchase_date=purchases["purchase_date"].astype(str))
     assert campaign_uplift_truth(truth_dir, typed, stamped, AS_OF, TRUTH_KEY).equals(truth)
+
+
+def test_without_campaigns_nothing_is_planted(tmp_path: Path) -> None:
+    """`campaigns=False`: the same data without the response orders and without a campaigns file."""
+    plain = generate(tmp_path / "plain", customers=300, days=30, end_date=END, seed=5, hash_key=HASH_KEY,
+                     campaigns=False)
+    planted = generate(tmp_path / "planted", customers=300, days=30, end_date=END, seed=5, hash_key=HASH_KEY)
+    assert not (plain.out_dir / "campaigns.yml").exists() and (planted.out_dir / "campaigns.yml").exists()
+    assert sum(plain.campaign_responses.values()) == 0 < sum(planted.campaign_responses.values())
+    for path in sorted((plain.landing_dir / "shop" / "orders").glob("*.csv")):
+        with_planted = (planted.landing_dir / "shop" / "orders" / path.name).read_text().splitlines()
+        assert [line for line in with_planted if ",SO-C" not in "," + line] == path.read_text().splitlines()

@@ -34,7 +34,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import date, timedelta
 from pathlib import Path
 from types import MappingProxyType
@@ -2086,6 +2086,7 @@ def generate(
     invalid_share: float = 0.003,
     *,
     hash_key: str | None = None,
+    campaigns: bool = True,
 ) -> GenerationSummary:
     """Simulate `customers` people over the `days` days ending `end_date` and write landing + truth.
 
@@ -2095,6 +2096,8 @@ def generate(
     orders are appended to the shop orders; who is treated follows the pipeline's holdout rule, so it
     depends on `hash_key`, the key the warehouse will run with (None: the configured one,
     CUSTSEG_HASH_KEY). The same arguments (and key) always produce byte-identical files.
+    `campaigns=False` plants none and writes no campaigns file: data for measuring the models against the
+    latent behaviour alone (a campaign's extra orders at the end are an intervention outside it).
     """
     if customers < 1:
         raise ValueError("customers must be at least 1")
@@ -2116,6 +2119,8 @@ def generate(
 
     shop = _shop_orders(rng["shop"], rng["promos"], people, keys, purchases, clock, landing, invalid_share)
     responses = _campaign_responses(rng["campaigns"], people, keys, clock, key, purchases)
+    if not campaigns:
+        responses = _Responses(*(getattr(responses, f.name)[:0] for f in fields(_Responses)))
     first_night = clock.days - 1 - DEMO_CAMPAIGNS[0].starts_days_before_end
     last_before_campaigns = _last_purchase_day(purchases, people.n, first_night)
     planted = _append_shop_responses(landing, responses, people, keys, clock)
@@ -2144,7 +2149,8 @@ def generate(
         last_before_campaigns,
     )
     _write_campaign_truth(truth, responses, people, keys, clock)
-    _write_campaigns_file(out, end_date)
+    if campaigns:
+        _write_campaigns_file(out, end_date)
     return GenerationSummary(
         out_dir=out,
         landing_dir=landing,
