@@ -50,8 +50,11 @@ def test_a_campaign_audience_is_its_treated_customers_with_the_crm_reference(e2e
 
 
 def test_a_playbook_audience_leaves_out_running_campaigns_controls(e2e_duckdb_env, tmp_path: Path) -> None:
-    counts = _query(e2e_duckdb_env, "select playbook_id, count(*) as n from analytics.customer_segments "
-                                    "group by 1 order by 2 desc")
+    # the rule holding the most campaign controls (the largest rule, prospects', holds none: no campaign targets
+    # customers without an RFM segment)
+    counts = _query(e2e_duckdb_env, "select s.playbook_id, count(*) as n from analytics.customer_segments as s "
+                                    "inner join analytics.campaign_audience as a on s.customer_id = a.customer_id "
+                                    "where a.is_control group by 1 order by 2 desc, 1")
     rule = counts["playbook_id"].iloc[0]
     frame, manifest = _export(e2e_duckdb_env, tmp_path, "--audience", rule, "--format", "parquet",
                               "--include", "email")
