@@ -1164,9 +1164,13 @@ def _last_purchase_day(purchases: _Purchases, n: int, upto_day: int) -> np.ndarr
 
 
 def _campaign_responses(
-    rng: np.random.Generator, people: _People, keys: pa.Array, clock: _Clock, hash_key: str, purchases: _Purchases
+    rng: np.random.Generator, people: _People, keys: pa.Array, clock: _Clock, hash_key: str,
+    last_purchase_by_day: Mapping[int, np.ndarray],
 ) -> _Responses:
     """Draw each non-guest person's potential response to each campaign, and who is treated.
+
+    `last_purchase_by_day` holds, for each campaign's first night (a day index), each person's last purchase
+    day on or before it (`_last_purchase_day`; the campaigns share their first night, so it is one scan).
 
     Only people who had bought before the campaign's first night can respond, and only those the campaign is
     meant for (`DemoCampaign.lapsed_days`): the campaigns target RFM segments, which need a purchase, and a
@@ -1193,7 +1197,7 @@ def _campaign_responses(
         local_sod = _local_seconds_of_day(rng, n, _SHOP_HOURS)
         start_day = clock.days - 1 - campaign.starts_days_before_end
         inside = start_day + 1 >= 0  # the first response day is in the data
-        last = _last_purchase_day(purchases, n, start_day)
+        last = last_purchase_by_day[start_day]
         lapsed = start_day - last
         meant_for = (last >= 0) & (lapsed >= campaign.lapsed_days[0]) & (lapsed <= campaign.lapsed_days[1])
         person = np.flatnonzero(~people.is_guest & meant_for & (draw < campaign.response_probability) & inside)
@@ -2118,11 +2122,12 @@ def generate(
     first_day, churn_day = _purchase_days(people, purchases, dropped)
 
     shop = _shop_orders(rng["shop"], rng["promos"], people, keys, purchases, clock, landing, invalid_share)
-    responses = _campaign_responses(rng["campaigns"], people, keys, clock, key, purchases)
+    first_nights = [clock.days - 1 - campaign.starts_days_before_end for campaign in DEMO_CAMPAIGNS]
+    last_purchase_by_day = {day: _last_purchase_day(purchases, people.n, day) for day in set(first_nights)}
+    responses = _campaign_responses(rng["campaigns"], people, keys, clock, key, last_purchase_by_day)
     if not campaigns:
         responses = _Responses(*(getattr(responses, f.name)[:0] for f in fields(_Responses)))
-    first_night = clock.days - 1 - DEMO_CAMPAIGNS[0].starts_days_before_end
-    last_before_campaigns = _last_purchase_day(purchases, people.n, first_night)
+    last_before_campaigns = last_purchase_by_day[first_nights[0]]
     planted = _append_shop_responses(landing, responses, people, keys, clock)
     shop = replace(shop, rows=shop.rows + planted.rows, seen=shop.seen | planted.seen)
     pos = _pos_sales(rng["pos"], people, keys, purchases, clock, landing)
