@@ -336,6 +336,13 @@ CHANNELS: dict[str, Channel] = {
                 Column("social_handle", "text", "Social-media handle as entered (with or without @)" + PII),
                 Column("birth_date", "date", "Date of birth" + PII + " Only the birth month and the ISO week of "
                        "the birthday are published."),
+                Column("email_opt_in", "boolean", "Marketing e-mail consent as the CRM holds it: true = may be "
+                       "e-mailed, false = objected (GDPR Art. 21), empty = unknown."),
+                Column("sms_opt_in", "boolean", "Marketing SMS consent: true, false (objected) or empty (unknown)."),
+                Column("ads_opt_in", "boolean", "Consent to being matched into ad-platform audiences: true, false "
+                       "(objected) or empty (unknown)."),
+                Column("consent_updated_at", "timestamp", "When the customer last gave or changed a marketing "
+                       "consent, UTC: an e-mail unsubscribe after it overrides the CRM's e-mail flag."),
             ),
             staging_model="stg_crm__customers",
             visible_by_event_time=False,

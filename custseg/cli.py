@@ -246,10 +246,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     from custseg.steps.activate import export_audience
 
     include = tuple(part.strip() for part in args.include.split(",") if part.strip())
-    manifest = export_audience(load_settings(), args.audience, args.format, Path(args.to), include)
-    print(f"{manifest['rows']:,} customers of {manifest['audience']} as of {manifest['as_of_date']} -> "
-          f"{Path(args.to) / manifest['file']} (+ .manifest.json; {manifest['campaign_controls_left_out']:,} "
-          "campaign controls left out)")
+    manifest = export_audience(load_settings(), args.audience, args.format, Path(args.to), args.channel, include)
+    print(f"{manifest['rows']:,} customers of {manifest['audience']} for {manifest['channel']} as of "
+          f"{manifest['as_of_date']} -> {Path(args.to) / manifest['file']} (+ .manifest.json; "
+          f"{manifest['campaign_controls_left_out']:,} campaign controls and {manifest['without_consent_left_out']:,} "
+          f"customers without {manifest['channel']} consent left out)")
     return 0
 
 
@@ -360,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="write an audience file (and its manifest) for a CRM or ad tool")
     ex.add_argument("--audience", required=True,
                     help="a playbook rule (playbook_id), an RFM segment, or campaign:<campaign_id> (its treated side)")
+    ex.add_argument("--channel", required=True, choices=("email", "sms", "ads"),
+                    help="the marketing channel the file is for: customers without its consent are left out")
     ex.add_argument("--format", choices=("csv", "parquet"), default="csv")
     ex.add_argument("--to", required=True, help="directory to write the file and its manifest into")
     ex.add_argument("--include", default="",

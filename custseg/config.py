@@ -20,6 +20,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 DEFAULT_SOURCES_FILE = PROJECT_ROOT / "config" / "sources.yml"
 DEFAULT_CAMPAIGNS_FILE = PROJECT_ROOT / "config" / "campaigns.yml"
+DEFAULT_ACTIVATION_FILE = PROJECT_ROOT / "config" / "activation.yml"
 #: The hash key of the demo and CI (README "Configuration"); production must set its own.
 DEV_HASH_KEY = "custseg-dev-hash-key-not-for-production"
 #: Deprecated name of the same value, kept for code written before the key was renamed.
@@ -121,6 +122,9 @@ class Settings:
     sources_file: Path = DEFAULT_SOURCES_FILE
     #: the marketers' campaigns with their control groups (custseg/campaigns.py)
     campaigns_file: Path = DEFAULT_CAMPAIGNS_FILE
+    #: what the activation DAG writes after each publish (custseg/steps/activate.py), and where
+    activation_file: Path = DEFAULT_ACTIVATION_FILE
+    export_dir: Path = PROJECT_ROOT / "data" / "exports"
     build_schema: str = "analytics_build"
     publish_schema: str = "analytics"
     #: the key of every keyed hash (customer ids, contact hashes, published references; custseg/steps/identity.py)
@@ -222,6 +226,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         data_dir=data_dir,
         sources_file=Path(env.get("CUSTSEG_SOURCES_FILE", DEFAULT_SOURCES_FILE)),
         campaigns_file=Path(env.get("CUSTSEG_CAMPAIGNS_FILE", DEFAULT_CAMPAIGNS_FILE)),
+        activation_file=Path(env.get("CUSTSEG_ACTIVATION_FILE", DEFAULT_ACTIVATION_FILE)),
+        export_dir=Path(env.get("CUSTSEG_EXPORT_DIR", data_dir / "exports")),
         build_schema=env.get("CUSTSEG_BUILD_SCHEMA", "analytics_build"),
         publish_schema=env.get("CUSTSEG_PUBLISH_SCHEMA", "analytics"),
         hash_key=hash_key,

@@ -20,7 +20,8 @@ Nightly cross-channel customer segmentation, computed **as of the run's logical 
    build schema, with their contract and tests.
 7. **audit**: GX suite on the assembled build; nothing is published unless it passes.
 8. **publish**: replaces the `analytics` tables in one transaction (the history tables: the run's date,
-   not the whole history) and emits their Assets.
+   not the whole history) and emits their Assets, with the run's date in the events' extra; the
+   `activate_audiences` DAG is scheduled on them.
 9. **docs**: regenerates the static dbt docs site.
 
 A failure anywhere before publish leaves yesterday's `analytics` tables untouched; rerunning the
@@ -55,9 +56,7 @@ REPORTING_CURRENCY = (
     f"or '{settings.reporting_currency}' }}}}"
 )
 DBT_VARS = {"reporting_currency": REPORTING_CURRENCY}
-PUBLISHED_ASSETS = [
-    Asset(f"custseg://{settings.warehouse}/{settings.publish_schema}/{table}") for table in PUBLISHED_TABLES
-]
+PUBLISHED_ASSETS = [Asset(steps.publish.asset_uri(settings, table)) for table in PUBLISHED_TABLES]
 
 
 def _dbt_group(group_id: str, select: list[str], exclude: list[str]) -> DbtTaskGroup:
@@ -153,8 +152,12 @@ with DAG(
         return steps.quality.audit(settings, dt.date.fromisoformat(ds), run_id)
 
     @task(outlets=PUBLISHED_ASSETS)
-    def publish(ds: str | None = None) -> dict[str, int]:
-        return steps.publish.publish(settings, dt.date.fromisoformat(ds))
+    def publish(ds: str | None = None, outlet_events=None) -> dict[str, int]:
+        counts = steps.publish.publish(settings, dt.date.fromisoformat(ds))
+        # emitted only when the task succeeds: the activation DAG reads the date it was published for
+        for asset in PUBLISHED_ASSETS:
+            outlet_events[asset].extra = steps.publish.asset_extra(dt.date.fromisoformat(ds))
+        return counts
 
     @task
     def docs(ds: str | None = None) -> str:

@@ -45,7 +45,10 @@ PUBLISHED_COLUMNS: Final = (
     "nps_trend", "price_sensitivity", "promo_responsiveness", "birth_month",
     # the segment playbook (additive)
     "playbook_id", "next_best_action",
+    # marketing consent per channel (additive)
+    "has_email_consent", "has_sms_consent", "has_ads_consent",
 )  # fmt: skip
+CONSENT_COLUMNS: Final = ("has_email_consent", "has_sms_consent", "has_ads_consent")
 PROMO_RESPONSIVENESS: Final = ("responder", "occasional", "non_responder", "unknown")
 NPS_TRENDS: Final = ("up", "flat", "down", "unknown")
 PRICE_SENSITIVITIES: Final = ("deal_seeker", "mixed", "full_price", "unknown")
@@ -262,6 +265,7 @@ def published_suite() -> Suite:
         in_set("promo_responsiveness", PROMO_RESPONSIVENESS),
         between("birth_month", 1, 12),
         *(not_null(column) for column in ("playbook_id", "next_best_action")),  # the playbook's last rule: anyone
+        *(not_null(column) for column in CONSENT_COLUMNS),  # no statement is a refusal or the configured default
     ]
     return Suite(name="analytics.customer_segments", checks=tuple(checks))
 
@@ -328,7 +332,7 @@ def campaign_uplift_suite() -> Suite:
 
 CUSTOMER_ALERTS_COLUMNS: Final = (
     "as_of_date", "customer_id", "alert_type", "from_value", "to_value", "reason", "value_at_risk", "playbook_id",
-    "recommended_action", "compared_to_date",
+    "recommended_action", "compared_to_date", "has_email_consent", "has_sms_consent", "has_ads_consent",
 )  # fmt: skip
 ALERT_TYPES: Final = ("churn_risk_up", "left_top_segment", "value_tier_drop")
 
@@ -339,7 +343,7 @@ def customer_alerts_suite() -> Suite:
     checks = [
         *(exists(column) for column in CUSTOMER_ALERTS_COLUMNS),
         *(not_null(column) for column in ("as_of_date", "customer_id", "alert_type", "from_value", "to_value",
-                                          "reason", "compared_to_date")),
+                                          "reason", "compared_to_date", *CONSENT_COLUMNS)),
         Check("expect_compound_columns_to_be_unique", None, {"column_list": ["customer_id", "alert_type"]}),
         in_set("alert_type", ALERT_TYPES),
         between("value_at_risk", 0),

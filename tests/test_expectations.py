@@ -54,7 +54,8 @@ RAW_DDL = {
     "crm_customers": """crm_customer_id text, email text, phone text, first_name text, last_name text,
         street_address text, city text, region text, country text, birth_year integer, gender text,
         signup_date date, signup_source text, loyalty_card text, updated_at timestamp, social_platform text,
-        social_handle text, birth_date date""",
+        social_handle text, birth_date date, email_opt_in boolean, sms_opt_in boolean, ads_opt_in boolean,
+        consent_updated_at timestamp""",
     "email_events": "event_id text, campaign_id text, email text, event_type text, event_at timestamp",
     "support_tickets": """ticket_id text, created_at timestamp, customer_email text, customer_phone text,
         contact_channel text, topic text, subject text, ticket_status text, nps_score integer""",
@@ -85,9 +86,10 @@ RAW_ROWS = {
     ],
     "crm_customers": [
         f"'CRM-1', 'j@x.com', null, 'Jane', 'Doe', '1 High St', 'Leeds', 'North', 'GB', 1980, 'f', "
-        f"'2025-01-01', 'web', null, '2026-03-01 08:00:00', 'instagram', '@Jane.Doe', '1980-02-29', {META}",
+        f"'2025-01-01', 'web', null, '2026-03-01 08:00:00', 'instagram', '@Jane.Doe', '1980-02-29', true, false, "
+        f"null, '2025-01-01 10:00:00', {META}",
         f"'CRM-2', null, '0770', 'Max', 'Muster', 'Weg 1', 'Berlin', 'BE', 'DE', null, null, "
-        f"'2026-03-01', 'store', 'lc-1', '2026-03-01 09:00:00', null, null, null, {META}",
+        f"'2026-03-01', 'store', 'lc-1', '2026-03-01 09:00:00', null, null, null, null, null, null, null, {META}",
     ],
     "email_events": [
         f"'E-1', 'C-1', 'J@X.com', 'send', '2026-03-01 06:00:00', {META}",
@@ -114,21 +116,22 @@ SEGMENTS_DDL = """customer_id text, as_of_date date, recency_days integer, frequ
     social_engagement_level text, is_advocate boolean, social_recency_days integer, top_category text,
     interest_breadth integer, interest_segment text, has_open_complaint boolean, complaint_rate_12m double,
     last_ticket_topic text, nps_trend text, price_sensitivity text, promo_responsiveness text,
-    birth_month integer, playbook_id text, next_best_action text"""
+    birth_month integer, playbook_id text, next_best_action text, has_email_consent boolean,
+    has_sms_consent boolean, has_ads_consent boolean"""
 SEGMENTS_ROWS = [
     "'C-1', '2026-03-01', 3, 12, 950.00, 5, 5, 5, 'Champions', 'active', 'high', 'frequent', 'omni', "
     "'gold', 'promoter', 1, 'Big spenders', 0.05, 'low', 0.97, 2.1, 1200.0, 'm-1', '2026-03-01 00:00:00', "
     "'female', 'GB', 'high', true, 3, 'books', 2, 'mixed interests', false, 0.0, 'delivery', 'up', 'full_price', "
-    "'responder', 4, 'champions_reward', 'Early access to new arrivals and loyalty perks'",
+    "'responder', 4, 'champions_reward', 'Early access to new arrivals and loyalty perks', true, false, true",
     "'C-2', '2026-03-01', 200, 1, 20.00, 1, 1, 1, 'Can''t Lose Them', 'at_risk', 'low', 'one_off', 'web', "
     "'none', 'unknown', 2, 'Dormant', 0.80, 'critical', 0.10, 0.0, 0.0, 'm-1', '2026-03-01 00:00:00', "
     "'unknown', 'unknown', 'none', false, null, 'toys', 1, 'toys enthusiast', true, 1.0, 'returns', 'down', "
-    "'deal_seeker', 'occasional', null, 'service_recovery', 'Follow up the complaint personally'",
+    "'deal_seeker', 'occasional', null, 'service_recovery', 'Follow up the complaint personally', false, false, false",
     # a prospect: no purchase, so no RFM scores or segment
     "'C-3', '2026-03-01', null, 0, 0.00, null, null, null, null, 'prospect', null, null, null, null, null, "
     "null, null, null, null, null, null, null, 'm-1', '2026-03-01 00:00:00', 'male', 'DE', 'low', false, 40, "
     "'unknown', 0, 'no interest data', false, null, null, 'unknown', 'unknown', 'unknown', 12, 'prospect_welcome', "
-    "'Welcome offer for a first purchase'",
+    "'Welcome offer for a first purchase', true, true, false",
 ]
 
 

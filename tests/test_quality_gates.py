@@ -40,7 +40,7 @@ SEGMENTS_DDL = """customer_id text, as_of_date date, recency_days integer, frequ
     social_recency_days integer, top_category text, interest_breadth integer, interest_segment text,
     has_open_complaint boolean, complaint_rate_12m double precision, last_ticket_topic text, nps_trend text,
     price_sensitivity text, promo_responsiveness text, birth_month integer, playbook_id text,
-    next_best_action text"""
+    next_best_action text, has_email_consent boolean, has_sms_consent boolean, has_ads_consent boolean"""
 
 
 def _shop_rows(day: dt.date, n: int, start: int = 0) -> list[tuple]:
@@ -71,6 +71,8 @@ def _segment_row(i: int, segment: str | None, stage: str, as_of_date: dt.date) -
         "female", "GB", "low", False, 20, "books" if buyer else "unknown", 1 if buyer else 0,
         "books enthusiast" if buyer else "no interest data", False, 0.0 if buyer else None, None, "unknown",
         "mixed" if buyer else "unknown", "occasional", 5, "default", "Newsletter",
+        # consent per channel
+        i % 2 == 0, False, i % 3 == 0,
     )  # fmt: skip
 
 
@@ -310,9 +312,9 @@ def _load_campaign_tables(wh: Warehouse, schema: str, audience_rows: str, uplift
     # an earlier run's alert that would fail (compared with its own date): only the run's rows are validated
     wh.execute(f"create or replace table {schema}.customer_alerts as select * from (values "
                f"(date '{D}', 'a', 'churn_risk_up', 'low', 'high', 'churn risk rose from low to high', 12.5, 'p1', "
-               f"'Call', date '{D - dt.timedelta(days=1)}'), "
+               f"'Call', date '{D - dt.timedelta(days=1)}', true, false, false), "
                f"(date '{D - dt.timedelta(days=1)}', 'a', 'churn_risk_up', 'low', 'high', 'x', 1.0, 'p1', 'Call', "
-               f"date '{D - dt.timedelta(days=1)}')) as t ({', '.join(CUSTOMER_ALERTS_COLUMNS)})")
+               f"date '{D - dt.timedelta(days=1)}', true, false, false)) as t ({', '.join(CUSTOMER_ALERTS_COLUMNS)})")
 
 
 def _uplift_row(campaign: str, lower: float, estimate: float, upper: float) -> str:

@@ -85,7 +85,8 @@ SOURCE_COLUMNS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "crm_customers": (
             "crm_customer_id", "email", "phone", "first_name", "last_name", "street_address", "city",
             "region", "country", "birth_year", "gender", "signup_date", "signup_source", "loyalty_card",
-            "updated_at", "social_platform", "social_handle", "birth_date",
+            "updated_at", "social_platform", "social_handle", "birth_date", "email_opt_in", "sms_opt_in",
+            "ads_opt_in", "consent_updated_at",
         ),
         "email_events": ("event_id", "campaign_id", "email", "event_type", "event_ts"),
         "support_tickets": (
@@ -1881,13 +1882,30 @@ def _social_interactions(
 # ================================================================================================
 # crm_customers
 # ================================================================================================
+#: Marketing consent per channel in the CRM, drawn per person: (P(true), P(false)); the rest is empty
+#: (unknown). E-mail follows the person's opt-in to the newsletter (people.opt_in), with a few unknown.
+CONSENT_SHARES = {"sms": (0.35, 0.55), "ads": (0.5, 0.4)}
+CONSENT_UNKNOWN_EMAIL = 0.05
+
+
+def _consent_codes(rng: np.random.Generator, people: _People) -> dict[str, np.ndarray]:
+    """Per person and channel: 0 = true, 1 = false, 2 = unknown (the CRM's empty field)."""
+    codes = {"email": np.where(rng.random(people.n) < CONSENT_UNKNOWN_EMAIL, 2, np.where(people.opt_in, 0, 1))}
+    for channel, (p_true, p_false) in CONSENT_SHARES.items():
+        draw = rng.random(people.n)
+        codes[channel] = np.where(draw < p_true, 0, np.where(draw < p_true + p_false, 1, 2))
+    return codes
+
+
 def _crm_customers(
-    people: _People, keys: pa.Array, social: _Social, birth_date: np.ndarray, clock: _Clock, root: Path
+    people: _People, keys: pa.Array, social: _Social, birth_date: np.ndarray, consent: dict[str, np.ndarray],
+    clock: _Clock, root: Path,
 ) -> _Written:
     """CRM master rows: a full export of existing customers in the first file, then new signups, then
     re-exports of changed customers (new phone or moved) with a later updated_at. The social-media
     platform and handle (as entered) are there for ~70% of the customers who have an account; the birth
-    date whenever the birth year is."""
+    date whenever the birth year is. Consent flags per channel were given at signup (consent_updated_at);
+    the CRM does not learn of e-mail unsubscribes (the ESP's events carry them)."""
     crm = np.flatnonzero(~people.is_guest)
     changed = crm[people.change_sec[crm] >= 0]
     person = np.concatenate([crm, changed])
@@ -1938,6 +1956,8 @@ def _crm_customers(
                 _maybe(_lookup(SOCIAL_PLATFORMS, social.platform[p]), social.in_crm[p]),
                 _maybe(pc.take(social.crm_handle, pa.array(p)), social.in_crm[p]),
                 _maybe(pa.array(birth_date[p]).cast(pa.string()).cast(_L), by > 0),
+                *(_lookup(("true", "false", ""), consent[channel][p]) for channel in ("email", "sms", "ads")),
+                _join(_any_timestamps(clock, people.signup_sec[p]), "Z"),
             ]
         )  # fmt: skip
 
@@ -2055,7 +2075,7 @@ def _dates_or_null(start: np.datetime64, day: np.ndarray) -> pa.Array:
 #: (and every channel drawing from them) stay as they were.
 _STREAMS = (
     "people", "keys", "purchases", "shop", "pos", "web", "email", "support", "social", "interests",
-    "subjects", "birthdays", "promos", "campaigns",
+    "subjects", "birthdays", "promos", "campaigns", "consent",
 )  # fmt: skip
 
 
@@ -2138,7 +2158,8 @@ def generate(
     social_profile = _make_social(rng["social"], people)
     social = _social_interactions(rng["social"], people, keys, social_profile, churn_day, clock, landing)
     birth_date = _birth_dates(rng["birthdays"], people.birth_year)
-    crm = _crm_customers(people, keys, social_profile, birth_date, clock, landing)
+    consent = _consent_codes(rng["consent"], people)
+    crm = _crm_customers(people, keys, social_profile, birth_date, consent, clock, landing)
     results = {
         "shop_orders": shop,
         "pos_sales": pos,

@@ -3,7 +3,8 @@
 ``prepare`` (and ``byo``, the order-export split) -> ``ingest`` (``extract`` for table sources)
 -> ``quality.validate_raw`` -> ``identity`` -> dbt's transform -> ``score`` -> dbt's assemble ->
 ``quality.audit`` -> ``publish`` -> ``docs``; ``retrain`` is the weekly ``retrain_models`` DAG's task, and
-``activate`` writes audiences for CRM and ad tools (``custseg export``).
+``activate`` is the ``activate_audiences`` DAG's task (audiences and alerts for CRM and ad tools after each
+publish) and ``custseg export``'s.
 
 Each step is a plain function of the settings, the run's ``as_of_date`` and its run id: the DAGs
 wire them, and the CLI and the tests call them directly.

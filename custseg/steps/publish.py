@@ -12,6 +12,18 @@ from custseg.warehouse import connect
 
 log = logging.getLogger(__name__)
 
+#: the published table whose Asset the activation DAG is scheduled on (all are emitted together, by one task)
+ACTIVATION_TRIGGER_TABLE = "customer_segments"
+
+
+def asset_uri(settings: Settings, table: str) -> str:
+    """The Airflow Asset of a published table; publish emits one per table, with the run's as-of date in its extra."""
+    return f"custseg://{settings.warehouse}/{settings.publish_schema}/{table}"
+
+
+def asset_extra(as_of_date: dt.date) -> dict[str, str]:
+    return {"as_of_date": as_of_date.isoformat()}
+
 
 def publish(settings: Settings, as_of_date: dt.date | None = None) -> dict[str, int]:
     """Replace every published table with the audited build in one transaction (see Warehouse.publish):

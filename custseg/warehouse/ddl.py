@@ -36,6 +36,10 @@ OPS_DDL = (
     # an order export dated after the run's date are not read that night, and counted here.
     "alter table ops.load_audit add column if not exists rows_duplicate bigint",
     "alter table ops.load_audit add column if not exists rows_after_as_of bigint",
+    # One row per audience file written (custseg export, the activation DAG); erasure rewrites them.
+    "create table if not exists ops.audience_exports (file_path text not null, manifest_path text not null, "
+    "audience text not null, channel text, as_of_date date not null, row_count bigint not null, "
+    "sha256 text not null, written_at timestamp not null)",
     # The campaigns file as of the run (custseg/campaigns.py), replaced by the prepare task each run; a
     # target list is 'a|b' and control_threshold the holdout cut as 8 lower-case hex digits.
     """create table if not exists raw.campaigns (

@@ -18,7 +18,9 @@
 -- previous one, so a rerun gives the same rows and a backfill in date order gives what the nightly runs gave
 -- (like segment_migration). The previous date's rows of a customer merged since count under the survivor
 -- (customer_identity's alias rows, the survivor's own row first), so a merge raises no alert by itself.
--- A customer new since the previous run has nothing to compare with and raises none.
+-- A customer new since the previous run has nothing to compare with and raises none. Each alert carries the
+-- customer's consent per channel, so whoever acts on it reaches them only through a channel they allow
+-- (the activation DAG's alert files per channel leave the others out).
 with
 
 today_history as (
@@ -78,6 +80,9 @@ compared as (
         today_history.customer_id,
         today_history.predicted_clv_12m,
         today_history.playbook_id,
+        today_history.has_email_consent,
+        today_history.has_sms_consent,
+        today_history.has_ads_consent,
         previous.as_of_date as compared_to_date,
         previous.churn_risk_band as previous_churn_risk_band,
         today_history.churn_risk_band,
@@ -96,6 +101,9 @@ alerts as (
         customer_id,
         predicted_clv_12m,
         playbook_id,
+        has_email_consent,
+        has_sms_consent,
+        has_ads_consent,
         compared_to_date,
         'churn_risk_up' as alert_type,
         coalesce(previous_churn_risk_band, 'unscored') as from_value,
@@ -109,6 +117,9 @@ alerts as (
         customer_id,
         predicted_clv_12m,
         playbook_id,
+        has_email_consent,
+        has_sms_consent,
+        has_ads_consent,
         compared_to_date,
         'left_top_segment' as alert_type,
         previous_rfm_segment as from_value,
@@ -122,6 +133,9 @@ alerts as (
         customer_id,
         predicted_clv_12m,
         playbook_id,
+        has_email_consent,
+        has_sms_consent,
+        has_ads_consent,
         compared_to_date,
         'value_tier_drop' as alert_type,
         previous_value_tier as from_value,
@@ -145,7 +159,10 @@ final as (
         cast(alerts.predicted_clv_12m as numeric(18, 2)) as value_at_risk,
         alerts.playbook_id,
         playbook.next_best_action as recommended_action,
-        alerts.compared_to_date
+        alerts.compared_to_date,
+        alerts.has_email_consent,
+        alerts.has_sms_consent,
+        alerts.has_ads_consent
     from alerts
     left join playbook on alerts.playbook_id = playbook.playbook_id
 )

@@ -16,6 +16,10 @@ customer_playbook as (
     select * from {{ ref('int_customer_playbook') }}
 ),
 
+customer_consent as (
+    select * from {{ ref('int_customer_consent') }}
+),
+
 final as (
     select
         features.customer_id,
@@ -62,10 +66,14 @@ final as (
         labels.model_version,
         {{ scored_at() }} as scored_at,
         customer_playbook.playbook_id,
-        customer_playbook.next_best_action
+        customer_playbook.next_best_action,
+        customer_consent.has_email_consent,
+        customer_consent.has_sms_consent,
+        customer_consent.has_ads_consent
     from features
     inner join labels on features.customer_id = labels.customer_id
     left join customer_playbook on features.customer_id = customer_playbook.customer_id
+    inner join customer_consent on features.customer_id = customer_consent.customer_id
 )
 
 select * from final

@@ -40,7 +40,10 @@ final as (
         interest_segment,
         price_sensitivity,
         promo_responsiveness,
-        playbook_id
+        playbook_id,
+        has_email_consent,
+        has_sms_consent,
+        has_ads_consent
     from segments
 )
 
