@@ -232,6 +232,21 @@ def print_summary() -> None:
                 print(f"  {campaign:<28} {treated:>6,} treated vs {control:>5,} control: {effect:+.1%} "
                       f"[{lower:+.1%}, {upper:+.1%}], {verdict}")
             print()
+        alerts = wh.fetchall(
+            "select alert_type, count(*), sum(value_at_risk) from analytics.customer_alerts "
+            "where as_of_date = %s group by 1 order by 1", (as_of_date[0],))
+        if alerts:
+            print(f"alerts of {as_of_date[0]} (analytics.customer_alerts; predicted 12-month value at risk):")
+            for alert_type, n, at_risk in alerts:
+                print(f"  {alert_type:<22} {n:>6,} customers  {at_risk or 0:>12,.0f}")
+            print()
+        files = wh.fetchall("select file_path, row_count, channel from ops.audience_exports "
+                            "where as_of_date = %s order by file_path", (as_of_date[0],))
+        if files:
+            print("audience and alert files (ops.audience_exports):")
+            for path, rows, channel in files:
+                print(f"  {path}  {rows:,} rows for {channel}")
+            print()
     docs = settings.docs_dir / "dbt" / "static_index.html"
     print(f"warehouse file: {settings.duckdb_path}")
     print(f"dbt docs site:  {docs}")
@@ -297,6 +312,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if state != "success":
             print(f"DAG run ended {state}", file=sys.stderr)
             return 1
+    # what the scheduler would start after the last publish (no scheduler here): the audience and alert files
+    print(f"running the activate_audiences DAG for {DEMO_NIGHTS[-1]} (audience and alert files)...")
+    if run_dag(DEMO_NIGHTS[-1], dag_id="activate_audiences") != "success":
+        print("the activate_audiences run failed", file=sys.stderr)
+        return 1
     print_summary()
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f}s")
     return 0

@@ -50,8 +50,8 @@ def ensure_airflow_db() -> None:
 EVERY_RUN_IMPORTS = ("dbt.cli.main", "great_expectations", "custseg.steps.quality", "custseg.steps.score")
 
 
-def run_dag(as_of_date: dt.date, conf: dict | None = None) -> str:
-    """Run the real customer_segmentation DAG for one logical date (dag.test: in-process, no scheduler)."""
+def run_dag(as_of_date: dt.date, conf: dict | None = None, dag_id: str = "customer_segmentation") -> str:
+    """Run a real DAG (the nightly one unless told) for one logical date (dag.test: in-process, no scheduler)."""
     airflow_env_defaults()
     ensure_airflow_db()
     # imported here: Airflow (3 s) (tests/test_architecture.py LAZY)
@@ -60,7 +60,7 @@ def run_dag(as_of_date: dt.date, conf: dict | None = None) -> str:
     bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
     if bag.import_errors:
         raise SystemExit(f"DAG import errors: {bag.import_errors}")
-    dag = bag.get_dag("customer_segmentation")
+    dag = bag.get_dag(dag_id)
     logical = dt.datetime.combine(as_of_date, dt.time(), tzinfo=dt.UTC)
     for module in EVERY_RUN_IMPORTS:
         importlib.import_module(module)
@@ -70,5 +70,5 @@ def run_dag(as_of_date: dt.date, conf: dict | None = None) -> str:
     if state == "success" and not ran:
         # Airflow marks a run without schedulable tasks (e.g. a logical date before the DAG's
         # start_date) successful; nothing was computed, so that is a failure for the caller.
-        raise SystemExit(f"customer_segmentation as of {as_of_date}: no task ran (logical date before start_date?)")
+        raise SystemExit(f"{dag_id} as of {as_of_date}: no task ran (logical date before start_date?)")
     return state

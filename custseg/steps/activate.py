@@ -43,6 +43,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from custseg.clock import utc_now
 from custseg.config import ConfigError, Settings
 from custseg.errors import UsageError
 from custseg.warehouse import Warehouse, connect
@@ -218,7 +219,7 @@ def _record_export(settings: Settings, path: Path, manifest_path: Path, manifest
             "sha256, written_at) values (%s, %s, %s, %s, %s, %s, %s, %s)",
             (str(path.resolve()), str(manifest_path.resolve()), manifest["audience"], manifest["channel"],
              dt.date.fromisoformat(manifest["as_of_date"]), manifest["rows"], manifest["sha256"],
-             dt.datetime.now(dt.UTC).replace(tzinfo=None)))
+             utc_now()))
 
 
 def _write_atomically(frame: pd.DataFrame, path: Path, fmt: str) -> None:
