@@ -23,10 +23,11 @@ published now. Rerunning a date writes the same bytes. Logic: `custseg/steps/act
 from __future__ import annotations
 
 from airflow.sdk import DAG, Asset, task
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from custseg import steps
-from custseg.config import load_settings
+from custseg.config import ConfigError, load_settings
+from custseg.errors import UsageError
 from custseg.ops.run_audit import EARLIEST_LOGICAL_DATE, default_args
 
 settings = load_settings()
@@ -51,5 +52,7 @@ with DAG(
             return steps.activate.activate(settings, published_as_of)
         except steps.activate.Superseded as exc:
             raise AirflowSkipException(str(exc)) from exc
+        except (ConfigError, UsageError) as exc:  # a wrong activation file does not fix itself on retry
+            raise AirflowFailException(str(exc)) from exc
 
     activate()

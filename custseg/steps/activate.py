@@ -87,6 +87,11 @@ def _file_stem(audience: str, channel: str, as_of_date: dt.date) -> str:
     return f"{re.sub(r'[^a-z0-9]+', '-', audience.lower()).strip('-')}-{channel}-{as_of_date.isoformat()}"
 
 
+# Connections here are read-write although activation only reads `analytics`: under `custseg run` / `custseg demo`
+# the nightly DAG ran in this same process, and DuckDB refuses a read-only connection to a file this process
+# already opened read-write (dbt keeps its connection). It also records every file in ops.audience_exports.
+
+
 def _check_options(channel: str, fmt: str, include: tuple[str, ...]) -> None:
     if channel not in CHANNEL_CONSENT:
         raise UsageError(f"--channel {channel[:20]!r}: one of {', '.join(CHANNEL_CONSENT)}")
@@ -127,7 +132,7 @@ def export_audience(settings: Settings, audience: str, fmt: str, to_dir: Path, c
     """Write the audience file for `channel` and its manifest into `to_dir`, record it; return the manifest."""
     _check_options(channel, fmt, include)
     schema = quote_ident(settings.publish_schema)
-    with connect(settings, read_only=True) as wh:
+    with connect(settings) as wh:
         as_of_date = _published_date(wh, settings)
         kind, condition, params = _audience_filter(wh, settings.publish_schema, audience)
         # a campaign's own audience is its treated side: other campaigns draw their controls independently, so
@@ -170,7 +175,7 @@ def export_alerts(settings: Settings, fmt: str, to_dir: Path, channel: str,
     campaigns' controls left out) with the CRM reference, beside a manifest; record it; return the manifest."""
     _check_options(channel, fmt, include)
     schema = quote_ident(settings.publish_schema)
-    with connect(settings, read_only=True) as wh:
+    with connect(settings) as wh:
         as_of_date = _published_date(wh, settings)
         consent = f"s.{quote_ident(CHANNEL_CONSENT[channel])}"
         controls = _running_controls(schema)
@@ -326,7 +331,7 @@ def activate(settings: Settings, published_as_of: dt.date | None = None) -> dict
     `published_as_of` is the date the publish that triggered this run published; when the tables have moved on
     since (a later publish), Superseded is raised and nothing is written: that publish's own activation writes."""
     plan = load_activation_plan(settings.activation_file)
-    with connect(settings, read_only=True) as wh:
+    with connect(settings) as wh:
         as_of_date = _published_date(wh, settings)
         # every audience name is checked against the published values before the first file is written
         for entry in plan.audiences:
