@@ -23,6 +23,8 @@ Nightly cross-channel customer segmentation, computed **as of the run's logical 
    not the whole history) and emits their Assets, with the run's date in the events' extra; the
    `activate_audiences` DAG is scheduled on them.
 9. **docs**: regenerates the static dbt docs site.
+10. **report**: writes the self-contained HTML run report with charts (`<docs dir>/report/index.html`, and
+   `report-<date>.html` beside it; custseg/steps/report.py), read-only from the published tables, `ops` and `ml`.
 
 A failure anywhere before publish leaves yesterday's `analytics` tables untouched; rerunning the
 same date finishes the job. Every task try is recorded in `ops.run_audit` and a failure is logged
@@ -163,6 +165,10 @@ with DAG(
     def docs(ds: str | None = None) -> str:
         return str(steps.docs.build_docs(settings, dt.date.fromisoformat(ds)))
 
+    @task
+    def report(ds: str | None = None) -> str:
+        return str(steps.report.build_report(settings, dt.date.fromisoformat(ds)))
+
     with TaskGroup("ingest") as ingest:
         for source in steps.ingest.source_names(settings):
 
@@ -181,4 +187,5 @@ with DAG(
     assemble = _dbt_group("assemble", select=["tag:scored"], exclude=[])
 
     prepare() >> ingest >> validate_raw() >> resolve_identities() >> transform
-    transform >> score() >> assemble >> audit() >> publish() >> docs()
+    # the docs site and the run report both read what was published; one failing leaves the other
+    transform >> score() >> assemble >> audit() >> publish() >> [docs(), report()]

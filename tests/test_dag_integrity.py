@@ -46,6 +46,7 @@ def test_nightly_dag_shape(dagbag) -> None:
     publish = dag.get_task("publish")
     assert publish.upstream_task_ids == {"audit"}
     assert dag.get_task("docs").upstream_task_ids == {"publish"}
+    assert dag.get_task("report").upstream_task_ids == {"publish"}
     assert publish.outlets, "publish must emit the Assets of the published tables"
     # bad data is not retried; validation and audit fail fast
     assert dag.get_task("validate_raw").retries == 0

@@ -15,7 +15,7 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
-from custseg.ops.task_context import error_text, task_id
+from custseg.ops.task_context import AFTER_PUBLISH_TASKS, error_text, task_id
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,8 @@ def failure_summary(context: Mapping[str, Any]) -> str:
         f"  run: {context.get('run_id') or getattr(ti, 'run_id', '?')}, logical date: {context.get('ds', '?')}, "
         f"try {getattr(ti, 'try_number', '?')}",
         "  the published analytics tables were not changed by this run (publish happens last, atomically)"
-        if task_id(context) != "docs" else "  the analytics tables were already published; only the docs failed",
+        if task_id(context) not in AFTER_PUBLISH_TASKS
+        else f"  the analytics tables were already published; only the {task_id(context)} task failed",
         f"  error: {first_line[:2000]}",
     ]
     if isinstance(error, BaseException) and error.__traceback__ is not None:

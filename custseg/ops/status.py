@@ -9,6 +9,7 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from custseg.config import PUBLISHED_TABLES
+from custseg.ops.task_context import AFTER_PUBLISH_TASKS
 from custseg.warehouse import connect
 from custseg.warehouse.sql import qualified
 
@@ -118,8 +119,9 @@ class RunFailure:
     def fix(self) -> str:
         if self.dag_id != "customer_segmentation":
             return "fix the cause and rerun the DAG"
-        if self.task_id == "docs":  # the one task after publish
-            return "the analytics tables were published, only the docs failed: fix the cause, then `custseg docs`"
+        if self.task_id in AFTER_PUBLISH_TASKS:
+            return (f"the analytics tables were published, only the {self.task_id} task failed: fix the cause, "
+                    "then `custseg docs` (the docs sites and the run report)")
         return ("the published analytics tables were not changed by it; fix the cause and rerun the date"
                 + (f" (custseg run --as-of {self.as_of_date})" if self.as_of_date else ""))
 
