@@ -165,10 +165,12 @@ def _row_limit(limit: int) -> int:
 def cmd_docs(args: argparse.Namespace) -> int:
     from custseg.config import load_settings
     from custseg.steps.docs import build_docs
+    from custseg.steps.report import build_report
 
     as_of_date = dt.date.fromisoformat(args.as_of)
-    path = build_docs(load_settings(), as_of_date)
-    print(f"dbt docs site: {path}")
+    settings = load_settings()
+    print(f"dbt docs site: {build_docs(settings, as_of_date)}")
+    print(f"run report:    {build_report(settings, as_of_date)}")
     return 0
 
 
@@ -176,8 +178,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     """The last runs, what is published, and the latest quality failures (custseg.ops.status_report)."""
     from custseg.config import load_settings
     from custseg.ops.status import status_report
+    from custseg.steps.report import report_path
 
-    print(status_report(load_settings(), runs=args.runs, failures=args.failures))
+    settings = load_settings()
+    print(status_report(settings, runs=args.runs, failures=args.failures))
+    report = report_path(settings)
+    print(f"\nrun report: {report}" if report.exists() else "\nrun report: none yet (written after each publish)")
     return 0
 
 
@@ -201,6 +207,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 def print_summary() -> None:
     from custseg.config import load_settings
+    from custseg.steps.report import report_path
     from custseg.warehouse import connect
 
     settings = load_settings()
@@ -248,6 +255,7 @@ def print_summary() -> None:
                 print(f"  {path}  {rows:,} rows for {channel}")
             print()
     docs = settings.docs_dir / "dbt" / "static_index.html"
+    print(f"run report:     {report_path(settings)}")
     print(f"warehouse file: {settings.duckdb_path}")
     print(f"dbt docs site:  {docs}")
     print(f"GX data docs:   {settings.docs_dir / 'gx'}/<raw|ml_labels|audit>/index.html")
@@ -266,6 +274,24 @@ def cmd_export(args: argparse.Namespace) -> int:
           f"{manifest['as_of_date']} -> {Path(args.to) / manifest['file']} (+ .manifest.json; "
           f"{manifest['campaign_controls_left_out']:,} campaign controls and {manifest['without_consent_left_out']:,} "
           f"customers without {manifest['channel']} consent left out)")
+    return 0
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    """GDPR Art. 17: erase one person everywhere and suppress them on reruns (custseg.erasure)."""
+    from custseg.config import load_settings
+    from custseg.erasure import erase
+    from custseg.ops.locks import WarehouseBusyError
+
+    settings = load_settings()
+    try:
+        summary = erase(settings, crm_id=args.crm_id, email=args.email)
+    except WarehouseBusyError as exc:
+        raise SystemExit(str(exc)) from exc
+    layers = ", ".join(f"{layer} {n:,}" for layer, n in summary.rows_by_layer(settings).items()) or "none"
+    print(f"erasure {summary.erasure_id}: {summary.customers} customer(s) erased by {summary.key_type}; rows deleted: "
+          f"{layers}; {summary.files_rewritten} file(s) rewritten; {summary.rows_redacted} ops/ml row(s) redacted; "
+          "suppressed on every later run (ops.erasure_log)")
     return 0
 
 
@@ -388,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--include", default="",
                     help="contact columns to add from the CRM, comma-separated: email, phone (off by default)")
     ex.set_defaults(func=cmd_export)
-    d = sub.add_parser("docs", help="build the static dbt docs site")
+    d = sub.add_parser("docs", help="build the static dbt docs site and the run report")
     d.add_argument("--as-of", default=DEMO_END.isoformat())
     d.set_defaults(func=cmd_docs)
 
@@ -403,6 +429,13 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--keep-models", action="store_true",
                     help="score with the registry's approved models instead of retiring them and fitting anew")
     rb.set_defaults(func=cmd_rebuild)
+
+    er = sub.add_parser("erase", help="GDPR Art. 17: erase one person from every layer and suppress them on "
+                        "every later run (takes the run lock)")
+    who = er.add_mutually_exclusive_group(required=True)
+    who.add_argument("--crm-id", help="the person's CRM customer id")
+    who.add_argument("--email", help="the person's e-mail address (masked in every output)")
+    er.set_defaults(func=cmd_erase)
 
     cat = sub.add_parser("catalogue", help="check (or --write) the dbt sources YAML and docs/sources.md against "
                          "the channel catalogue")

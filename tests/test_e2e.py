@@ -111,10 +111,12 @@ def test_every_input_row_is_loaded_or_quarantined(e2e_duckdb_env, demo_data) -> 
     with connect(load_settings(e2e_duckdb_env)) as wh:
         audit = wh.query_df(
             "select source, sum(rows_read) as read, sum(rows_loaded) as loaded, "
-            "sum(rows_quarantined) as quarantined from ops.load_audit where status = 'success' group by source"
+            "sum(rows_quarantined) as quarantined, sum(coalesce(rows_suppressed, 0)) as suppressed "
+            "from ops.load_audit where status = 'success' group by source"
         ).set_index("source")
         quarantine = wh.query_df("select source, count(*) as n from raw.quarantine group by source").set_index("source")
-    assert (audit["read"] == audit["loaded"] + audit["quarantined"]).all()
+    assert (audit["read"] == audit["loaded"] + audit["quarantined"] + audit["suppressed"]).all()
+    assert (audit["suppressed"] == 0).all(), "nobody was erased in this warehouse"
     for source, rows in demo_data.rows.items():
         assert audit.loc[source, "read"] == rows, source
     # the generator plants invalid shop orders; every one is quarantined with a reason
@@ -135,8 +137,8 @@ def test_every_row_read_is_accounted_for_up_to_the_purchases(e2e_duckdb_env, dem
     for source, rows in demo_data.rows.items():
         r = rec.loc[source]
         assert r.rows_read == rows, source
-        assert r.rows_read == (r.rows_quarantined + r.rows_not_yet_visible + r.rows_superseded + r.rows_excluded
-                               + r.rows_published), source
+        assert r.rows_read == (r.rows_quarantined + r.rows_suppressed + r.rows_not_yet_visible + r.rows_superseded
+                               + r.rows_excluded + r.rows_published), source
         # the generator's exact copies are loaded, counted as duplicates, and merged by staging
         assert duplicates[source] == demo_data.duplicate_rows[source], source
         assert r.rows_superseded >= demo_data.duplicate_rows[source], source
@@ -190,7 +192,9 @@ def test_postgres_end_to_end_matches_duckdb(pg_database, demo_data, airflow_home
             # the portrait: the same SQL (cross-database macros) gives the same values on both engines
             "gender", "country", "region", "age_band", "birth_month", "social_engagement_level", "is_advocate",
             "social_recency_days", "top_category", "interest_breadth", "interest_segment", "has_open_complaint",
-            "last_ticket_topic", "nps_trend", "price_sensitivity", "promo_responsiveness", "playbook_id"]
+            "last_ticket_topic", "nps_trend", "price_sensitivity", "promo_responsiveness", "playbook_id",
+            # consent per channel
+            "has_email_consent", "has_sms_consent", "has_ads_consent"]
     pd.testing.assert_frame_equal(_comparable(pg[keys]), _comparable(duck[keys]))
     assert (pg["churn_probability"].astype(float) - duck["churn_probability"].astype(float)).abs().max() < 1e-9
     summary_sql = ("select as_of_date, segment_type, segment, customers from analytics.segment_summary "
@@ -225,7 +229,36 @@ def test_postgres_end_to_end_matches_duckdb(pg_database, demo_data, airflow_home
                     frame[column] = pd.to_datetime(frame[column]).dt.date.astype(str)
         pd.testing.assert_frame_equal(_comparable(pg_rows), _comparable(duck_rows), check_dtype=False)
     assert_holdout_is_the_keyed_hash(env)
+    assert_exports_agree(env, e2e_duckdb_env, data_dir / "exports")
     assert_bi_role_is_read_only_on_analytics(pg_database)
+
+
+def assert_exports_agree(pg_env: dict[str, str], duck_env: dict[str, str], out: Path) -> None:
+    """`custseg export` reads PostgreSQL as it reads DuckDB: the same customers, CRM references and contact
+    details, the same counts left out, for a campaign and a segment audience, and a record of each file."""
+    from custseg.steps.activate import export_audience
+
+    with connect(load_settings(duck_env), read_only=True) as wh:
+        [(segment,)] = wh.fetchall("select rfm_segment from analytics.customer_segments where has_ads_consent "
+                                   "and rfm_segment is not null group by 1 order by count(*) desc, 1 limit 1")
+    for audience, channel, include in (("campaign:demo-winback-voucher", "email", ("email", "phone")),
+                                       (segment, "ads", ())):
+        files = {}
+        for name, env in (("postgres", pg_env), ("duckdb", duck_env)):
+            manifest = export_audience(load_settings(env), audience, "csv", out / name, channel, include)
+            files[name] = (manifest, pd.read_csv(out / name / manifest["file"], dtype=str))
+        (pg_manifest, pg_file), (duck_manifest, duck_file) = files["postgres"], files["duckdb"]
+        assert pg_manifest["rows"] > 5, audience
+        for key in ("rows", "columns", "campaign_controls_left_out", "without_consent_left_out", "as_of_date"):
+            assert pg_manifest[key] == duck_manifest[key], (audience, key)
+        exact = [c for c in pg_file.columns if c != "predicted_clv_12m"]
+        pd.testing.assert_frame_equal(pg_file[exact], duck_file[exact])
+        assert ((pg_file["predicted_clv_12m"].astype(float) - duck_file["predicted_clv_12m"].astype(float)).abs()
+                .max() < 1e-6)
+        with connect(load_settings(pg_env)) as wh:
+            [(recorded,)] = wh.fetchall("select sha256 from ops.audience_exports where file_path = %s",
+                                        (str((out / "postgres" / pg_manifest["file"]).resolve()),))
+        assert recorded == pg_manifest["sha256"]
 
 
 def assert_bi_role_is_read_only_on_analytics(url: str) -> None:

@@ -44,11 +44,12 @@ def order(order_id: str = "SO-1", ts: str = "2026-03-02T10:00:00+01:00", currenc
 
 
 CRM_HEADER = ("crm_customer_id,email,phone,first_name,last_name,street_address,city,region,country,birth_year,"
-              "gender,signup_date,signup_source,loyalty_card,updated_at,social_platform,social_handle,birth_date")
+              "gender,signup_date,signup_source,loyalty_card,updated_at,social_platform,social_handle,birth_date,"
+              "email_opt_in,sms_opt_in,ads_opt_in,consent_updated_at")
 
 
 def crm(crm_id: str = "C-1", ts: str = "2026-03-02T10:00:00Z", city: str = "York") -> str:
-    return f"{crm_id},a@b.com,,Ann,Lee,1 Main St,{city},North,GB,1980,f,2025-01-01,web,,{ts},,,"
+    return f"{crm_id},a@b.com,,Ann,Lee,1 Main St,{city},North,GB,1980,f,2025-01-01,web,,{ts},,,,true,,false,{ts}"
 
 
 def zip_bytes(content: bytes) -> bytes:

@@ -3,10 +3,12 @@
 Per source, as of the run's date, each count below is measured on its own (none is the remainder of
 the others), and the run's audit fails before publish when they do not add up:
 
-    rows_read      = rows_quarantined + rows_loaded                       (ops.load_audit vs raw)
+    rows_read      = rows_quarantined + rows_loaded + rows_suppressed     (ops.load_audit vs raw)
     rows_loaded    = rows_not_yet_visible + rows_superseded + rows_staged  (raw vs the staging model)
     rows_staged    = rows_excluded + rows_published                       (purchases: staging vs fct_purchases)
 
+* ``rows_suppressed``: rows of people erased with ``custseg erase`` (custseg/erasure.py): not loaded by
+  ingestion, or deleted from raw by the erasure; counted in ``ops.load_audit.rows_suppressed``.
 * ``rows_not_yet_visible``: landed on or before the date but dated after it (a late-evening local time
   on the next UTC day); they count from the next date on.
 * ``rows_superseded``: the documented merges. Several rows of one key (an exact duplicate in one file,
@@ -50,6 +52,8 @@ RECONCILIATION_DDL = """create table if not exists ops.source_reconciliation (
     rows_unaccounted bigint not null,
     recorded_at timestamp not null
 )"""
+#: warehouses reconciled before erasure existed
+SUPPRESSED_DDL = "alter table ops.source_reconciliation add column if not exists rows_suppressed bigint"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,10 +68,11 @@ class Reconciliation:
     rows_excluded: int
     excluded: str
     rows_published: int
+    rows_suppressed: int = 0
 
     @property
     def rows_unaccounted(self) -> int:
-        return (abs(self.rows_read - self.rows_quarantined - self.rows_loaded)
+        return (abs(self.rows_read - self.rows_quarantined - self.rows_loaded - self.rows_suppressed)
                 + abs(self.rows_loaded - self.rows_not_yet_visible - self.rows_superseded - self.rows_staged)
                 + abs(self.rows_staged - self.rows_excluded - self.rows_published))
 
@@ -76,9 +81,10 @@ class Reconciliation:
         if not self.rows_unaccounted:
             return None
         parts = []
-        if self.rows_read != self.rows_quarantined + self.rows_loaded:
+        if self.rows_read != self.rows_quarantined + self.rows_loaded + self.rows_suppressed:
             parts.append(f"read {self.rows_read} but raw holds {self.rows_loaded} and quarantine "
-                         f"{self.rows_quarantined} (a partition changed outside ingestion?)")
+                         f"{self.rows_quarantined}, with {self.rows_suppressed} suppressed (a partition changed "
+                         "outside ingestion?)")
         landed = self.rows_not_yet_visible + self.rows_superseded + self.rows_staged
         if self.rows_loaded != landed:
             parts.append(f"{self.rows_loaded - landed} loaded rows missing from staging (no fx rate for their "
@@ -106,10 +112,10 @@ def reconcile_source(wh: Warehouse, settings: Settings, source: str, channel_nam
     build = quote_ident(settings.build_schema)
     day_after = dt.datetime.combine(as_of_date + dt.timedelta(days=1), dt.time())
     # the latest successful load of each partition is what raw holds now (a rerun reloads its date)
-    (read,) = _one(wh, """
-        select sum(rows_read)
+    read, suppressed = _one(wh, """
+        select sum(rows_read), sum(coalesce(rows_suppressed, 0))
         from (
-            select rows_read,
+            select rows_read, rows_suppressed,
                    row_number() over (partition by partition_date order by recorded_at desc) as load_rank
             from ops.load_audit
             where source = %s and status = 'success' and partition_date <= %s
@@ -135,7 +141,7 @@ def reconcile_source(wh: Warehouse, settings: Settings, source: str, channel_nam
         (published,) = _one(wh, f"select count(*) from {build}.fct_purchases where purchase_id like %s",
                             (channel.purchases.prefix + "%",))
     return Reconciliation(source, read, quarantined, loaded, not_yet_visible, superseded, staged, excluded,
-                          "; ".join(reasons), published)
+                          "; ".join(reasons), published, suppressed)
 
 
 def reconcile(wh: Warehouse, settings: Settings, sources: dict[str, str], as_of_date: dt.date,
@@ -145,22 +151,23 @@ def reconcile(wh: Warehouse, settings: Settings, sources: dict[str, str], as_of_
     recorded_at = utc_now()  # when it was written, not a computed value
     with wh.transaction():
         wh.execute(RECONCILIATION_DDL)
+        wh.execute(SUPPRESSED_DDL)
         wh.execute("delete from ops.source_reconciliation where run_id = %s", (run_id,))
         for r in results:
             wh.execute(
                 "insert into ops.source_reconciliation (run_id, as_of_date, source, rows_read, rows_quarantined, "
                 "rows_loaded, rows_not_yet_visible, rows_superseded, rows_staged, rows_excluded, excluded, "
-                "rows_published, rows_unaccounted, recorded_at) "
-                "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                "rows_published, rows_unaccounted, rows_suppressed, recorded_at) "
+                "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (run_id, as_of_date, r.source, r.rows_read, r.rows_quarantined, r.rows_loaded, r.rows_not_yet_visible,
                  r.rows_superseded, r.rows_staged, r.rows_excluded, r.excluded or None, r.rows_published,
-                 r.rows_unaccounted, recorded_at),
+                 r.rows_unaccounted, r.rows_suppressed, recorded_at),
             )
     problems = [p for r in results if (p := r.problem())]
     if problems:
         raise ReconciliationError("; ".join(problems))
     for r in results:
-        log.info("%s: read %d = quarantined %d + not yet visible %d + merged %d + excluded %d (%s) + published %d",
-                 r.source, r.rows_read, r.rows_quarantined, r.rows_not_yet_visible, r.rows_superseded,
-                 r.rows_excluded, r.excluded or "-", r.rows_published)
+        log.info("%s: read %d = quarantined %d + suppressed %d + not yet visible %d + merged %d + excluded %d (%s) "
+                 "+ published %d", r.source, r.rows_read, r.rows_quarantined, r.rows_suppressed,
+                 r.rows_not_yet_visible, r.rows_superseded, r.rows_excluded, r.excluded or "-", r.rows_published)
     return results

@@ -2,8 +2,9 @@
 
 Files are parsed and checked in an in-memory DuckDB (its native CSV / JSON / Parquet readers),
 whatever the target warehouse is; the clean rows then go to the warehouse through its bulk path.
-Every row read ends up in `raw.<table>` or in `raw.quarantine`, and `ops.load_audit` records
-`rows_read = rows_loaded + rows_quarantined` per partition.
+Every row read ends up in `raw.<table>` or in `raw.quarantine`, or, when it belongs to a person erased with
+`custseg erase` (custseg/erasure.py: its keys hash into `raw.erasure_suppression`), nowhere; `ops.load_audit`
+records `rows_read = rows_loaded + rows_quarantined + rows_suppressed` per partition.
 
 Which partitions a run loads: every landing file dated on or before the as-of date that has
 not been loaded successfully yet (so the first run on an empty warehouse catches up on history),
@@ -19,7 +20,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -29,6 +30,7 @@ import pyarrow.parquet as pq
 from custseg.catalogue import SQL_TYPES, Column
 from custseg.clock import utc_now
 from custseg.config import ConfigError, Settings
+from custseg.erasure import suppressed_keys, suppression_sql
 from custseg.sources import ColumnMapping, SourceConfig, load_sources
 from custseg.steps.extract import ExtractError, extract_pending
 from custseg.warehouse import Warehouse, connect
@@ -73,6 +75,7 @@ def ingest(settings: Settings, source: str, as_of_date: dt.date, run_id: str,
         "rows_read": sum(r.rows_read for r in results),
         "rows_loaded": sum(r.rows_loaded for r in results),
         "rows_quarantined": sum(r.rows_quarantined for r in results),
+        "rows_suppressed": sum(r.rows_suppressed for r in results),
     }
 
 
@@ -119,6 +122,8 @@ class ParsedBatch:
     duplicates: dict[dt.date, int]
     #: per partition: rows of an order export dated after the run's date, not read tonight
     after_as_of: dict[dt.date, int]
+    #: per partition: rows of an erased person (raw.erasure_suppression), neither loaded nor quarantined
+    suppressed: dict[dt.date, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,7 @@ class LoadResult:
     extra_columns: tuple[str, ...]
     rows_duplicate: int = 0
     rows_after_as_of: int = 0
+    rows_suppressed: int = 0
 
 
 class _Binds:
@@ -526,7 +532,8 @@ def _read_in_python(src: SourceConfig, item: _FileInput) -> _FileInput:
 
 
 def parse_files(
-    src: SourceConfig, files: list[tuple[dt.date, Path]], run_id: str, con: duckdb.DuckDBPyConnection
+    src: SourceConfig, files: list[tuple[dt.date, Path]], run_id: str, con: duckdb.DuckDBPyConnection,
+    suppression: Suppression | None = None,
 ) -> ParsedBatch:
     """Parse and check several landing files in one pass (one query per chunk, not per file).
 
@@ -542,6 +549,7 @@ def parse_files(
         items = [_retry_in_python(src, item, con) for item in items]
         extras = _create_incoming(src, items, con)
     _check(src, con)
+    suppressed = _mark_suppressed(src, con, suppression)
     if src.file_format == "jsonl":
         extras.update(r[0] for r in con.execute(
             "select distinct unnest(json_keys(_extras)) from incoming where _extras is not null").fetchall())
@@ -549,23 +557,54 @@ def parse_files(
     canonical = ", ".join(quote_ident(c.name) for c in src.channel.columns)
     valid = con.sql(
         f"select {canonical}, _partition_date, _source_file, _source_line, {bind(run_id)} as _run_id, _extras "
-        "from checked where _reason is null order by _partition_date, _source_line", params=bind.values,
+        f"from checked where _reason is null and not {suppressed} order by _partition_date, _source_line",
+        params=bind.values,
     ).to_arrow_table()
     bind = _Binds()
     quarantined = con.sql(
         f"select {bind(src.name)} as source, _source_file as source_file, _source_line as source_line, "
         f"_partition_date as partition_date, {bind(run_id)} as run_id, _raw_record as raw_record, "
-        "_reason as reason from checked where _reason is not null order by _partition_date, _source_line",
-        params=bind.values,
+        f"_reason as reason from checked where _reason is not null and not {suppressed} "
+        "order by _partition_date, _source_line", params=bind.values,
     ).to_arrow_table()
     counts = dict.fromkeys((day for day, _ in files), 0)
     duplicates = dict.fromkeys((day for day, _ in files), 0)
-    for day, n, dups in con.execute(
-            "select _partition_date, count(*), count(*) filter (where _is_duplicate) from checked group by 1"
+    suppressed_rows = dict.fromkeys((day for day, _ in files), 0)
+    for day, n, dups, erased in con.execute(
+            f"select _partition_date, count(*), count(*) filter (where _is_duplicate and not {suppressed}), "
+            f"count(*) filter (where {suppressed}) from checked group by 1"
     ).fetchall():
-        counts[day], duplicates[day] = int(n), int(dups)
+        counts[day], duplicates[day], suppressed_rows[day] = int(n), int(dups), int(erased)
     after_as_of = {day: _rows_after_as_of(path) for day, path in files}
-    return ParsedBatch(tuple(files), counts, valid, quarantined, tuple(sorted(extras)), duplicates, after_as_of)
+    return ParsedBatch(tuple(files), counts, valid, quarantined, tuple(sorted(extras)), duplicates, after_as_of,
+                       suppressed_rows)
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """The erased people's keyed hashes (raw.erasure_suppression, custseg/erasure.py) and what hashes a row's keys
+    as staging does: the hash key and the phone country code."""
+    keys: pa.Table
+    hash_key: str
+    country_code: str
+
+    @classmethod
+    def of(cls, settings: Settings, wh: Warehouse) -> Suppression:
+        return cls(suppressed_keys(wh), settings.hash_key, settings.phone_country_code)
+
+
+def _mark_suppressed(src: SourceConfig, con: duckdb.DuckDBPyConnection, suppression: Suppression | None) -> str:
+    """Flag the rows of `checked` that belong to an erased person (`_suppressed`): they are neither loaded nor
+    quarantined (quarantine would keep their PII), only counted. Returns the SQL that says so (a constant
+    false when nobody was erased, which costs nothing)."""
+    if suppression is None or suppression.keys.num_rows == 0:
+        return "false"
+    con.register("_suppressed_keys", suppression.keys)
+    bind = _Binds()
+    condition = suppression_sql(src.channel, suppression.country_code, bind(suppression.hash_key), "_suppressed_keys")
+    con.execute(f"create or replace temp table checked as select *, {condition} as _suppressed from checked",
+                bind.values)
+    return "_suppressed"
 
 
 def _create_incoming(src: SourceConfig, items: list[_FileInput], con: duckdb.DuckDBPyConnection) -> set[str]:
@@ -752,13 +791,14 @@ def load_batch(
     results = []
     for day, path in batch.files:
         read, ok, bad = batch.rows_read[day], loaded.get(day, 0), quarantined.get(day, 0)
-        if ok + bad != read:
+        erased = batch.suppressed.get(day, 0)
+        if ok + bad + erased != read:
             raise IngestError(f"{src.name}: {path}: row counts do not add up (read {read}, loaded {ok}, "
-                              f"quarantined {bad})")
+                              f"quarantined {bad}, suppressed {erased})")
         dups, later = batch.duplicates.get(day, 0), batch.after_as_of.get(day, 0)
         record_load(wh, run_id, as_of_date, src.name, day, str(path), read, ok, bad, batch.extra_columns,
-                    "success", None, duplicates=dups, after_as_of=later)
-        results.append(LoadResult(src.name, day, str(path), read, ok, bad, batch.extra_columns, dups, later))
+                    "success", None, duplicates=dups, after_as_of=later, suppressed=erased)
+        results.append(LoadResult(src.name, day, str(path), read, ok, bad, batch.extra_columns, dups, later, erased))
     if batch.extra_columns:
         log.warning("%s: unexpected columns kept in _extras: %s", src.name, ", ".join(batch.extra_columns))
     return results
@@ -773,13 +813,14 @@ def _count_by_day(table: pa.Table, column: str) -> dict[dt.date, int]:
 
 def record_load(wh: Warehouse, run_id: str, as_of_date: dt.date, source: str, partition_date: dt.date | None,
                 source_file: str | None, read: int, loaded: int, quarantined: int, extras: tuple[str, ...],
-                status: str, error: str | None, *, duplicates: int = 0, after_as_of: int = 0) -> None:
+                status: str, error: str | None, *, duplicates: int = 0, after_as_of: int = 0,
+                suppressed: int = 0) -> None:
     wh.execute(
         "insert into ops.load_audit (run_id, as_of_date, source, partition_date, source_file, rows_read, "
-        "rows_loaded, rows_quarantined, rows_duplicate, rows_after_as_of, extra_columns, status, error, "
-        "recorded_at) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        "rows_loaded, rows_quarantined, rows_duplicate, rows_after_as_of, rows_suppressed, extra_columns, status, "
+        "error, recorded_at) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (run_id, as_of_date, source, partition_date, source_file, read, loaded, quarantined, duplicates,
-         after_as_of, json.dumps(list(extras)) if extras else None, status, error,
+         after_as_of, suppressed, json.dumps(list(extras)) if extras else None, status, error,
          utc_now()),
     )
 
@@ -817,6 +858,7 @@ def ingest_source(settings: Settings, source_name: str, as_of_date: dt.date, run
     with connect(settings) as wh:
         chunk: list[tuple[dt.date, Path]] = []
         try:
+            suppression = Suppression.of(settings, wh)
             pending = pending_files(settings, wh, src, as_of_date)
             chunk = pending[:1]
             # One transaction per chunk, not per catch-up: DuckDB keeps a transaction's uncommitted
@@ -824,7 +866,7 @@ def ingest_source(settings: Settings, source_name: str, as_of_date: dt.date, run
             # memory limit), so a whole-history transaction would grow with the history.
             for chunk in _chunks(pending):
                 with wh.transaction():
-                    batch = parse_files(src, chunk, run_id, scratch)
+                    batch = parse_files(src, chunk, run_id, scratch, suppression)
                     results += load_batch(wh, src, batch, run_id, as_of_date)
         except IngestError as exc:
             failed = str(exc)
@@ -837,8 +879,9 @@ def ingest_source(settings: Settings, source_name: str, as_of_date: dt.date, run
         finally:
             scratch.close()
     total = sum(r.rows_read for r in results)
-    log.info("%s: %d partition(s), %d rows read, %d loaded, %d quarantined", source_name, len(results), total,
-             sum(r.rows_loaded for r in results), sum(r.rows_quarantined for r in results))
+    log.info("%s: %d partition(s), %d rows read, %d loaded, %d quarantined, %d suppressed (erased people)",
+             source_name, len(results), total, sum(r.rows_loaded for r in results),
+             sum(r.rows_quarantined for r in results), sum(r.rows_suppressed for r in results))
     return results
 
 

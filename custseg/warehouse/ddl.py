@@ -36,6 +36,27 @@ OPS_DDL = (
     # an order export dated after the run's date are not read that night, and counted here.
     "alter table ops.load_audit add column if not exists rows_duplicate bigint",
     "alter table ops.load_audit add column if not exists rows_after_as_of bigint",
+    # Rows of an erased person (custseg/erasure.py): not loaded and not quarantined at ingestion, because their
+    # keys hash into raw.erasure_suppression; rows erased after loading move here from rows_loaded or
+    # rows_quarantined. rows_read = rows_loaded + rows_quarantined + rows_suppressed.
+    "alter table ops.load_audit add column if not exists rows_suppressed bigint",
+    # GDPR Art. 17 erasure (custseg/erasure.py): the keyed hashes of every identity key of an erased person,
+    # which ingestion refuses to load again; and a log of each erasure without any key or hash.
+    """create table if not exists raw.erasure_suppression (
+        key_type text not null,
+        key_hash text not null,
+        erasure_id text not null,
+        added_at timestamp not null
+    )""",
+    """create table if not exists ops.erasure_log (
+        erasure_id text not null,
+        requested_at timestamp not null,
+        key_type text not null,
+        customers bigint not null,
+        rows_deleted text not null,
+        files_rewritten bigint not null,
+        rows_redacted bigint not null
+    )""",
     # One row per audience file written (custseg export, the activation DAG); erasure rewrites them.
     "create table if not exists ops.audience_exports (file_path text not null, manifest_path text not null, "
     "audience text not null, channel text, as_of_date date not null, row_count bigint not null, "
