@@ -68,7 +68,17 @@ from custseg.catalogue import CHANNELS, Channel
 from custseg.clock import utc_now
 from custseg.config import ConfigError, Settings
 from custseg.errors import UsageError
-from custseg.hashing import HASH_KEY_SQL, keyed_hash, keyed_hash_sql, namespace_sql
+from custseg.hashing import (
+    HASH_KEY_SQL,
+    keyed_hash,
+    keyed_hash_sql,
+    namespace_sql,
+    norm_card,
+    norm_crm,
+    norm_email,
+    norm_phone,
+    norm_social,
+)
 from custseg.ops.locks import run_lock
 from custseg.warehouse import Warehouse, connect
 from custseg.warehouse.ddl import OPS_DDL
@@ -96,37 +106,6 @@ def key_columns(channel: Channel) -> dict[str, tuple[str, ...]]:
     columns = {key_type: (column,) for key_type, column in channel.identity_keys.items()}
     columns.update(EXTRA_KEY_COLUMNS.get(channel.name, {}))
     return columns
-
-
-# -- normalisation: the same SQL as dbt_project/macros/pii.sql and custseg/steps/identity.py (a test checks
-# they are equal; identity.py imports ingestion, which imports this module, so they cannot be imported here)
-def norm_crm(expr: str) -> str:
-    return f"nullif(trim({expr}), '')"
-
-
-def norm_email(expr: str) -> str:
-    return f"case when position('@' in lower(trim({expr}))) > 1 then lower(trim({expr})) end"
-
-
-def norm_phone(expr: str, country_code: str) -> str:
-    digits = f"regexp_replace({expr}, '[^0-9]', '', 'g')"
-    return (
-        f"case when {expr} is null or {digits} = '' then null "
-        f"when substr(trim({expr}), 1, 1) = '+' then '+' || {digits} "
-        f"when substr({digits}, 1, 2) = '00' then '+' || substr({digits}, 3) "
-        f"when substr({digits}, 1, 1) = '0' then {quote_literal('+' + country_code)} || substr({digits}, 2) "
-        f"when {quote_literal(country_code)} = '1' and length({digits}) = 10 then '+1' || {digits} "
-        f"else '+' || {digits} end"
-    )
-
-
-def norm_card(expr: str) -> str:
-    return f"nullif(upper(regexp_replace({expr}, '[^A-Za-z0-9]', '', 'g')), '')"
-
-
-def norm_social(platform: str, handle: str) -> str:
-    return (f"case when nullif(trim({platform}), '') is not null and nullif(ltrim(trim({handle}), '@'), '') "
-            f"is not null then lower(trim({platform})) || ':' || lower(ltrim(trim({handle}), '@')) end")
 
 
 def normalised_sql(key_type: str, columns: tuple[str, ...], country_code: str, alias: str = "") -> str:

@@ -65,3 +65,36 @@ def keyed_hash_sql(kind: str, expr: str, namespace: str, key: str = HASH_KEY_SQL
     customer_namespace_sql). The same text as the dbt macro keyed_hash in dbt_project/macros/pii.sql."""
     hashed = sha256_hex_sql(kind, f"{key} || chr(31) || {namespace} || chr(31) || {expr}")
     return f"case when {expr} is null then null else {hashed} end"
+
+
+# -- normalisation before hashing: the same SQL as dbt_project/macros/pii.sql (DuckDB and PostgreSQL), for
+# identity resolution (custseg/steps/identity.py) and erasure (custseg/erasure.py) ------------------------
+def norm_email(expr: str) -> str:
+    return f"case when position('@' in lower(trim({expr}))) > 1 then lower(trim({expr})) end"
+
+
+def norm_phone(expr: str, country_code: str) -> str:
+    """E.164 phone or null, by the rules in the module docstring; `country_code` is digits, e.g. "44"."""
+    digits = f"regexp_replace({expr}, '[^0-9]', '', 'g')"
+    return (
+        f"case when {expr} is null or {digits} = '' then null "
+        # substr instead of like '0%': a literal % would need escaping for psycopg's placeholders
+        f"when substr(trim({expr}), 1, 1) = '+' then '+' || {digits} "
+        f"when substr({digits}, 1, 2) = '00' then '+' || substr({digits}, 3) "
+        f"when substr({digits}, 1, 1) = '0' then {quote_literal('+' + country_code)} || substr({digits}, 2) "
+        f"when {quote_literal(country_code)} = '1' and length({digits}) = 10 then '+1' || {digits} "
+        f"else '+' || {digits} end"
+    )
+
+
+def norm_card(expr: str) -> str:
+    return f"nullif(upper(regexp_replace({expr}, '[^A-Za-z0-9]', '', 'g')), '')"
+
+
+def norm_crm(expr: str) -> str:
+    return f"nullif(trim({expr}), '')"
+
+
+def norm_social(platform: str, handle: str) -> str:
+    return (f"case when nullif(trim({platform}), '') is not null and nullif(ltrim(trim({handle}), '@'), '') "
+            f"is not null then lower(trim({platform})) || ':' || lower(ltrim(trim({handle}), '@')) end")

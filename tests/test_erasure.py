@@ -22,16 +22,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from custseg.config import load_settings
-from custseg.erasure import (
-    EXTRA_KEY_COLUMNS,
-    key_columns,
-    norm_card,
-    norm_crm,
-    norm_email,
-    norm_phone,
-)
+from custseg.erasure import EXTRA_KEY_COLUMNS, key_columns
 from custseg.hashing import keyed_hash
-from custseg.steps import identity
 from custseg.warehouse import Warehouse, connect
 from custseg.warehouse.sql import qualified, quote_ident
 from tests.conftest import E2E_END, run_cli, run_nightly, warehouse_env
@@ -302,14 +294,6 @@ def test_erase_command_line_errors(e2e_duckdb_env, airflow_home, tmp_path) -> No
 
 
 # -- the pieces --------------------------------------------------------------------------------------------------
-def test_normalisation_is_identity_resolutions() -> None:
-    """custseg.erasure cannot import custseg.steps.identity (which imports ingestion): its copies must agree."""
-    assert norm_crm("x") == identity.norm_crm("x")
-    assert norm_email("x") == identity.norm_email("x")
-    assert norm_card("x") == identity.norm_card("x")
-    assert norm_phone("x", "44") == identity.norm_phone("x", "44")
-
-
 def test_every_identifying_column_of_the_catalogue_is_suppressed() -> None:
     """A new channel's customer or contact columns cannot slip past erasure and suppression unnoticed."""
     from custseg.catalogue import CHANNELS

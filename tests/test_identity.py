@@ -15,8 +15,8 @@ import jinja2
 import pytest
 
 from custseg.config import PROJECT_ROOT, load_settings
-from custseg.hashing import keyed_hash_sql, namespace_sql
-from custseg.steps.identity import norm_phone, resolve_identities
+from custseg.hashing import keyed_hash_sql, namespace_sql, norm_phone
+from custseg.steps.identity import resolve_identities
 from custseg.steps.ingest import FUTURE_TOLERANCE
 from custseg.steps.prepare import prepare_warehouse
 from custseg.warehouse import connect

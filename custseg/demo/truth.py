@@ -14,14 +14,8 @@ import pandas as pd
 
 from custseg.config import load_settings
 from custseg.demo.generate import DEMO_CAMPAIGNS, crm_customer_id
-from custseg.hashing import keyed_hash_sql, namespace_sql
-from custseg.steps.identity import (
-    ALIAS,
-    norm_card,
-    norm_crm,
-    norm_email,
-    norm_phone,
-)
+from custseg.hashing import keyed_hash_sql, namespace_sql, norm_card, norm_crm, norm_email, norm_phone
+from custseg.steps.identity import ALIAS
 
 
 # -- evaluation against the generator's truth ------------------------------------------------

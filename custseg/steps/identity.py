@@ -87,7 +87,7 @@ import pyarrow as pa
 
 from custseg.catalogue import CHANNELS, IDENTITY_KEY_TYPES
 from custseg.config import Settings
-from custseg.hashing import keyed_hash_sql, namespace_sql
+from custseg.hashing import keyed_hash_sql, namespace_sql, norm_card, norm_crm, norm_email, norm_phone
 from custseg.steps.ingest import FUTURE_TOLERANCE
 from custseg.warehouse import Warehouse, connect
 from custseg.warehouse.sql import quote_literal
@@ -123,31 +123,6 @@ MAP_DDL = """create table if not exists raw.identity_map (
 )"""
 
 
-# -- normalisation: the same SQL as dbt_project/macros/pii.sql (works on DuckDB and PostgreSQL) ----------
-def norm_email(expr: str) -> str:
-    return f"case when position('@' in lower(trim({expr}))) > 1 then lower(trim({expr})) end"
-
-
-def norm_phone(expr: str, country_code: str) -> str:
-    """E.164 phone or null, by the rules in the module docstring; `country_code` is digits, e.g. "44"."""
-    digits = f"regexp_replace({expr}, '[^0-9]', '', 'g')"
-    return (
-        f"case when {expr} is null or {digits} = '' then null "
-        # substr instead of like '0%': a literal % would need escaping for psycopg's placeholders
-        f"when substr(trim({expr}), 1, 1) = '+' then '+' || {digits} "
-        f"when substr({digits}, 1, 2) = '00' then '+' || substr({digits}, 3) "
-        f"when substr({digits}, 1, 1) = '0' then {quote_literal('+' + country_code)} || substr({digits}, 2) "
-        f"when {quote_literal(country_code)} = '1' and length({digits}) = 10 then '+1' || {digits} "
-        f"else '+' || {digits} end"
-    )
-
-
-def norm_card(expr: str) -> str:
-    return f"nullif(upper(regexp_replace({expr}, '[^A-Za-z0-9]', '', 'g')), '')"
-
-
-def norm_crm(expr: str) -> str:
-    return f"nullif(trim({expr}), '')"
 
 
 def natural_id_sql(kind: str, key_type: str = "key_type", key_value: str = "key_value") -> str:
