@@ -1,6 +1,10 @@
 """Point-in-time history: running day 1, then day 2, then day 3 as the data lands equals
 backfilling days 1-3 after everything has landed. Runs the pipeline's real steps (ingest, dbt,
-ML scoring) without the Airflow scheduler, on DuckDB."""
+ML scoring) without the Airflow scheduler, on DuckDB.
+
+The one documented exception (README "Erasure"): a person erased with `custseg erase` between the daily runs
+and the backfill is absent from the backfill, which the daily runs' tables no longer show either once erased
+(tests/test_erasure.py proves a backfill keeps them out). Nobody is erased here."""
 
 from __future__ import annotations
 
