@@ -96,11 +96,19 @@ def _split_orders(args: argparse.Namespace, settings: Settings, options: dict, u
     return {"orders": str(path), "orders_options": options, "orders_work_dir": str(work_dir)}
 
 
+def _log_path(settings) -> Path:
+    """Where a command's DAG runs log: one file per invocation under `<data dir>/logs/`."""
+    from custseg.clock import utc_now
+
+    return settings.data_dir / "logs" / f"custseg-{utc_now():%Y%m%dT%H%M%S}.log"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if args.warehouse:
         os.environ["CUSTSEG_WAREHOUSE"] = args.warehouse
     from custseg.config import load_settings
     from custseg.ops.locks import WarehouseBusyError, run_lock
+    from custseg.ops.progress import quiet_console
     from custseg.steps import byo
 
     dates = _dates(args)
@@ -115,12 +123,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         # anything (its export's split included), instead of interleaving with the first
         with run_lock(settings):
             conf = _split_orders(args, settings, options, dates[-1]) if options is not None else {}
-            for day in dates:
-                t0 = time.perf_counter()
-                state = run_dag(day, conf)
-                print(f"customer_segmentation as of {day}: {state} ({time.perf_counter() - t0:.0f}s)")
-                if state != "success":
-                    return 1
+            with quiet_console(_log_path(settings), args.verbose) as console:
+                if console.log_path:
+                    console.say(f"logs (Airflow, Cosmos, dbt): {console.log_path}")
+                for day in dates:
+                    t0 = time.perf_counter()
+                    state = run_dag(day, conf)
+                    console.say(f"customer_segmentation as of {day}: {state} ({time.perf_counter() - t0:.0f}s)")
+                    if state != "success":
+                        return 1
     except (byo.ByoError, WarehouseBusyError) as exc:
         raise SystemExit(str(exc)) from exc
     return 0
@@ -315,11 +326,12 @@ def cmd_catalogue(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from custseg.config import load_settings
     from custseg.demo.generate import generate
+    from custseg.ops.progress import quiet_console
 
     settings = load_settings()
     if settings.warehouse != "duckdb":
         raise SystemExit("the demo runs on the embedded DuckDB warehouse; unset CUSTSEG_WAREHOUSE")
-    # the task logs of a whole DAG run drown the summary; warnings and errors still show
+    # the log file keeps Airflow's warnings and errors; its task logs at INFO would be mostly dbt's lines again
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
     data_dir = settings.landing_dir.parent
     t0 = time.perf_counter()
@@ -332,17 +344,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # (lifecycle_stage reactivated), more than the segment-share gate's default 2 points allow overnight on
     # 2,000 customers; the demo lets a share move by 5 points (set the variable to check it tighter)
     os.environ.setdefault("CUSTSEG_SEGMENT_SHARE_TOLERANCE", "0.05")
-    for night in DEMO_NIGHTS:
-        print(f"running the customer_segmentation DAG as of {night} on DuckDB...")
-        state = run_dag(night)
-        if state != "success":
-            print(f"DAG run ended {state}", file=sys.stderr)
+    with quiet_console(_log_path(settings), args.verbose) as console:
+        if console.log_path:
+            console.say(f"logs (Airflow, Cosmos, dbt): {console.log_path}")
+        for night in DEMO_NIGHTS:
+            state = run_dag(night)
+            if state != "success":
+                console.say(f"the customer_segmentation run of {night} ended {state}", style="red")
+                return 1
+        # what the scheduler starts after each publish (there is none here): the audience and alert files
+        if run_dag(DEMO_NIGHTS[-1], dag_id="activate_audiences") != "success":
+            console.say("the activate_audiences run failed", style="red")
             return 1
-    # what the scheduler would start after the last publish (no scheduler here): the audience and alert files
-    print(f"running the activate_audiences DAG for {DEMO_NIGHTS[-1]} (audience and alert files)...")
-    if run_dag(DEMO_NIGHTS[-1], dag_id="activate_audiences") != "success":
-        print("the activate_audiences run failed", file=sys.stderr)
-        return 1
     print_summary()
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f}s")
     return 0
@@ -371,6 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     when.add_argument("--from", dest="date_from")
     r.add_argument("--to", dest="date_to")
     r.add_argument("--warehouse", choices=["duckdb", "postgres"])
+    r.add_argument("--verbose", action="store_true",
+                   help="print Airflow's, Cosmos's and dbt's logs here instead of a progress display and a log file")
     byo = r.add_argument_group(
         "bring your own orders (README: 'Bring your own orders')",
         "The options are checked first; then the run lock is taken, and the export is split by order date "
@@ -446,6 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="generate demo data, run the DAG on DuckDB, print a summary")
     demo.add_argument("--customers", type=int, default=DEMO_CUSTOMERS)
     demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument("--verbose", action="store_true",
+                      help="print Airflow's, Cosmos's and dbt's logs here instead of a progress display and a log file")
     demo.set_defaults(func=cmd_demo)
     return parser
 
@@ -476,6 +493,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"custseg {args.command}: error: {_exit_message(exc.code)}", file=sys.stderr)
         return 1
+    finally:
+        if args.command in DAG_COMMANDS:
+            from custseg.ops.run_audit import release_long_lived_objects
+
+            release_long_lived_objects()
     if code and args.command in DAG_COMMANDS:
         _report_failed_run(args.command, started)
     return code

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from custseg.config import PROJECT_ROOT
+from custseg.ops import progress
 
 
 def airflow_env_defaults() -> None:
@@ -64,8 +65,13 @@ def run_dag(as_of_date: dt.date, conf: dict | None = None, dag_id: str = "custom
     logical = dt.datetime.combine(as_of_date, dt.time(), tzinfo=dt.UTC)
     for module in EVERY_RUN_IMPORTS:
         importlib.import_module(module)
+    display = progress.active()
+    if display is not None:
+        display.run_started(f"{dag_id} {as_of_date}", len(dag.tasks))
     dag_run = dag.test(logical_date=logical, run_conf=conf or {})
     state = str(getattr(dag_run, "state", "unknown")).rsplit(".", 1)[-1].lower()
+    if display is not None:
+        display.run_finished(state)
     ran = [ti for ti in dag_run.get_task_instances() if ti.state is not None]
     if state == "success" and not ran:
         # Airflow marks a run without schedulable tasks (e.g. a logical date before the DAG's
