@@ -149,8 +149,10 @@ def cmd_query(args: argparse.Namespace) -> int:
     sql = args.sql or f"select * from {_table_name(args.table)} limit {_row_limit(args.limit)}"
     with connect(settings, read_only=True) as wh:
         frame = wh.query_df(sql)
+    # SQL's NULL reads as null, not as pandas' NaN / None / NaT; the rows stay in the query's order
+    shown = frame.astype(object).where(frame.notna(), "null")
     with pd.option_context("display.max_columns", 50, "display.width", 200):
-        print(frame.to_string(index=False))
+        print(shown.to_string(index=False))
     return 0
 
 
@@ -171,6 +173,32 @@ def _row_limit(limit: int) -> int:
     if limit < 0:
         raise UsageError(f"--limit {limit}: give 0 or more rows")
     return limit
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """The model registry as a table: versions, decisions and their main metrics (custseg.registry)."""
+    import pandas as pd
+
+    from custseg.config import load_settings
+    from custseg.registry import registry_summary
+    from custseg.warehouse import connect
+
+    with connect(load_settings(), read_only=True) as wh:
+        if not wh.table_exists("ml", "model_runs"):
+            print("no model registered yet: the first `custseg run` fits one")
+            return 0
+        frame = registry_summary(wh, args.limit)
+    if frame.empty:
+        print("no model registered yet: the first `custseg run` fits one")
+        return 0
+    frame["decision"] = frame["decision"].str.slice(0, 60)
+    shown = frame.astype(object).where(frame.notna(), "-")
+    with pd.option_context("display.max_columns", 50, "display.width", 250, "display.float_format", "{:.3f}".format):
+        print(shown.to_string(index=False))
+    print("\nchurn: ROC AUC of the model and of the best simple baseline, PR AUC and Brier score on the holdout; "
+          "clusters: how many, and their silhouette; clv_holdout: error of the predicted purchases and revenue "
+          "on the holdout period (%). Full metrics: ml.model_runs.metrics.")
+    return 0
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
@@ -229,7 +257,7 @@ def print_summary() -> None:
         print(f"\nanalytics.customer_segments as of {as_of_date[0]}: {as_of_date[1]:,} customers\n")
         for column in ("rfm_segment", "lifecycle_stage"):
             rows = wh.fetchall(
-                f"select coalesce({column}, '(no purchase yet)'), count(*) from analytics.customer_segments "
+                f"select coalesce({column}, 'No purchase yet'), count(*) from analytics.customer_segments "
                 f"group by 1 order by 2 desc"
             )
             print(f"customers per {column}:")
@@ -429,6 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--include", default="",
                     help="contact columns to add from the CRM, comma-separated: email, phone (off by default)")
     ex.set_defaults(func=cmd_export)
+    mo = sub.add_parser("models", help="the model registry: versions, approval decisions and their main metrics")
+    mo.add_argument("--limit", type=int, default=20, help="the latest this many registry rows")
+    mo.set_defaults(func=cmd_models)
     d = sub.add_parser("docs", help="build the static dbt docs site and the run report")
     d.add_argument("--as-of", default=DEMO_END.isoformat())
     d.set_defaults(func=cmd_docs)

@@ -218,3 +218,41 @@ class Registry:
             raise ValueError(f"model {entry.model_version} has schema {bundle.schema_version}, "
                              f"the code expects {ML_SCHEMA_VERSION}")
         return bundle
+
+
+#: what `custseg models` shows of each registry row: column -> path into its metrics JSON
+SUMMARY_METRICS: dict[str, tuple[str, ...]] = {
+    "churn_roc_auc": ("churn", "roc_auc"),
+    "baseline_roc_auc": ("churn_baseline", "roc_auc"),
+    "churn_pr_auc": ("churn", "pr_auc"),
+    "churn_brier": ("churn", "brier"),
+    "clusters": ("k",),
+    "silhouette": ("silhouette",),
+    "clv_holdout_purchases_error_pct": ("clv_holdout", "cumulative", "error_pct"),
+    "clv_holdout_revenue_error_pct": ("clv_holdout", "revenue", "error_pct"),
+}
+
+
+def registry_summary(wh: Warehouse, limit: int = 20) -> pd.DataFrame:
+    """The latest `limit` registry rows, newest first, with their main metrics as columns (`custseg models`):
+    churn ROC AUC against the best baseline's, PR AUC and Brier score on the holdout, the number of clusters and
+    their silhouette, and the CLV holdout's error on purchases and revenue (%). A metric the fit did not produce
+    (too few buyers, a fallback model) is null."""
+    rows = wh.fetchall(
+        "select model_version, as_of_date, status, dag_id, decision_reason, metrics from ml.model_runs "
+        "order by recorded_at desc limit %s", (limit,))
+    records = []
+    for version, trained, status, dag_id, reason, metrics in rows:
+        values = json.loads(metrics) if metrics else {}
+        record = {"model_version": version, "trained_as_of": pd.Timestamp(trained).date(), "status": status,
+                  "by": dag_id}
+        for column, path in SUMMARY_METRICS.items():
+            value: Any = values
+            for key in path:
+                value = value.get(key) if isinstance(value, dict) else None
+            record[column] = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+        record["decision"] = reason
+        records.append(record)
+    return pd.DataFrame.from_records(records, columns=["model_version", "trained_as_of", "status", "by",
+                                                      *SUMMARY_METRICS, "decision"])
+

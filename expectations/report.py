@@ -115,6 +115,8 @@ class ValidationReport:
                 "run_id": run_id,
                 "suite_name": self.suite_name,
                 "expectation": outcome.expectation,
+                # the check as quality.html shows it: with its column and band (min/max, allowed values)
+                "check_description": outcome.describe(),
                 "column_name": outcome.column,
                 "severity": outcome.severity,
                 "success": outcome.success,

@@ -273,6 +273,9 @@ def test_a_mostly_quarantined_night_fails_before_publish_and_says_what_to_check(
             "shop_orders: 12 of 12 rows quarantined") in status
     assert "quality failures (latest run of each suite):\n  none" not in status
     assert "raw.shop_orders.quarantine_share" in status
+    # the failed check with its band and what was observed, as quality.html shows it
+    [gate] = [line for line in status.splitlines() if "raw.shop_orders.quarantine_share" in line]
+    assert "max_share=0.05" in gate and ": observed " in gate, gate
 
 
 @pytest.mark.e2e

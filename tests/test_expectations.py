@@ -326,13 +326,15 @@ def test_published_suite(warehouse: duckdb.DuckDBPyConnection, tmp_path: Path) -
     rows = report.to_rows("run-42")
     assert len(rows) == len(published_suite().checks) == len(report.results)
     assert {tuple(row) for row in rows} == {
-        ("run_id", "suite_name", "expectation", "column_name", "severity", "success", "observed_value",
-         "unexpected_sample"),
+        ("run_id", "suite_name", "expectation", "check_description", "column_name", "severity", "success",
+         "observed_value", "unexpected_sample"),
     }  # fmt: skip
     assert all(row["run_id"] == "run-42" and isinstance(row["observed_value"], str) for row in rows)
     r_score = next(r for r in rows if r["column_name"] == "r_score" and "between" in r["expectation"])
     assert r_score["success"] is False and json.loads(r_score["unexpected_sample"]) == [7]
     assert r_score["observed_value"] == "1 of 2 non-null values unexpected (50.00%), 2 null"
+    # the check as status and quality.html show it: its column and band
+    assert r_score["check_description"].startswith("expect_column_values_to_be_between(column='r_score', min_value=1")
 
     index = runner.build_data_docs(
         tmp_path / "site", [clean, report], run_name="run-42", run_time=datetime(2026, 3, 1, tzinfo=UTC)

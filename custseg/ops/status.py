@@ -82,16 +82,17 @@ def status_report(settings: Settings, runs: int = 5, failures: int = 20) -> str:
                 "with latest as (select suite_name, max(recorded_at) as at from ops.quality_results "
                 "group by suite_name) "
                 "select q.as_of_date, q.suite_name, q.severity, q.expectation, q.column_name, q.observed_value, "
-                "q.run_id from ops.quality_results q join latest l "
+                "q.run_id, q.check_description from ops.quality_results q join latest l "
                 "on q.suite_name = l.suite_name and q.recorded_at = l.at "
                 "where not q.success order by q.severity, q.suite_name, q.expectation limit %s",
                 (failures,),
             )
             if not rows:
                 out.append("  none")
-            for logical, suite, severity, expectation, column, observed, run_id in rows:
-                col = f"({column})" if column else ""
-                out.append(f"  {logical} [{severity}] {suite}: {expectation}{col}: {observed}  ({run_id})")
+            for logical, suite, severity, expectation, column, observed, run_id, check in rows:
+                # the check with its band (rows recorded before check_description existed: name and column)
+                check = check or (f"{expectation}({column})" if column else expectation)
+                out.append(f"  {logical} [{severity}] {suite}: {check}: observed {observed}  ({run_id})")
         else:
             out.append("  (ops.quality_results does not exist yet)")
     return "\n".join(out)

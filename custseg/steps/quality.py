@@ -69,8 +69,8 @@ def record_quality(wh: Warehouse, run_id: str, as_of_date: dt.date, rows: list[d
         + ", ".join(["%s"] * frame["suite_name"].nunique()) + ")",
         (run_id, *frame["suite_name"].unique().tolist()),
     )
-    cols = ["run_id", "as_of_date", "suite_name", "expectation", "column_name", "severity", "success",
-            "observed_value", "unexpected_sample", "recorded_at"]
+    cols = ["run_id", "as_of_date", "suite_name", "expectation", "check_description", "column_name", "severity",
+            "success", "observed_value", "unexpected_sample", "recorded_at"]
     wh.write_arrow("ops", "quality_results", pa.Table.from_pandas(frame[cols], preserve_index=False))
 
 

@@ -155,6 +155,8 @@ OPS_DDL = (
         unexpected_sample text,
         recorded_at timestamp not null
     )""",
+    # the check with its band, as quality.html shows it (expect_x(column='c', min_value=..., max_value=...))
+    "alter table ops.quality_results add column if not exists check_description text",
     # one row per task try of the nightly DAG, written by its callbacks (custseg.ops.run_audit)
     """create table if not exists ops.run_audit (
         run_id text not null,
