@@ -32,7 +32,8 @@ demo: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/sqlfluff lint dbt_project/models dbt_project/tests dbt_project/macros
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	# -v: each test is named as it starts (the first ones wait minutes for the shared end-to-end night)
+	$(BIN)/python -m pytest -v $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

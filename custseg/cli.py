@@ -294,13 +294,13 @@ def print_summary() -> None:
                 print(f"  {path}  {rows:,} rows for {channel}")
             print()
     docs = settings.docs_dir / "dbt" / "static_index.html"
-    print(f"run report:     {report_path(settings)}")
-    print(f"warehouse file: {settings.duckdb_path}")
+    print(f"warehouse file: {settings.duckdb_path}  (any DuckDB client; BI tools through the DuckDB driver)")
     print(f"dbt docs site:  {docs}")
-    print(f"GX data docs:   {settings.docs_dir / 'gx'}/<raw|ml_labels|audit>/index.html")
+    # quality.html is self-contained; GX's own Data Docs beside it load their styles from the internet
+    print(f"data quality:   {settings.docs_dir / 'gx'}/<raw|ml_labels|audit>/quality.html")
     print("query it:       .venv/bin/custseg query \"select rfm_segment, count(*) from analytics.customer_segments "
           "group by 1\"")
-    print(f"           or: duckdb {settings.duckdb_path}  (any DuckDB client; BI tools via the DuckDB driver)")
+    print(f"run report:     {report_path(settings)}")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -384,8 +384,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if run_dag(DEMO_NIGHTS[-1], dag_id="activate_audiences") != "success":
             console.say("the activate_audiences run failed", style="red")
             return 1
+    print(f"demo finished in {time.perf_counter() - t0:.0f}s")
     print_summary()
-    print(f"\ndemo finished in {time.perf_counter() - t0:.0f}s")
     return 0
 
 
