@@ -21,7 +21,7 @@ DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 DEFAULT_SOURCES_FILE = PROJECT_ROOT / "config" / "sources.yml"
 DEFAULT_CAMPAIGNS_FILE = PROJECT_ROOT / "config" / "campaigns.yml"
 DEFAULT_ACTIVATION_FILE = PROJECT_ROOT / "config" / "activation.yml"
-#: The hash key of the demo and CI (README "Configuration"); production must set its own.
+#: The hash key of the demo and CI (docs/configuration.md); production must set its own.
 DEV_HASH_KEY = "custseg-dev-hash-key-not-for-production"
 #: Deprecated name of the same value, kept for code written before the key was renamed.
 DEV_PII_SALT = DEV_HASH_KEY

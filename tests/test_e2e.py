@@ -148,8 +148,8 @@ def test_every_row_read_is_accounted_for_up_to_the_purchases(e2e_duckdb_env, dem
 
 
 def test_rerun_of_the_same_date_gives_identical_tables(e2e_duckdb_env, airflow_home) -> None:
-    """Identical, with the one documented exception (README "Erasure"): a person erased between the two runs is
-    missing from the rerun and from its aggregates (tests/test_erasure.py). Nobody was erased here."""
+    """Identical, with the one documented exception (docs/operations.md "Erasure"): a person erased between the
+    two runs is missing from the rerun and from its aggregates (tests/test_erasure.py). Nobody was erased here."""
     with connect(load_settings(e2e_duckdb_env)) as wh:
         assert wh.fetchall("select count(*) from ops.erasure_log")[0][0] == 0
     before = published_checksums(e2e_duckdb_env)

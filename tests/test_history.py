@@ -2,7 +2,7 @@
 backfilling days 1-3 after everything has landed. Runs the pipeline's real steps (ingest, dbt,
 ML scoring) without the Airflow scheduler, on DuckDB.
 
-The one documented exception (README "Erasure"): a person erased with `custseg erase` between the daily runs
+The one documented exception (docs/operations.md "Erasure"): a person erased with `custseg erase` between the daily runs
 and the backfill is absent from the backfill, which the daily runs' tables no longer show either once erased
 (tests/test_erasure.py proves a backfill keeps them out). Nobody is erased here."""
 

@@ -28,7 +28,7 @@ def day(n: int) -> dt.date:
     return D1 + dt.timedelta(days=n - 1)
 
 
-#: the documented development key (README "Configuration"): the tests' warehouses are hashed with it
+#: the documented development key (docs/configuration.md): the tests' warehouses are hashed with it
 DEV_KEY = "custseg-dev-hash-key-not-for-production"
 
 

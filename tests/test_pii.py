@@ -24,7 +24,7 @@ EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 PHONE = re.compile(r"(?<![0-9A-Za-z])\+?\(?\d[\d ().-]{6,}\d(?![0-9A-Za-z])")
 
 
-DEV_KEY = "custseg-dev-hash-key-not-for-production"  # README "Configuration"
+DEV_KEY = "custseg-dev-hash-key-not-for-production"  # docs/configuration.md
 MISSING_KEY = "CUSTSEG_HASH_KEY must be set"
 
 
@@ -111,7 +111,7 @@ BYO_BUYERS = 300
 
 
 def spec_hash(namespace: str, reference: str, key: str = DEV_KEY) -> str:
-    """README "Identity resolution", written out independently of custseg."""
+    """docs/identity.md, written out independently of custseg."""
     return hashlib.sha256(f"{key}\x1f{namespace}\x1f{reference}".encode()).hexdigest()
 
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from custseg.clock import utc_now
 from custseg.config import load_settings
+from custseg.dbt import release_dbt_duckdb
 from custseg.ops import progress
 from custseg.ops.faults import fault_injection_hook
 from custseg.ops.notify import failure_summary, notify_failure
@@ -69,8 +70,6 @@ def release_long_lived_objects() -> None:
     dbt-duckdb's connection and collecting frees them before the interpreter ends."""
     if not gc.get_freeze_count():
         return
-    from custseg.dbt import release_dbt_duckdb
-
     gc.unfreeze()
     release_dbt_duckdb()
     gc.collect()

@@ -27,7 +27,7 @@ which dbt reads as the var `phone_country_code`:
 Email and phone never leave the warehouse in clear: the extraction query hashes them there.
 
 **Keyed hashes**: every id, contact hash and reference is a keyed hash (custseg/hashing.py, the one spec;
-README "Identity resolution"), so without the key nobody can hash a known address or CRM id and look the
+docs/identity.md), so without the key nobody can hash a known address or CRM id and look the
 person up, and one reference hashes differently in each namespace.
 
 **Matching** is deterministic and transitive: two keys on one record are linked, and linked keys

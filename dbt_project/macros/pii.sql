@@ -1,7 +1,7 @@
 {#- Keyed hash of an already-normalised identifier: the lower-case hex of
     sha256(key || chr(31) || namespace || chr(31) || value) over UTF-8, the one spec of custseg's ids,
     contact hashes and published references (custseg/steps/identity.py: keyed_hash_sql and keyed_hash give
-    the same digest; README "Identity resolution"). The key is read from the warehouse table
+    the same digest; docs/identity.md). The key is read from the warehouse table
     raw.pii_salt (written by the pipeline from CUSTSEG_HASH_KEY) rather than rendered into SQL, so it
     never appears in compiled SQL, logs or the docs site. Callers cross join the `salt` CTE
     (`select pii_salt from source('pipeline', 'pii_salt')`). The namespace is one of a fixed set. -#}
