@@ -283,6 +283,10 @@ def segment_sizes(ctx: Context) -> Section:
             ax.plot(table.index, table[name], marker="o", markersize=3, color=COLOURS[i % len(COLOURS)], label=name)
         ax.set_ylabel("customers")
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        # one tick per run date (at most 8), as a date: matplotlib's automatic ticks would add hours between them
+        run_dates = list(table.index)
+        ax.set_xticks(run_dates[:: max(1, -(-len(run_dates) // 8))])
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
         for tick in ax.get_xticklabels():
             tick.set_rotation(30)
     section.charts.append(chart(fig, "segment-sizes", "customers per segment"))
