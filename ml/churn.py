@@ -66,7 +66,7 @@ import pandas as pd
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score, roc_curve
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -197,6 +197,23 @@ def reliability_table(y: np.ndarray, proba: np.ndarray, bins: int = RELIABILITY_
     return rows
 
 
+ROC_POINTS = 50
+"""At most this many points of each scorer's ROC curve are kept in the metrics (the run report draws them)."""
+
+
+def roc_points(y: np.ndarray, score: np.ndarray, points: int = ROC_POINTS) -> list[dict[str, float]]:
+    """The ROC curve (false and true positive rates) thinned to at most ``points`` points, both ends kept.
+
+    Thinning picks evenly spaced thresholds of sklearn's curve, which is exact at the points kept; a curve
+    needs both classes, so it is empty otherwise."""
+    y, score = np.asarray(y, dtype=int), np.asarray(score, dtype=float)
+    if y.size == 0 or y.min() == y.max():
+        return []
+    fpr, tpr, _ = roc_curve(y, score)
+    keep = np.unique(np.linspace(0, len(fpr) - 1, min(points, len(fpr))).round().astype(int))
+    return [{"fpr": float(fpr[i]), "tpr": float(tpr[i])} for i in keep]
+
+
 class _WeightedScorer:
     """ROC AUC, PR AUC, Brier and ECE of one score under any customer weights (a bootstrap draw is a
     vector of multinomial counts), each in O(n) after one sort: 1,000 draws on 200,000 customers
@@ -246,7 +263,8 @@ def evaluate_scores(
 
     ``scores``: name → (ranking score, higher = more churn; probability or None). Returns per name
     ``roc_auc``, ``pr_auc``, ``brier``, ``ece`` (point values), ``intervals`` ({metric: [lo, hi]}),
-    ``reliability`` (:func:`reliability_table`, when there are probabilities), ``customers``,
+    ``reliability`` (:func:`reliability_table`, when there are probabilities), ``roc_curve``
+    (:func:`roc_points`), ``customers``,
     ``base_rate`` and ``draws``."""
     y = np.asarray(y, dtype=int)
     n = len(y)
@@ -270,7 +288,8 @@ def evaluate_scores(
         proba = scores[name][1]
         out[name] = {**point, "intervals": intervals, "customers": n,
                      "base_rate": float(y.mean()) if n else float("nan"), "draws": draws,
-                     "reliability": reliability_table(y, proba, bins) if proba is not None and n else []}
+                     "reliability": reliability_table(y, proba, bins) if proba is not None and n else [],
+                     "roc_curve": roc_points(y, scores[name][0])}
     return out
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.churn import BGNBD_FEATURE, RISK_BANDS, ChurnModel, build_training_set, risk_band
+from ml.churn import BGNBD_FEATURE, RISK_BANDS, ROC_POINTS, ChurnModel, build_training_set, risk_band, roc_points
 from ml.features import customer_features
 from ml.synthetic import make_customer_base
 
@@ -75,6 +75,12 @@ def test_model_is_calibrated_probability_and_beats_recency(model: ChurnModel, ba
     assert set(model.evaluation_["scorers"]) == {"model", "recency_days", "frequency"}
     assert [row["bin"] for row in m["reliability"]] == list(range(10))
     assert sum(row["customers"] for row in m["reliability"]) == m["n_holdout"]
+    # each scorer's ROC curve, thinned for the run report: from (0, 0) to (1, 1), never falling
+    for scorer in model.evaluation_["scorers"].values():
+        curve = pd.DataFrame(scorer["roc_curve"])
+        assert 2 <= len(curve) <= ROC_POINTS and curve.iloc[0].tolist() == [0.0, 0.0]
+        assert curve.iloc[-1].tolist() == [1.0, 1.0]
+        assert curve["fpr"].is_monotonic_increasing and curve["tpr"].is_monotonic_increasing
     features = customer_features(base, AS_OF)
     p = model.predict_proba(features)
     assert p.shape == (len(features),)
@@ -276,3 +282,13 @@ def test_cdnow_churn_stays_calibrated_on_the_next_quarter(cdnow_march_bundle) ->
     holdout = cdnow_march_bundle.metrics["clv_holdout"]
     assert holdout["status"] == "validated" and holdout["holdout_days"] == 227
     assert holdout["calibration_end"] == "1997-08-16"
+
+
+def test_roc_points_by_hand() -> None:
+    # scores 0.8 (churned), 0.4 (stayed), 0.35 (churned), 0.1 (stayed): lowering the threshold past each score
+    # adds that customer as a true or a false positive
+    assert roc_points([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == [
+        {"fpr": 0.0, "tpr": 0.0}, {"fpr": 0.0, "tpr": 0.5}, {"fpr": 0.5, "tpr": 0.5}, {"fpr": 0.5, "tpr": 1.0},
+        {"fpr": 1.0, "tpr": 1.0}]
+    assert roc_points([1, 1], [0.2, 0.3]) == []  # one class: no curve
+

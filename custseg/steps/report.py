@@ -371,8 +371,9 @@ def _scoring_model(ctx: Context) -> tuple[str | None, dict[str, Any]]:
 def churn(ctx: Context) -> Section:
     section = Section("churn", "Churn model against its baselines",
                       "Left: predicted churn probability against the churn rate that followed, a well calibrated "
-                      "model stays on the diagonal; right: ROC AUC with 95% intervals, the model should sit "
-                      "clearly right of every baseline.")
+                      "model stays on the diagonal; middle: ROC curves, the model's should bow furthest to the top "
+                      "left; right: ROC AUC with 95% intervals, the model should sit clearly right of every "
+                      "baseline.")
     version, metrics = _scoring_model(ctx)
     if version is None:
         section.note = f"Nothing yet: no model scored {ctx.as_of_date} (ml.scoring_runs)."
@@ -388,8 +389,16 @@ def churn(ctx: Context) -> Section:
         return section
     names = [n for n in SCORER_LABEL if n in evaluated] + sorted(set(evaluated) - set(SCORER_LABEL))
     window = metrics["churn_evaluation"]
-    fig = new_figure(10, 4.2)
-    reliability_ax, auc_ax = fig.subplots(1, 2)
+    fig = new_figure(13, 4.2)
+    reliability_ax, roc_ax, auc_ax = fig.subplots(1, 3)
+    roc_ax.plot([0, 1], [0, 1], color="#999999", linestyle="--", linewidth=1, label="chance")
+    for i, name in enumerate(names):
+        curve = pd.DataFrame(evaluated[name].get("roc_curve") or [])  # registry rows before it: no curve
+        if not curve.empty:
+            roc_ax.plot(curve["fpr"], curve["tpr"], color=COLOURS[i % len(COLOURS)],
+                        linewidth=2 if name == "model" else 1, label=SCORER_LABEL.get(name, name))
+    roc_ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="false positive rate", ylabel="true positive rate", title="ROC")
+    roc_ax.legend(fontsize=7, loc="lower right", frameon=False)
     reliability_ax.plot([0, 1], [0, 1], color="#999999", linestyle="--", linewidth=1, label="perfect calibration")
     for i, name in enumerate(names):
         bins = pd.DataFrame(evaluated[name].get("reliability") or [])
