@@ -86,6 +86,9 @@ class SourceConfig:
     connection: str | None = None
     table: str | None = None
     partition_column: str | None = None
+    #: whether validate_raw compares the day's row count with the previous partition's (a source whose daily
+    #: volume is irregular by nature, such as e-mail events on campaign days only, turns it off)
+    row_count_check: bool = True
 
     @property
     def file_format(self) -> str:
@@ -189,6 +192,9 @@ def _parse_source(path: Path, name: str, spec: object) -> SourceConfig:
         encoding = normalise_encoding(spec.get("encoding", "utf-8"))
     except ValueError as exc:
         raise _err(path, name, "encoding", str(exc)) from exc
+    row_count_check = spec.get("row_count_check", True)
+    if not isinstance(row_count_check, bool):
+        raise _err(path, name, "row_count_check", "must be true or false")
     consumed = spec.get("consumed", ())
     if not isinstance(consumed, list | tuple) or not all(isinstance(c, str) for c in consumed):
         raise _err(path, name, "consumed", "must be a list of column names")
@@ -202,6 +208,7 @@ def _parse_source(path: Path, name: str, spec: object) -> SourceConfig:
         consumed=tuple(consumed),
         encoding=encoding,
         layout=layout,
+        row_count_check=row_count_check,
         **table_keys,
     )
 

@@ -4,6 +4,7 @@
 |---|---|---|
 | ``CUSTSEG_ROW_COUNT_BAND`` | ``0.5`` | a raw batch may have ±50 % of the previous batch's rows |
 | ``CUSTSEG_ROW_COUNT_SEVERITY`` | ``warning`` | ``blocking`` makes a volume jump stop the run |
+| ``CUSTSEG_ROW_COUNT_MIN_CHANGE`` | ``50`` | a change of fewer rows than this never trips the row-count band |
 | ``CUSTSEG_SEGMENT_SHARE_BAND`` | ``0.5`` | a segment's share may move by ±50 % of yesterday's share ... |
 | ``CUSTSEG_SEGMENT_SHARE_TOLERANCE`` | ``0.02`` | ... or by 2 percentage points, whichever is larger |
 | ``CUSTSEG_SEGMENT_SHARE_SEVERITY`` | ``blocking`` | a collapsed segment blocks publication |
@@ -24,6 +25,7 @@ from expectations.suites import BLOCKING, WARNING, Severity
 class QualityConfig:
     row_count_band: float = 0.5
     row_count_severity: Severity = WARNING
+    row_count_min_change: float = 50
     segment_share_band: float = 0.5
     segment_share_tolerance: float = 0.02
     segment_share_severity: Severity = BLOCKING
@@ -64,6 +66,7 @@ class QualityConfig:
         return cls(
             row_count_band=number("CUSTSEG_ROW_COUNT_BAND", default.row_count_band),
             row_count_severity=severity("CUSTSEG_ROW_COUNT_SEVERITY", default.row_count_severity),
+            row_count_min_change=number("CUSTSEG_ROW_COUNT_MIN_CHANGE", default.row_count_min_change),
             segment_share_band=number("CUSTSEG_SEGMENT_SHARE_BAND", default.segment_share_band),
             segment_share_tolerance=number("CUSTSEG_SEGMENT_SHARE_TOLERANCE", default.segment_share_tolerance),
             segment_share_severity=severity("CUSTSEG_SEGMENT_SHARE_SEVERITY", default.segment_share_severity),

@@ -371,15 +371,18 @@ def ml_labels_suite() -> Suite:
 # -- checks against the previous batch --------------------------------------------------------------
 
 
-def row_count_bounds(previous_rows: int, band: float) -> tuple[int, int]:
-    """Allowed row counts for a batch whose previous batch had ``previous_rows``: ``±band`` (relative)."""
+def row_count_bounds(previous_rows: int, band: float, min_change: int = 0) -> tuple[int, int]:
+    """Allowed row counts for a batch whose previous batch had ``previous_rows``: ``±band`` (relative), and
+    never narrower than ``±min_change`` rows (3 rows one day and 1 the next is no news)."""
+    allowed = max(previous_rows * band, min_change)
+    return max(0, math.floor(previous_rows - allowed)), math.ceil(previous_rows + allowed)
 
-    return max(0, math.floor(previous_rows * (1 - band))), math.ceil(previous_rows * (1 + band))
 
-
-def row_count_suite(source: str, previous_rows: int, band: float, severity: Severity = WARNING) -> Suite:
-    """The batch's row count is within ``±band`` of the previous batch's (``raw.<source>.row_count``)."""
-    low, high = row_count_bounds(previous_rows, band)
+def row_count_suite(source: str, previous_rows: int, band: float, severity: Severity = WARNING,
+                    min_change: int = 0) -> Suite:
+    """The batch's row count is within ``±band`` of the previous batch's, or ``±min_change`` rows when that is
+    wider (``raw.<source>.row_count``)."""
+    low, high = row_count_bounds(previous_rows, band, min_change)
     check = Check("expect_table_row_count_to_be_between", None, {"min_value": low, "max_value": high}, severity)
     return Suite(name=f"raw.{source}.row_count", checks=(check,))
 

@@ -172,6 +172,8 @@ def test_a_snapshot_file_is_loaded_whole_as_each_runs_partition(tmp_path: Path) 
     ("    format: csv\n    layout: snapshot\n    path: o/{date}.csv\n",
      r"key 'path': a snapshot source's path is one file, without \{date\}"),
     ("    format: csv\n    path: o/all.csv\n", r"key 'path': a daily source's path must contain \{date\}"),
+    ("    format: csv\n    path: o/{date}.csv\n    row_count_check: sometimes\n",
+     r"key 'row_count_check': must be true or false"),
 ])
 def test_table_and_snapshot_config_errors_name_the_key(tmp_path: Path, body: str, message: str) -> None:
     cfg = _sources(tmp_path, "  orders:\n    channel: online_orders\n" + body + "    columns:" + ORDER_COLUMNS)

@@ -125,6 +125,8 @@ def pg(pg_database: str, tmp_path: Path) -> Iterator[tuple[Warehouse, object]]:
 def test_bands_and_config() -> None:
     assert row_count_bounds(100, 0.5) == (50, 150)
     assert row_count_bounds(3, 0.5) == (1, 5)
+    assert row_count_bounds(3, 0.5, min_change=50) == (0, 53)  # a few rows more or less is no news
+    assert row_count_bounds(1000, 0.5, min_change=50) == (500, 1500)
     assert share_bounds(0.20, 0.5, 0.02) == (0.10, 0.30)  # relative band dominates
     assert share_bounds(0.01, 0.5, 0.02) == (0.0, 0.03)  # small segments get the absolute tolerance
     suite = segment_share_suite({"rfm_segment=Loyal": 0.3, "rfm_segment=Champions": 0.2}, 0.5, 0.02)
@@ -145,8 +147,9 @@ def test_bands_and_config() -> None:
 # -- raw row counts ---------------------------------------------------------------------------------
 
 
-def _row_count_report(wh, settings, config):
-    reports = raw_batch_reports(wh, settings, CHANNELS["online_orders"], D, event_time_grace=GRACE, config=config)
+def _row_count_report(wh, settings, config, row_count_check: bool = True):
+    reports = raw_batch_reports(wh, settings, CHANNELS["online_orders"], D, event_time_grace=GRACE, config=config,
+                                row_count_check=row_count_check)
     assert [r.suite_name for r in reports] == ["raw.shop_orders", "raw.shop_orders.row_count"]
     assert reports[0].success, reports[0].failure_message()
     return reports
@@ -162,8 +165,15 @@ def test_row_count_against_previous_batch(duck) -> None:
     assert skipped.to_rows("run-1")[0]["observed_value"].startswith("skipped:")
 
     _insert_shop(wh, _shop_rows(PREV, 10, start=100))
-    # 4 rows vs 10: outside ±50 %; a warning by default, so the gate passes and says so
+    # 4 rows vs 10: inside the default floor of ±50 rows, so no warning
     reports = _row_count_report(wh, settings, QualityConfig())
+    assert reports[1].success and not reports[1].warnings
+    assert "(at least ±50 rows)" in (reports[1].sample_note or "")
+    # a source whose volume is irregular by nature (row_count_check: false in the sources file): skipped, said so
+    [_, skipped] = _row_count_report(wh, settings, QualityConfig(row_count_min_change=0), row_count_check=False)
+    assert skipped.success and "row_count_check: false" in skipped.results[0].observed_value
+    # without the floor: outside ±50 %; a warning by default, so the gate passes and says so
+    reports = _row_count_report(wh, settings, QualityConfig(row_count_min_change=0))
     volume = reports[1]
     assert volume.success and len(volume.warnings) == 1
     assert volume.warnings[0].observed_value == "4"
@@ -171,7 +181,7 @@ def test_row_count_against_previous_batch(duck) -> None:
     raise_if_any_blocking(reports)
 
     # configured blocking: the run stops, naming the suite, the expectation and the values
-    reports = _row_count_report(wh, settings, QualityConfig(row_count_severity="blocking"))
+    reports = _row_count_report(wh, settings, QualityConfig(row_count_severity="blocking", row_count_min_change=0))
     with pytest.raises(QualityGateError) as caught:
         raise_if_any_blocking(reports)
     message = str(caught.value)
@@ -179,7 +189,8 @@ def test_row_count_against_previous_batch(duck) -> None:
                      ": 4"):
         assert fragment in message, message
     # a wider band accepts it
-    assert _row_count_report(wh, settings, QualityConfig(row_count_band=1.5, row_count_severity="blocking"))[1].success
+    assert _row_count_report(wh, settings, QualityConfig(row_count_band=1.5, row_count_severity="blocking",
+                                                         row_count_min_change=0))[1].success
 
 
 def test_large_duckdb_batches_are_validated_in_chunks(duck) -> None:

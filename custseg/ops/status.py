@@ -78,11 +78,14 @@ def status_report(settings: Settings, runs: int = 5, failures: int = 20) -> str:
         out.append("")
         out.append("quality failures (latest run of each suite):")
         if wh.table_exists("ops", "quality_results"):
+            has_check = "check_description" in wh.columns("ops", "quality_results")
+            check = "q.check_description" if has_check else "cast(null as text)"
             rows = wh.fetchall(
                 "with latest as (select suite_name, max(recorded_at) as at from ops.quality_results "
                 "group by suite_name) "
                 "select q.as_of_date, q.suite_name, q.severity, q.expectation, q.column_name, q.observed_value, "
-                "q.run_id, q.check_description from ops.quality_results q join latest l "
+                # a warehouse of an earlier release gets the column at its next run; status only reads
+                f"q.run_id, {check} from ops.quality_results q join latest l "
                 "on q.suite_name = l.suite_name and q.recorded_at = l.at "
                 "where not q.success order by q.severity, q.suite_name, q.expectation limit %s",
                 (failures,),

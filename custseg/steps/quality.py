@@ -103,7 +103,8 @@ def validate_raw(settings: Settings, as_of_date: dt.date, run_id: str) -> dict[s
         for src in sources.values():
             # same tolerance as ingestion: local evening times can fall on the next UTC day
             reports += raw_batch_reports(wh, settings, src.channel, as_of_date,
-                                         event_time_grace=FUTURE_TOLERANCE, config=config)
+                                         event_time_grace=FUTURE_TOLERANCE, config=config,
+                                         row_count_check=src.row_count_check)
         rows = sum(r.row_count or 0 for r in reports if not r.suite_name.endswith(".row_count"))
         reports += gates
         record_quality(wh, run_id, as_of_date, [row for r in reports for row in r.to_rows(run_id)])
@@ -291,7 +292,7 @@ def _duckdb_chunks(wh: Warehouse, sql: str, params: tuple, chunk_rows: int) -> I
 
 def raw_batch_reports(
     wh: Warehouse, settings: Settings, channel: Channel, as_of_date: dt.date,
-    *, event_time_grace: dt.timedelta, config: QualityConfig,
+    *, event_time_grace: dt.timedelta, config: QualityConfig, row_count_check: bool = True,
 ) -> list[ValidationReport]:
     """The raw suite on this date's partition, and its row count against the previous partition."""
     batch, table = as_of_date.isoformat(), channel.table
@@ -306,20 +307,27 @@ def raw_batch_reports(
         (as_of_date,),
     )
     name = f"raw.{table}.row_count"
+    if not row_count_check:
+        reports.append(skipped_report(name, batch, "expect_table_row_count_to_be_between",
+                                      "row_count_check: false for this source in the sources file (its daily "
+                                      "volume is irregular by nature)", config.row_count_severity))
+        return reports
     if not previous:
         reports.append(skipped_report(name, batch, "expect_table_row_count_to_be_between",
                                       "no earlier partition to compare the row count with",
                                       config.row_count_severity))
         return reports
     prev_date, prev_rows = previous[0][0], int(previous[0][1])
-    suite = row_count_suite(table, prev_rows, config.row_count_band, config.row_count_severity)
+    suite = row_count_suite(table, prev_rows, config.row_count_band, config.row_count_severity,
+                            int(config.row_count_min_change))
     rows = reports[0].row_count
     if rows is None:
         rows = int(wh.fetchall(f"select count(*) from {qualified('raw', table)} where {PARTITION_COLUMN} = %s",
                                (as_of_date,))[0][0])
     report = _validate_row_count(rows, suite, batch)
     report.sample_note = (
-        f"{rows} rows vs {prev_rows} in the previous partition ({prev_date}), band ±{config.row_count_band:.0%}"
+        f"{rows} rows vs {prev_rows} in the previous partition ({prev_date}), band ±{config.row_count_band:.0%} "
+        f"(at least ±{int(config.row_count_min_change)} rows)"
     )
     reports.append(report)
     return reports
