@@ -16,15 +16,20 @@ export GX_ANALYTICS_ENABLED := False
 export DO_NOT_TRACK := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 
-.PHONY: install demo test lint docs bench bench-scaling bench-uplift clean
+.PHONY: install lock demo test lint docs bench bench-scaling bench-uplift clean
 
-$(STAMP): pyproject.toml
+# requirements.lock pins every package, direct and transitive, to the versions the suite was run with;
+# `make lock` refreshes it from pyproject.toml, keeping the pins it can (add --upgrade to move them all).
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[dev]'
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
+
+lock: install
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --output-file requirements.lock $(LOCK_ARGS)
 
 demo: install
 	$(BIN)/custseg demo
