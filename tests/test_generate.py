@@ -243,8 +243,8 @@ def test_the_new_columns_leave_every_existing_column_as_it_was(
     generate(tmp_path / "a", **args)
     real = generator._streams
     new_streams = ("subjects", "birthdays", "promos")
-    # appended in this order; only the campaigns' stream came after them
-    assert generator._STREAMS[-len(new_streams) - 1 :] == (*new_streams, "campaigns")
+    # appended in this order; only the campaigns' and the consent flags' streams came after them
+    assert generator._STREAMS[-len(new_streams) - 2 :] == (*new_streams, "campaigns", "consent")
 
     def swapped(seed: int) -> dict:
         streams, other = real(seed), real(seed + 1)

@@ -39,7 +39,8 @@ class QuietConsole:
 
     def say(self, message: str, style: str | None = None) -> None:
         """One line of the command's own on the terminal (plain text: brackets are not markup)."""
-        self.console.print(message, style=style, markup=False, highlight=False)
+        # soft_wrap: a long path stays on one line (rich would wrap it at 80 columns when not on a terminal)
+        self.console.print(message, style=style, markup=False, highlight=False, soft_wrap=True)
 
     def run_started(self, label: str, total_tasks: int) -> None:
         if self.progress is None:
