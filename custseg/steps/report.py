@@ -124,6 +124,10 @@ class Context:
     def published(self, table: str) -> str | None:
         return self.relation(self.settings.publish_schema, table)
 
+    def not_published(self, table: str) -> str:
+        """A section's note when the table it reads does not exist yet (in the configured publish schema)."""
+        return f"Nothing yet: {self.settings.publish_schema}.{table} has not been published."
+
     def df(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         return self.wh.query_df(sql, params)
 
@@ -251,7 +255,7 @@ def segment_sizes(ctx: Context) -> Section:
                       "grows or shrinks sharply from one night to the next.")
     history = ctx.published("segment_history")
     if history is None:
-        section.note = "Nothing yet: analytics.segment_history has not been published."
+        section.note = ctx.not_published("segment_history")
         return section
     start = ctx.as_of_date - dt.timedelta(days=HISTORY_DAYS)
     frames = []
@@ -319,7 +323,7 @@ def migration(ctx: Context) -> Section:
                       "towards At Risk, Hibernating and Lost.")
     table = ctx.published("segment_migration")
     if table is None:
-        section.note = "Nothing yet: analytics.segment_migration has not been published."
+        section.note = ctx.not_published("segment_migration")
         return section
     moves = as_float(ctx.df(
         f"select segment_type, compared_to_date, from_segment, to_segment, customers, net_revenue_12m from {table} "
@@ -441,7 +445,7 @@ def clv(ctx: Context) -> Section:
                       "percentile: tiers should stack up without much overlap.")
     history = ctx.published("segment_history")
     if history is None:
-        section.note = "Nothing yet: analytics.segment_history has not been published."
+        section.note = ctx.not_published("segment_history")
         return section
     q = "percentile_cont({p}) within group (order by predicted_clv_12m)"
     stats = as_float(ctx.df(
@@ -478,7 +482,7 @@ def clusters(ctx: Context) -> Section:
                       "all clusters, in standard deviations; the numbers are the averages themselves.")
     table = ctx.published("cluster_profiles")
     if table is None:
-        section.note = "Nothing yet: analytics.cluster_profiles has not been published."
+        section.note = ctx.not_published("cluster_profiles")
         return section
     profiles = as_float(ctx.df(f"select * from {table} where as_of_date = %s order by cluster_id", (ctx.as_of_date,)),
                         *CLUSTER_FEATURES)
