@@ -208,7 +208,7 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
     as_of_date = dt.date.fromisoformat(args.as_of)
     settings = load_settings()
-    print(f"dbt docs site: {build_docs(settings, as_of_date)}")
+    print(f"dbt docs site: {build_docs(settings, as_of_date, force=True)}")
     print(f"run report:    {build_report(settings, as_of_date)}")
     return 0
 

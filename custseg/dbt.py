@@ -1,4 +1,4 @@
-"""Run dbt in-process (outside Airflow: CLI, docs, tests). Inside the DAG, Cosmos runs it."""
+"""Run dbt in-process: the DAG's transform and assemble tasks (custseg/steps/transform.py), docs, the CLI, tests."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from custseg.config import DBT_PROJECT_DIR, Settings
 
 if TYPE_CHECKING:
+    from dbt.cli.main import dbtRunnerResult
     from dbt_common.events.base_types import EventMsg
 
 
@@ -44,11 +45,15 @@ def run_dbt(
     *,
     variables: dict[str, str] | None = None,
     callbacks: Sequence[Callable[[EventMsg], None]] = (),
-) -> None:
-    """Invoke a dbt command against the configured warehouse; raise DbtError when it fails.
+    check: bool = True,
+) -> dbtRunnerResult:
+    """Invoke a dbt command against the configured warehouse and return dbt's result.
 
     ``run_env`` (:func:`dbt_run_env`) is set in the environment for the command only; ``variables``
-    become ``--vars``; ``callbacks`` receive dbt's events.
+    become ``--vars`` (a changed ``--vars`` makes dbt re-parse the whole project: the nightly tasks pass
+    none, and settings reach dbt through the environment); ``callbacks`` receive dbt's events. With
+    ``check`` (the default) a failed command raises DbtError; without it the caller reads the result's
+    per-node outcomes.
     """
     # imported here: dbt-core (3.3 s) (tests/test_architecture.py LAZY)
     from dbt.cli.main import dbtRunner
@@ -65,8 +70,9 @@ def run_dbt(
         cli += ["--vars", json.dumps(variables)]
     with _environment(run_env or {}):
         result = dbtRunner(callbacks=list(callbacks)).invoke(cli)
-    if not result.success:
+    if check and not result.success:
         raise DbtError(f"dbt {' '.join(args)} failed: {result.exception or 'see the dbt log above'}")
+    return result
 
 
 @contextlib.contextmanager
@@ -87,7 +93,7 @@ def release_dbt_duckdb() -> None:
     """Close the DuckDB database that dbt-duckdb keeps open in this process after a dbt run.
 
     Under ``custseg run`` (``dag.test()``) every task runs in one process, and dbt-duckdb (whose
-    ``keep_open`` defaults to true in 1.11) keeps its connection open after Cosmos's dbt tasks end.
+    ``keep_open`` defaults to true in 1.11) keeps its connection open after the dbt tasks end.
     The database instance, with DuckDB's buffer pool (up to ``CUSTSEG_DUCKDB_MEMORY_LIMIT``), then
     outlives them, and the score task's frames came on top of it. The next dbt task opens a new
     one. ``keep_open: false`` in profiles.yml would close it after every dbt connection instead,

@@ -13,16 +13,18 @@ Nightly cross-channel customer segmentation, computed **as of the run's logical 
 3. **validate_raw**: Great Expectations suites on the loaded batch; a blocking failure stops the run.
    **resolve_identities** then links CRM ids, emails, phones and loyalty cards across channels into
    stable customer ids (custseg/steps/identity.py) and writes `raw.identity_map` for dbt.
-4. **transform**: dbt (Cosmos) builds staging -> intermediate -> feature marts in the build schema.
+4. **transform**: one `dbt build` (seeds, staging -> intermediate -> feature marts, and their tests) into
+   the build schema; every model's, seed's and test's outcome goes to `ops.dbt_node_results`
+   (custseg/steps/transform.py).
 5. **score**: ML clusters, churn risk and lifetime value, read and scored in chunks of customers
    (`CUSTSEG_SCORE_CHUNK_CUSTOMERS`) and written to the build schema.
-6. **assemble**: dbt builds the published marts (`customer_segments`, `segment_history`, ...) in the
-   build schema, with their contract and tests.
+6. **assemble**: a second `dbt build`: the published marts (`customer_segments`, `segment_history`, ...)
+   in the build schema, with their contracts and tests.
 7. **audit**: GX suite on the assembled build; nothing is published unless it passes.
 8. **publish**: replaces the `analytics` tables in one transaction (the history tables: the run's date,
    not the whole history) and emits their Assets, with the run's date in the events' extra; the
    `activate_audiences` DAG is scheduled on them.
-9. **docs**: regenerates the static dbt docs site.
+9. **docs**: regenerates the static dbt docs site when the dbt project or the catalogue changed.
 10. **report**: writes the self-contained HTML run report with charts (`<docs dir>/report/index.html`, and
    `report-<date>.html` beside it; custseg/steps/report.py), read-only from the published tables, `ops` and `ml`.
 
@@ -38,62 +40,15 @@ import datetime as dt
 
 from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, TaskGroup, task
 from airflow.sdk.exceptions import AirflowFailException
-from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
-from cosmos.constants import InvocationMode, LoadMode, TestBehavior
 
 from custseg import steps
-from custseg.config import DBT_PROJECT_DIR, PUBLISHED_TABLES, load_settings
-from custseg.dbt import as_of_date_env
+from custseg.config import PUBLISHED_TABLES, load_settings
 from custseg.ops.run_audit import EARLIEST_LOGICAL_DATE, default_args
 
 settings = load_settings()
 settings.export_dbt_env()
 
-AS_OF = "{{ ds }}"
-# scored_at is the end of the as-of day: the same for a scheduled, manual or backfill run of a date.
-SCORED_AT = "{{ macros.ds_add(ds, 1) }} 00:00:00"
-# An orders run reports in its export's currency when it states one (custseg/steps/byo.py).
-REPORTING_CURRENCY = (
-    "{{ (params.orders and (params.orders_options.get('reporting_currency') or params.orders_options.get('currency'))) "
-    f"or '{settings.reporting_currency}' }}}}"
-)
-DBT_VARS = {"reporting_currency": REPORTING_CURRENCY}
 PUBLISHED_ASSETS = [Asset(steps.publish.asset_uri(settings, table)) for table in PUBLISHED_TABLES]
-
-
-def _dbt_group(group_id: str, select: list[str], exclude: list[str]) -> DbtTaskGroup:
-    return DbtTaskGroup(
-        group_id=group_id,
-        project_config=ProjectConfig(DBT_PROJECT_DIR, install_dbt_deps=False),
-        profile_config=ProfileConfig(
-            profile_name="custseg",
-            target_name=settings.dbt_target,
-            profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml",
-        ),
-        execution_config=ExecutionConfig(invocation_mode=InvocationMode.DBT_RUNNER),
-        render_config=RenderConfig(
-            load_method=LoadMode.DBT_LS,
-            invocation_mode=InvocationMode.DBT_RUNNER,
-            select=select,
-            exclude=exclude,
-            test_behavior=TestBehavior.BUILD,
-            # tests that read two models (relationships) run once both exist, in their own task
-            should_detach_multiple_parents_tests=True,
-            emit_datasets=False,
-        ),
-        operator_args={
-            "vars": DBT_VARS,
-            # the dates go in the environment, not in vars: changed vars make dbt re-parse the whole project
-            "env": as_of_date_env(AS_OF, SCORED_AT),
-            "install_deps": False,
-            "retries": 0,
-            # manifest.json and run_results.json would be written twice per task into a temp dir that
-            # Cosmos deletes; only its OpenLineage parsing reads them, and no lineage provider is set up.
-            # The same goes for dbt's debug log file (logs/dbt.log, every statement of the task); what
-            # the task log shows comes from dbt's console output and is unchanged.
-            "dbt_cmd_global_flags": ["--no-write-json", "--log-level-file", "none"],
-        },
-    )
 
 
 with DAG(
@@ -145,6 +100,12 @@ with DAG(
     def resolve_identities(ds: str | None = None) -> dict[str, int]:
         return steps.identity.resolve_identities(settings, dt.date.fromisoformat(ds))
 
+    # one `dbt build` per group (custseg/steps/transform.py); dbt tests fail the task, and a retry would not help
+    @task(retries=0)
+    def dbt_build(ds: str | None = None, run_id: str | None = None, params: dict | None = None, ti=None) -> dict:
+        return steps.transform.build(steps.byo.reporting_settings(settings, params), ti.task_id,
+                                     dt.date.fromisoformat(ds), run_id, try_number=ti.try_number)
+
     @task
     def score(ds: str | None = None, run_id: str | None = None) -> dict[str, object]:
         return steps.score.score(settings, dt.date.fromisoformat(ds), run_id)
@@ -162,8 +123,8 @@ with DAG(
         return counts
 
     @task
-    def docs(ds: str | None = None) -> str:
-        return str(steps.docs.build_docs(settings, dt.date.fromisoformat(ds)))
+    def docs(ds: str | None = None, params: dict | None = None) -> str:
+        return str(steps.docs.build_docs(steps.byo.reporting_settings(settings, params), dt.date.fromisoformat(ds)))
 
     @task
     def report(ds: str | None = None) -> str:
@@ -181,11 +142,8 @@ with DAG(
 
             ingest_source()
 
-    # ephemeral models (the hash key) are inlined into the models that read them: nothing to run on their own
-    transform = _dbt_group("transform", select=["path:models", "path:seeds"],
-                           exclude=["tag:scored", "config.materialized:ephemeral"])
-    assemble = _dbt_group("assemble", select=["tag:scored"], exclude=[])
-
+    transform = dbt_build.override(task_id="transform")()
+    assemble = dbt_build.override(task_id="assemble")()
     prepare() >> ingest >> validate_raw() >> resolve_identities() >> transform
     # the docs site and the run report both read what was published; one failing leaves the other
     transform >> score() >> assemble >> audit() >> publish() >> [docs(), report()]

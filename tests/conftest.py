@@ -22,7 +22,6 @@ import pytest
 from custseg.config import PROJECT_ROOT
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
 
@@ -44,13 +43,8 @@ def airflow_env(home: Path) -> dict[str, str]:
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        # Cosmos renders the dbt project with `dbt ls` at parse time: slow on a busy 2-core box
+        # a busy 2-core box imports the DAG files (Airflow, pandas, the steps) slowly
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
-        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
-        # Cosmos keeps dbt's partial-parse file per DAG and task group in one cache directory, by
-        # default the machine-wide /tmp/cosmos: another checkout's runs (another session, `make demo`)
-        # would overwrite it with their project's and make each dbt task here parse the whole project
-        "AIRFLOW__COSMOS__CACHE_DIR": str(home / "cosmos_cache"),
         "GX_ANALYTICS_ENABLED": "False",
         "DO_NOT_TRACK": "1",
     }
@@ -62,7 +56,7 @@ def airflow_env(home: Path) -> dict[str, str]:
 AIRFLOW_HOME = Path(os.environ.get("CUSTSEG_TEST_AIRFLOW_HOME") or tempfile.mkdtemp(prefix="custseg-airflow-"))
 os.environ["CUSTSEG_TEST_AIRFLOW_HOME"] = str(AIRFLOW_HOME)
 os.environ.update(airflow_env(AIRFLOW_HOME))
-# Cosmos finds `dbt` on PATH even though it runs dbt in-process.
+# the `airflow` and `custseg` commands the tests start are this interpreter's
 os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
 
 

@@ -39,10 +39,14 @@ def test_nightly_dag_shape(dagbag) -> None:
     assert {t for t in ids if t.startswith("ingest.")} == {f"ingest.{table}" for table in CHANNELS_BY_TABLE}
     for step in ("prepare", "validate_raw", "score", "audit", "publish", "docs"):
         assert step in ids
-    # dbt models are rendered as tasks by Cosmos, in the two dbt groups
-    assert any(t.startswith("transform.fct_customer_features") for t in ids)
-    assert any(t.startswith("assemble.customer_segments") for t in ids)
-    # order: ingest -> validate -> transform -> score -> assemble -> audit -> publish -> docs
+    # dbt runs as two tasks, one `dbt build` each (custseg/steps/transform.py): no task per model
+    assert {"transform", "assemble"} <= ids
+    assert not any(t.startswith(("transform.", "assemble.")) for t in ids)
+    # order: ingest -> validate -> identities -> transform -> score -> assemble -> audit -> publish -> docs
+    assert dag.get_task("transform").upstream_task_ids == {"resolve_identities"}
+    assert dag.get_task("score").upstream_task_ids == {"transform"}
+    assert dag.get_task("assemble").upstream_task_ids == {"score"}
+    assert dag.get_task("audit").upstream_task_ids == {"assemble"}
     publish = dag.get_task("publish")
     assert publish.upstream_task_ids == {"audit"}
     assert dag.get_task("docs").upstream_task_ids == {"publish"}
@@ -51,6 +55,8 @@ def test_nightly_dag_shape(dagbag) -> None:
     # bad data is not retried; validation and audit fail fast
     assert dag.get_task("validate_raw").retries == 0
     assert dag.get_task("audit").retries == 0
+    # a failed dbt test fails its build; a retry would rebuild the same tables and fail the same way
+    assert dag.get_task("transform").retries == dag.get_task("assemble").retries == 0
 
 
 def test_duckdb_tasks_never_overlap(dagbag) -> None:

@@ -8,12 +8,12 @@ Running ~40 full DAG runs would take an hour, so the test is built to stay fast:
 
 * The task list comes from the real DAG (imported in-process), in dependency order; every ``@task``
   task runs its *real* callable from the DAG file (same settings, same code), without Airflow's runner.
-* Every task of the DAG, each Cosmos dbt task included, is failed before its work through
+* Every task of the DAG, the two dbt tasks included, is failed before its work through
   ``custseg.ops.check_fault`` with ``CUSTSEG_FAIL_TASK``, exactly what the DAG's ``pre_execute`` hook
   calls. Each task is also failed *after* its work (the harder case: side effects already written);
-  for the Cosmos groups (``transform``, ``assemble``) that is the whole group's ``dbt build`` then
-  the failure: the union of what any one of its failed model tasks could have written to the build
-  schema, which nothing reads before publish. Publish is failed inside its transaction after the
+  for the dbt tasks (``transform``, ``assemble``) that is the group's whole ``dbt build`` then the
+  failure: every table it writes is in the build schema, which nothing reads before publish. Publish
+  is failed inside its transaction after the
   first table was replaced, once with an exception and once by killing the process
   (``CUSTSEG_KILL_IN_PUBLISH``).
 * After each case the failed task is rerun and the run carries on (what clearing the failed task in
@@ -54,7 +54,7 @@ from typing import ClassVar
 import pytest
 
 from custseg.config import PROJECT_ROOT, PUBLISHED_TABLES, load_settings
-from custseg.dbt import dbt_run_env, run_dbt
+from custseg.dbt import release_dbt_duckdb
 from custseg.ops.faults import (
     FAIL_IN_PUBLISH_ENV,
     FAIL_TASK_ENV,
@@ -77,7 +77,7 @@ YESTERDAY = E2E_END - dt.timedelta(days=1)
 
 @dataclass
 class Step:
-    task_id: str  # a DAG task id, or "<group>.*" for a Cosmos dbt group
+    task_id: str  # a DAG task id
     run: Callable[[dt.date], object]
     task_ids: list[str]  # the real DAG task(s) this step stands for; each is failed by the DAG's hook
 
@@ -108,56 +108,23 @@ def _ordered_tasks(dag) -> list:
     return order
 
 
-def _dbt_group_args(task) -> list[str]:
-    graph = task.task_group.dbt_graph
-    args = ["build", "--select", *graph.render_config.select]
-    if graph.render_config.exclude:
-        args += ["--exclude", *graph.render_config.exclude]
-    return args
-
-
-def release_dbt_duckdb() -> None:
-    """Close dbt-duckdb's cached connection. After an in-process dbt invocation it keeps the DuckDB file
-    locked for the rest of the process (harmless in Airflow, where each task is its own process)."""
-    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
-
-    env = DuckDBConnectionManager._ENV
-    if env is not None:
-        env.close()
-        DuckDBConnectionManager._ENV = None
-
-
-def _dbt(settings, args: list[str], day: dt.date) -> None:
-    """A Cosmos group's dbt selection in one in-process invocation."""
-    try:
-        run_dbt(settings, args, dbt_run_env(day))
-    finally:
-        release_dbt_duckdb()
-
-
 def build_steps(module) -> list[Step]:
     steps: list[Step] = []
     for task in _ordered_tasks(module.dag):
-        if type(task).__module__.startswith("cosmos"):
-            group = task.task_id.split(".", 1)[0]
-            if steps and steps[-1].task_id == f"{group}.*":
-                steps[-1].task_ids.append(task.task_id)
-                continue
-            args = _dbt_group_args(task)
-            steps.append(Step(f"{group}.*", lambda day, a=args: _dbt(module.settings, a, day), [task.task_id]))
-            continue
         callable_ = getattr(task, "python_callable", None)
         assert callable_ is not None, f"don't know how to run task {task.task_id} ({type(task).__name__})"
         params = inspect.signature(callable_).parameters
 
-        def run(day: dt.date, fn=callable_, params=params) -> object:
-            # outlet_events: where publish puts its Asset events' extra (Airflow's accessor, outside Airflow)
+        def run(day: dt.date, fn=callable_, params=params, task=task) -> object:
+            # outlet_events: where publish puts its Asset events' extra (Airflow's accessor, outside Airflow);
+            # ti: the dbt tasks read their task id (the group to build) and try number from it
             kwargs = {"ds": day.isoformat(), "run_id": f"harness__{day}",
-                      "outlet_events": collections.defaultdict(SimpleNamespace)}
+                      "outlet_events": collections.defaultdict(SimpleNamespace),
+                      "ti": SimpleNamespace(task_id=task.task_id, try_number=1)}
             try:
                 return fn(**{k: v for k, v in kwargs.items() if k in params})
             finally:
-                release_dbt_duckdb()  # the docs task runs dbt in-process too
+                release_dbt_duckdb()  # the dbt and docs tasks run dbt in-process
 
         steps.append(Step(task.task_id, run, [task.task_id]))
     return steps
@@ -205,7 +172,7 @@ def test_every_task_fails_in_turn_without_touching_published_tables(demo_data, a
         module = _import_dag()
         settings = module.settings
         assert settings.duckdb_path == wh_path
-        # every task of the DAG (Cosmos dbt tasks included) carries the fault hook and the run-audit callbacks
+        # every task of the DAG (the dbt tasks included) carries the fault hook and the run-audit callbacks
         for task in module.dag.tasks:
             assert task._pre_execute_hook is before_task, task.task_id
             assert record_failure in task.on_failure_callback, task.task_id
@@ -215,14 +182,13 @@ def test_every_task_fails_in_turn_without_touching_published_tables(demo_data, a
         # retries where they can help (I/O, a busy warehouse), none where they cannot (bad data, dbt tests)
         retries = {t.task_id: t.retries for t in module.dag.tasks}
         assert retries["validate_raw"] == retries["audit"] == 0
-        dbt_retrying = {t: n for t, n in retries.items() if t.startswith(("transform.", "assemble.")) and n}
-        assert dbt_retrying == {}
+        assert retries["transform"] == retries["assemble"] == 0
         assert retries["publish"] >= 1 and retries["prepare"] >= 1
         assert module.dag.get_task("publish").retry_exponential_backoff
         steps = build_steps(module)
         ids = [s.task_id for s in steps]
         assert ids[0] == "prepare" and ids[-3:] == ["publish", "docs", "report"], ids
-        assert {"validate_raw", "transform.*", "score", "assemble.*", "audit"} <= set(ids), ids
+        assert {"validate_raw", "transform", "score", "assemble", "audit"} <= set(ids), ids
         # one ingest task per source declared in config/sources.yml
         assert sorted(i.removeprefix("ingest.") for i in ids if i.startswith("ingest.")) == sorted(
             source_names(settings)), ids
@@ -265,7 +231,7 @@ def test_every_task_fails_in_turn_without_touching_published_tables(demo_data, a
                 failures += ["publish", "publish (killed)"]
             else:
                 # the injection point the DAG's pre_execute hook uses, before the task's work: every
-                # real task in turn (each dbt model, seed and test task of a Cosmos group) ...
+                # real task in turn ...
                 for task_id in step.task_ids:
                     os.environ[FAIL_TASK_ENV] = task_id
                     with pytest.raises(InjectedFault):

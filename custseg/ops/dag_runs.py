@@ -19,16 +19,11 @@ from custseg.ops import progress
 
 def airflow_env_defaults() -> None:
     """Project-local Airflow (SQLite metadata) unless the user configured their own."""
-    # Cosmos looks for `dbt` on PATH even when it runs dbt in-process: use this interpreter's.
-    bin_dir = str(Path(sys.executable).parent)
-    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
     os.environ.setdefault("AIRFLOW_HOME", str(PROJECT_ROOT / "airflow_home"))
     os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(PROJECT_ROOT / "dags"))
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-    # Cosmos renders the dbt project with `dbt ls` when the DAG file is parsed (cached afterwards)
+    # a busy machine imports the DAG files (Airflow, pandas, the steps) slowly
     os.environ.setdefault("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "300")
-    os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
@@ -45,7 +40,7 @@ def ensure_airflow_db() -> None:
     marker.touch()
 
 
-# Imported by the tasks of every run anyway (dbt by Cosmos, GX by validate_raw and audit), here so
+# Imported by the tasks of every run anyway (dbt by transform, GX by validate_raw and audit), here so
 # that the first task's gc.freeze() (custseg.ops.run_audit.freeze_long_lived_objects) covers them too; pymc
 # is left out, as only a run that fits models needs it and it takes ~10 s to import.
 EVERY_RUN_IMPORTS = ("dbt.cli.main", "great_expectations", "custseg.steps.quality", "custseg.steps.score")

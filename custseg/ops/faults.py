@@ -1,7 +1,7 @@
 """Fault injection for tests and drills, off unless its variables are set.
 
 ``CUSTSEG_FAIL_TASK=<task_id>[,<task_id>...]`` fails those tasks before they execute (``fnmatch``
-patterns such as ``transform.*`` fail every Cosmos dbt task of a group); ``CUSTSEG_FAIL_IN_PUBLISH=1``
+patterns such as ``ingest.*`` fail every task of a group); ``CUSTSEG_FAIL_IN_PUBLISH=1``
 raises, and ``CUSTSEG_KILL_IN_PUBLISH=1`` kills the process with ``os._exit``, inside the publish
 transaction right after the first table was replaced (through ``Warehouse.publish``'s hook).
 """

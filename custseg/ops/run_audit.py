@@ -14,7 +14,7 @@ and never masks the task's own outcome.
   fault injection below.
 * Fault injection (tests and drills only, off unless the variables are set):
   ``CUSTSEG_FAIL_TASK=<task_id>[,<task_id>...]`` fails those tasks before they execute
-  (``fnmatch`` patterns such as ``transform.*`` fail every Cosmos dbt task of a group);
+  (``fnmatch`` patterns such as ``ingest.*`` fail every task of a group);
   ``CUSTSEG_FAIL_IN_PUBLISH=1`` raises, and ``CUSTSEG_KILL_IN_PUBLISH=1`` kills the process with
   ``os._exit``, inside the publish transaction right after the first table was replaced.
 """
@@ -49,9 +49,10 @@ RUN_AUDIT_COLUMNS = ("run_id", "dag_id", "task_id", "as_of_date", "try_number", 
 def freeze_long_lived_objects() -> None:
     """Keep the objects alive when a process starts its first task out of every later collection.
 
-    Cosmos runs a full ``gc.collect()`` after each dbt command (astronomer-cosmos#2334), which walks
-    every object of the process: what Airflow, dbt, pandas and GX made at import and, under
-    ``dag.test()`` (``custseg run``), the in-process execution API, ~1.3M objects, ~0.5 s a dbt task.
+    A full ``gc.collect()`` walks every object of the process: what Airflow, dbt, pandas and GX made at
+    import and, under ``dag.test()`` (``custseg run``), the in-process execution API, ~1.3M objects,
+    ~0.5 s each. (Cosmos, which ran the dbt tasks until issue 27, called one after every dbt command;
+    Python's own full collections still walk them.)
     ``gc.freeze()`` moves the objects alive now into a permanent generation that collections skip;
     collecting first means no garbage is frozen with them. Once per process: objects frozen later
     would include what a finished task still holds.

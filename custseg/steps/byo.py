@@ -256,6 +256,17 @@ def run_settings(settings: Settings, params: dict[str, Any] | None, run_id: str)
     return dataclasses.replace(settings, landing_dir=work_dir / "landing", sources_file=work_dir / "sources.yml")
 
 
+def reporting_settings(settings: Settings, params: dict[str, Any] | None) -> Settings:
+    """The settings dbt works with in a run: an orders run reports in its export's currency when it
+    states one. dbt reads it from the environment (dbt_project.yml's var default), not from --vars,
+    so that an ordinary night does not make dbt re-parse the project."""
+    params = params or {}
+    if not params.get("orders"):
+        return settings
+    reporting = normalise_options(params.get("orders_options"))["reporting_currency"]
+    return dataclasses.replace(settings, reporting_currency=reporting) if reporting else settings
+
+
 def resolve_orders_path(settings: Settings, orders: str) -> Path:
     """An absolute path, or one relative to the data directory (the parent of the landing dir)."""
     path = Path(orders)

@@ -157,6 +157,23 @@ OPS_DDL = (
     )""",
     # the check with its band, as quality.html shows it (expect_x(column='c', min_value=..., max_value=...))
     "alter table ops.quality_results add column if not exists check_description text",
+    # one row per dbt node (model, seed, test) and try of the transform and assemble tasks
+    # (custseg/steps/transform.py): what one Airflow task per model used to show
+    """create table if not exists ops.dbt_node_results (
+        run_id text not null,
+        task_id text not null,
+        try_number integer not null,
+        as_of_date date not null,
+        unique_id text not null,
+        resource_type text not null,
+        node_name text not null,
+        status text not null,
+        execution_seconds double precision not null,
+        rows_affected bigint,
+        failures bigint,
+        message text,
+        recorded_at timestamp not null
+    )""",
     # one row per task try of the nightly DAG, written by its callbacks (custseg.ops.run_audit)
     """create table if not exists ops.run_audit (
         run_id text not null,

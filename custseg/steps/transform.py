@@ -1,0 +1,137 @@
+"""The transform and assemble tasks: one ``dbt build`` per group, every node's outcome recorded.
+
+Each group is one dbt invocation (dbt's own threads, one project parse) instead of one process per
+model: a night used to pay ~35 dbt start-ups and parses. What a model-per-task layout showed in
+Airflow is kept in three places:
+
+* the task log lists every model, seed and test as dbt finishes it;
+* ``ops.dbt_node_results`` keeps one row per node and task try (status, seconds, rows, failures, the
+  first line of dbt's message), read by ``custseg status`` and the run report;
+* a failed build raises one line naming the nodes that failed.
+
+A retry, a cleared task or a new run of the date rebuilds the whole group: its models are tables in
+the build schema, which nothing reads before publish, so a rebuild gives the same tables.
+
+docs/architecture.md ("dbt in two tasks") says why this is not Cosmos's ``ExecutionMode.WATCHER``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from typing import Any
+
+import pyarrow as pa
+
+from custseg.clock import utc_now
+from custseg.config import Settings
+from custseg.dbt import DbtError, dbt_run_env, release_dbt_duckdb, run_dbt
+from custseg.warehouse import connect
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class DbtGroup:
+    """A dbt selection the DAG builds in one task."""
+
+    select: tuple[str, ...]
+    exclude: tuple[str, ...] = ()
+
+    def build_args(self) -> list[str]:
+        args = ["build", "--select", *self.select]
+        if self.exclude:
+            # dbt's default (eager) indirect selection also leaves out every test that touches an
+            # excluded model: a relationships test from a scored model to a seed runs in `assemble`,
+            # after the model is built, never in `transform` against yesterday's table. ("cautious"
+            # and "buildable" would keep it.) tests/test_dbt.py checks every test runs in exactly one group.
+            args += ["--exclude", *self.exclude]
+        return args
+
+
+#: The nightly DAG's two dbt tasks: everything the ML task reads, then what reads its labels.
+DBT_GROUPS: dict[str, DbtGroup] = {
+    "transform": DbtGroup(select=("path:models", "path:seeds"), exclude=("tag:scored",)),
+    "assemble": DbtGroup(select=("tag:scored",)),
+}
+
+#: dbt's statuses that are not a failure (a test's "warn" does not stop the run).
+PASSING = frozenset({"success", "pass", "warn", "skipped_because_disabled", "no-op"})
+
+
+class DbtBuildFailed(RuntimeError):
+    """A group's build failed; the message is one line naming the failed nodes."""
+
+
+def node_rows(results: Any, run_id: str, task_id: str, try_number: int, as_of_date: dt.date) -> list[dict]:
+    """One row per node of a dbt run result (``dbtRunnerResult.result``)."""
+    rows = []
+    for result in getattr(results, "results", None) or []:
+        node = result.node
+        adapter_response = result.adapter_response or {}
+        message = str(result.message or "").strip().splitlines()
+        rows.append({
+            "run_id": run_id,
+            "task_id": task_id,
+            "try_number": try_number,
+            "as_of_date": as_of_date,
+            "unique_id": node.unique_id,
+            "resource_type": str(node.resource_type),
+            "node_name": node.name,
+            "status": str(result.status),
+            "execution_seconds": float(result.execution_time or 0.0),
+            "rows_affected": adapter_response.get("rows_affected"),
+            "failures": result.failures,
+            "message": message[0][:500] if message else None,
+        })
+    return rows
+
+
+def record_node_results(settings: Settings, rows: list[dict], run_id: str, task_id: str, try_number: int) -> None:
+    """Replace this task try's rows in ``ops.dbt_node_results``."""
+    with connect(settings) as wh, wh.transaction():
+        wh.execute("delete from ops.dbt_node_results where run_id = %s and task_id = %s and try_number = %s",
+                   (run_id, task_id, try_number))
+        if rows:
+            recorded_at = utc_now()
+            wh.write_arrow("ops", "dbt_node_results", pa.Table.from_pylist(
+                [{**row, "recorded_at": recorded_at} for row in rows]))
+
+
+def failure_summary(task_id: str, rows: list[dict], error: str | None) -> str:
+    failed = [r for r in rows if r["status"] not in PASSING]
+    if not failed:
+        return f"dbt build of {task_id} failed: {error or 'see the dbt output above'}"
+    errors = [r for r in failed if r["status"] in ("error", "fail")]
+    first = (errors or failed)[0]
+    counts = ", ".join(f"{sum(r['status'] == s for r in failed)} {s}"
+                       for s in sorted({r["status"] for r in failed}))
+    return (f"dbt build of {task_id}: {counts}; first: {first['resource_type']} {first['node_name']}: "
+            f"{first['message'] or first['status']}")
+
+
+def build(settings: Settings, task_id: str, as_of_date: dt.date, run_id: str, *, try_number: int = 1) -> dict[str, Any]:
+    """Build one group with one ``dbt build``; record every node; raise DbtBuildFailed if one failed."""
+    group = DBT_GROUPS[task_id]
+    error: str | None = None
+    try:
+        result = run_dbt(settings, group.build_args(), dbt_run_env(as_of_date), check=False)
+        if result.exception is not None:
+            error = str(result.exception).strip().splitlines()[0] if str(result.exception).strip() else None
+        rows = node_rows(result.result, run_id, task_id, try_number, as_of_date)
+        success = result.success
+    except DbtError as exc:
+        rows, success, error = [], False, str(exc)
+    finally:
+        release_dbt_duckdb()  # the results go through custseg's own connection to the same file
+    record_node_results(settings, rows, run_id, task_id, try_number)
+    if not success:
+        raise DbtBuildFailed(failure_summary(task_id, rows, error))
+    statuses: dict[str, int] = {}
+    for row in rows:
+        statuses[row["status"]] = statuses.get(row["status"], 0) + 1
+    seconds = sum(r["execution_seconds"] for r in rows)
+    log.info("dbt build of %s: %d nodes (%s), %.1f s of node time", task_id, len(rows),
+             ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())), seconds)
+    return {"nodes": len(rows), **statuses}
