@@ -250,3 +250,61 @@ def test_unique_incremental_reads_only_what_was_written_since_the_table_was_veri
     with connect(settings) as wh:  # ... until the table has no verified date (as after a rebuild)
         wh.execute("update analytics_build.dbt_incremental_state set verified_as_of = null")
     assert failed_tests("test", nights[3]) == key_test
+
+
+def test_the_two_dbt_tasks_build_every_node_exactly_once(dbt_settings) -> None:
+    # The nightly DAG's transform and assemble tasks are one `dbt build` each (custseg/steps/transform.py).
+    # Together they must build every model, seed and test of the project, none twice, and every test in
+    # the task that builds all its parents: a relationships test from a scored (assemble) model to a seed
+    # must not run in transform, against the table the night before left.
+    from custseg.steps.transform import DBT_GROUPS
+
+    def listed(args: list[str]) -> dict[str, dict]:
+        result = run_dbt(dbt_settings, ["ls", *args, "--output", "json", "--output-keys", "unique_id",
+                                        "resource_type", "depends_on", "--quiet"])
+        return {node["unique_id"]: node for node in map(json.loads, result.result)}
+
+    everything = {uid: node for uid, node in listed([]).items()
+                  if node["resource_type"] in ("model", "seed", "test", "unit_test")}
+    built = {task: listed(group.build_args()[1:]) for task, group in DBT_GROUPS.items()}
+    assert set(built["transform"]).isdisjoint(built["assemble"])
+    assert set(built["transform"]) | set(built["assemble"]) >= set(everything)
+    scored = {uid for uid in built["assemble"] if uid.startswith("model.")}
+    assert "model.custseg.customer_segments" in scored and "model.custseg.fct_customer_features" in built["transform"]
+    for uid, node in built["transform"].items():
+        if node["resource_type"] in ("test", "unit_test"):
+            assert not set(node["depends_on"]["nodes"]) & scored, f"{uid} reads a model built after transform"
+    assert any(uid.startswith("test.custseg.relationships_customer_segments") for uid in built["assemble"])
+
+
+def test_a_failed_node_is_recorded_and_named_in_one_line(dbt_settings) -> None:
+    # What the transform and assemble tasks record of a real dbt failure: a duplicated seed row makes the
+    # seed's unique test fail.
+    import datetime as dt
+
+    from custseg.steps.transform import failure_summary, node_rows, record_node_results
+    from custseg.warehouse import connect
+
+    with connect(dbt_settings) as wh:
+        wh.execute("insert into analytics_build.rfm_segment_descriptions "
+                   "select * from analytics_build.rfm_segment_descriptions limit 1")
+    try:
+        result = run_dbt(dbt_settings, ["test", "--select", "unique_rfm_segment_descriptions_rfm_segment",
+                                        "not_null_rfm_segment_descriptions_rfm_segment"], check=False)
+        assert not result.success
+        rows = node_rows(result.result, "run-1", "transform", 1, dt.date(2026, 10, 31))
+        failed = [r for r in rows if r["status"] == "fail"]
+        assert [r["node_name"] for r in failed] == ["unique_rfm_segment_descriptions_rfm_segment"]
+        assert failed[0]["failures"] == 1 and failed[0]["resource_type"] == "test"
+        summary = failure_summary("transform", rows, None)
+        assert summary.startswith("dbt build of transform: 1 fail; first: test "
+                                  "unique_rfm_segment_descriptions_rfm_segment: "), summary
+        assert "\n" not in summary
+        record_node_results(dbt_settings, rows, "run-1", "transform", 1)
+        record_node_results(dbt_settings, rows, "run-1", "transform", 1)  # a task try's rows are replaced
+        with connect(dbt_settings) as wh:
+            stored = wh.fetchall("select node_name, status, failures from ops.dbt_node_results "
+                                 "where run_id = 'run-1' and status <> 'pass'")
+        assert stored == [("unique_rfm_segment_descriptions_rfm_segment", "fail", 1)]
+    finally:
+        run_dbt(dbt_settings, ["seed", "--select", "rfm_segment_descriptions"])

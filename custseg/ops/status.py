@@ -52,6 +52,7 @@ def status_report(settings: Settings, runs: int = 5, failures: int = 20) -> str:
                         "order by ended_at", (run_id,),
                     ):  # fmt: skip
                         out.append(f"      failed: {task_id}: {(error or '').splitlines()[0][:160] if error else ''}")
+                        out.extend(_failed_dbt_nodes(wh, run_id, task_id))
         else:
             out.append("  (ops.run_audit does not exist yet)")
         out.append("")
@@ -99,6 +100,20 @@ def status_report(settings: Settings, runs: int = 5, failures: int = 20) -> str:
         else:
             out.append("  (ops.quality_results does not exist yet)")
     return "\n".join(out)
+
+
+def _failed_dbt_nodes(wh: Warehouse, run_id: str, task_id: str, limit: int = 10) -> list[str]:
+    """The models, seeds and tests a failed dbt task (transform, assemble) reported failing, from its latest try."""
+    if not wh.table_exists("ops", "dbt_node_results"):
+        return []
+    rows = wh.fetchall(
+        "select resource_type, node_name, status, failures, message from ops.dbt_node_results "
+        "where run_id = %s and task_id = %s and status in ('error', 'fail') and try_number = "
+        "(select max(try_number) from ops.dbt_node_results where run_id = %s and task_id = %s) "
+        "order by node_name limit %s", (run_id, task_id, run_id, task_id, limit))
+    return [f"        {kind} {name}: {status}" + (f" ({failures} rows)" if failures else "")
+            + (f": {message[:120]}" if message and status == "error" else "")
+            for kind, name, status, failures, message in rows]
 
 
 @dataclasses.dataclass(frozen=True)
