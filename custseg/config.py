@@ -111,6 +111,23 @@ def parse_postgres_url(value: str) -> PostgresParams:
     )
 
 
+#: how segment_history keeps the dates before its daily window (custseg.warehouse.base.Warehouse.prune_history)
+HISTORY_THINNING = ("weekly", "month_end")
+#: the shortest daily window: a date's migration compares it with the date a week before, and a rerun
+#: of any date in the window must find that week-ago date still there
+MIN_HISTORY_DAILY_DAYS = 8
+
+
+@dataclass(frozen=True)
+class HistoryRetention:
+    """segment_history keeps every date of the last ``daily_days`` before its latest as-of date, and
+    before that one date per ISO week (its latest) or per month (its latest, the month end of a nightly
+    schedule)."""
+
+    daily_days: int
+    thinning: Literal["weekly", "month_end"] = "month_end"
+
+
 @dataclass(frozen=True)
 class Settings:
     warehouse: WarehouseKind = "duckdb"
@@ -135,6 +152,8 @@ class Settings:
     duckdb_memory_limit: str = "2GB"
     #: customers read and scored at a time by the nightly score task (its memory is bounded by a chunk)
     score_chunk_customers: int = 250_000
+    #: None keeps every date of segment_history (CUSTSEG_HISTORY_DAILY_DAYS unset)
+    history_retention: HistoryRetention | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -168,7 +187,7 @@ class Settings:
         return env
 
     def export_dbt_env(self) -> None:
-        """Put the dbt profile variables into this process's environment (dbt and Cosmos read it)."""
+        """Put the dbt profile variables into this process's environment (dbt reads it)."""
         os.environ.update(self.dbt_env())
 
 
@@ -185,6 +204,20 @@ def _hash_key(env: dict[str, str], production: bool) -> str:
         raise ConfigError("CUSTSEG_HASH_KEY must be set (to a secret, not the development key) "
                           "when CUSTSEG_ENV=production")
     return key or DEV_HASH_KEY
+
+
+def _history_retention(env: dict[str, str]) -> HistoryRetention | None:
+    days = env.get("CUSTSEG_HISTORY_DAILY_DAYS", "").strip()
+    thinning = env.get("CUSTSEG_HISTORY_THINNING", "month_end").strip().lower()
+    if thinning not in HISTORY_THINNING:
+        raise ConfigError(f"CUSTSEG_HISTORY_THINNING must be one of {', '.join(HISTORY_THINNING)}, got {thinning!r}")
+    if not days:
+        return None
+    if not days.isdigit() or int(days) < MIN_HISTORY_DAILY_DAYS:
+        raise ConfigError(f"CUSTSEG_HISTORY_DAILY_DAYS must be a number of days of at least "
+                          f"{MIN_HISTORY_DAILY_DAYS} (a date's migration compares it with a week before), "
+                          f"or unset to keep every date; got {days!r}")
+    return HistoryRetention(daily_days=int(days), thinning=thinning)  # type: ignore[arg-type]
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
@@ -219,6 +252,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         raise ConfigError(f"CUSTSEG_SCORE_CHUNK_CUSTOMERS must be a positive number of customers, got {chunk!r}")
     data_dir = Path(env.get("CUSTSEG_DATA_DIR", PROJECT_ROOT / "data"))
     return Settings(
+        history_retention=_history_retention(env),
         warehouse=warehouse,  # type: ignore[arg-type]
         duckdb_path=Path(env.get("CUSTSEG_DUCKDB_PATH", data_dir / "warehouse.duckdb")),
         postgres=postgres,

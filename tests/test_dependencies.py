@@ -24,6 +24,7 @@ USED_WITHOUT_IMPORT = {
     "ruff": "the linter (make test)",
     "sqlfluff": "the SQL linter (make test)",
     "selenium": "drives Chromium in tests/test_report.py (tests only)",
+    "polars": "the bench's baseline-polars notebook (bench/baseline_polars.py, make bench only)",
 }
 
 

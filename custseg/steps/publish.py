@@ -27,11 +27,13 @@ def asset_extra(as_of_date: dt.date) -> dict[str, str]:
 
 def publish(settings: Settings, as_of_date: dt.date | None = None) -> dict[str, int]:
     """Replace every published table with the audited build in one transaction (see Warehouse.publish):
-    the history tables with the run's ``as_of_date`` date only (and newer ones), without it whole."""
+    the history tables with the run's ``as_of_date`` date only (and newer ones), without it whole; with
+    ``CUSTSEG_HISTORY_DAILY_DAYS`` set, segment_history is thinned in the same transaction."""
 
     try:
         with connect(settings) as wh:
-            counts = wh.publish(PUBLISHED_TABLES, as_of_date, on_table_published=publish_fault_point)
+            counts = wh.publish(PUBLISHED_TABLES, as_of_date, on_table_published=publish_fault_point,
+                                retention=settings.history_retention)
     except Exception as exc:
         clear = explain_lock_error(settings, exc)
         if clear is exc:

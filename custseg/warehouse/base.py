@@ -14,9 +14,15 @@ import pandas as pd
 import pyarrow as pa
 
 from custseg.catalogue import CHANNELS, SQL_TYPES, raw_table_ddl
-from custseg.config import PUBLISHED_BY_DATE, PUBLISHED_TABLES, Settings
+from custseg.config import PUBLISHED_BY_DATE, PUBLISHED_TABLES, HistoryRetention, Settings
 from custseg.warehouse.ddl import OPS_DDL, RENAMED_COLUMNS
 from custseg.warehouse.sql import qualified, quote_ident
+
+#: the published history that grows by every customer every night, and so has a retention
+#: (Settings.history_retention); the other tables by date grow by a few rows a night
+RETAINED_HISTORY_TABLES = ("segment_history",)
+#: date_trunc units of the thinning allowed by the settings (an allow-list: the unit is SQL text)
+_THINNING_UNITS = {"weekly": "week", "month_end": "month"}
 
 
 class Warehouse:
@@ -129,7 +135,8 @@ class Warehouse:
 
     # -- publish -------------------------------------------------------------------------------
     def publish(self, tables: Sequence[str] = PUBLISHED_TABLES, as_of_date: dt.date | None = None,
-                on_table_published: Callable[[str, int], None] | None = None) -> dict[str, int]:
+                on_table_published: Callable[[str, int], None] | None = None,
+                retention: HistoryRetention | None = None) -> dict[str, int]:
         """Replace every published table with the audited build, all in one transaction.
 
         ``on_table_published(table, replaced_so_far)`` is called inside the transaction after each
@@ -146,6 +153,8 @@ class Warehouse:
         On PostgreSQL a second publisher waits for the first (transaction-scoped advisory lock plus
         EXCLUSIVE table locks, which still let readers through); DuckDB has one writer per file.
         The BI grants are applied inside the same transaction. A crash anywhere in here rolls back.
+        With a ``retention``, the history tables (:data:`RETAINED_HISTORY_TABLES`) of both schemas are
+        thinned in the same transaction (:meth:`prune_history`).
         """
 
         build, pub = self.settings.build_schema, self.settings.publish_schema
@@ -186,8 +195,34 @@ class Warehouse:
                 counts[table] = int(self.fetchall(f"select count(*) from {dst}{dates}", params)[0][0])
                 if on_table_published is not None:  # custseg.ops.faults' drills hook in here
                     on_table_published(table, len(counts))
+            if retention is not None:
+                for table in (t for t in tables if t in RETAINED_HISTORY_TABLES):
+                    self.prune_history(pub, table, retention)
+                    self.prune_history(build, table, retention)
             self._grant_bi_role()
         return counts
+
+    def prune_history(self, schema: str, table: str, retention: HistoryRetention) -> list[dt.date]:
+        """Delete the dates a history table no longer keeps; return them.
+
+        Kept: every date of the last ``daily_days`` days up to the table's latest ``as_of_date``, and
+        before them the latest date of each ISO week (Monday to Sunday) or of each month. The window
+        ends at the latest date in the table, not at the run's date, so a rerun or backfill of an old
+        date keeps what the nightly runs kept. Idempotent.
+        """
+        rel = qualified(schema, table)
+        latest = self.fetchall(f"select max(as_of_date) from {rel}")[0][0]
+        if latest is None:
+            return []
+        unit = _THINNING_UNITS[retention.thinning]
+        cutoff = _as_date(latest) - dt.timedelta(days=retention.daily_days)
+        dropped = [_as_date(row[0]) for row in self.fetchall(
+            f"select distinct as_of_date from {rel} where as_of_date < %s and as_of_date not in "
+            f"(select max(as_of_date) from {rel} group by date_trunc('{unit}', as_of_date)) order by 1",
+            (cutoff,))]
+        for day in dropped:
+            self.execute(f"delete from {rel} where as_of_date = %s", (day,))
+        return dropped
 
     def _dates_to_publish(self, schema: str, table: str, as_of_date: dt.date | None) -> tuple[str, tuple]:
         """The where clause of a history table's rows to replace: all of them without ``as_of_date``."""
@@ -208,3 +243,7 @@ class Warehouse:
             (schema, table, column),
         )
         return rows[0][0]
+
+
+def _as_date(value: dt.date | dt.datetime) -> dt.date:
+    return value.date() if isinstance(value, dt.datetime) else value
