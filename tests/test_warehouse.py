@@ -66,7 +66,7 @@ def test_customer_chunks_split_the_ml_inputs_into_disjoint_ranges_that_miss_nobo
     # The ranges are ordered by the warehouse itself: on PostgreSQL a non-C collation (here ICU
     # English, where 'B' < 'a' is false and punctuation is ignored at first) orders these ids
     # differently from a byte-wise sort, and every purchase must still fall in exactly one range.
-    from custseg.steps.score import customer_chunks, read_ml_inputs
+    from custseg.steps.score import customer_chunks, fit_sample, read_ml_inputs
     from ml.features import SNAPSHOT_FEATURES
 
     ids = ["a", "B", "a_b", "aa", "A-1", "_x", "b", "Z", "z9", "Ab"]
@@ -100,6 +100,20 @@ def test_customer_chunks_split_the_ml_inputs_into_disjoint_ranges_that_miss_nobo
     for tx, customers, engagement in reads:
         assert set(engagement["customer_id"]) == set(customers["customer_id"])
         assert set(tx["customer_id"]) - set(orphans) == set(customers["customer_id"])
+
+    # A model's fit reads a sample above CUSTSEG_FIT_SAMPLE_CUSTOMERS: the lowest ids in the warehouse's
+    # own order (keyed hashes in production: a uniform sample), with all their rows and nobody else's.
+    sample_range, sample = fit_sample(wh, "chunked", {"CUSTSEG_FIT_SAMPLE_CUSTOMERS": "4"})
+    assert sample == {"customers": 4, "of_customers": 10, "sampled": True,
+                      "rule": "the customers with the lowest keyed customer_id (a uniform sample)"}
+    lowest = [r[0] for r in wh.fetchall("select customer_id from chunked.fct_customer_features "
+                                        "order by customer_id limit 4")]
+    tx, customers, engagement = read_ml_inputs(wh, "chunked", sample_range)
+    assert sorted(customers["customer_id"]) == sorted(lowest) == sorted(engagement["customer_id"])
+    assert set(tx["customer_id"]) - set(orphans) == set(lowest)
+    assert fit_sample(wh, "chunked", {"CUSTSEG_FIT_SAMPLE_CUSTOMERS": "10"}) == (
+        (None, None), {"customers": 10, "of_customers": 10, "sampled": False})
+    assert fit_sample(wh, "chunked", {"CUSTSEG_FIT_SAMPLE_CUSTOMERS": "0"})[1]["sampled"] is False
 
 
 def test_bootstrap_renames_the_columns_an_earlier_release_named_logical_date(wh) -> None:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from custseg.config import Settings
 from custseg.registry import APPROVED, NOT_FITTED, REJECTED, Registry
-from custseg.steps.score import MINIMUM_HINT, FitMinimum, read_ml_inputs
+from custseg.steps.score import MINIMUM_HINT, FitMinimum, fit_sample, read_ml_inputs
 from custseg.warehouse import connect, quote_ident
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,8 @@ def retrain(settings: Settings, as_of_date: dt.date, run_id: str, dag_id: str = 
         if built_as_of != as_of_date:
             raise RuntimeError(f"the build schema holds features as of {built_as_of}, not {as_of_date}: "
                                f"run the nightly customer_segmentation DAG for {as_of_date} first")
-        transactions, customers, engagement = read_ml_inputs(wh, settings.build_schema)
+        sample_range, sample = fit_sample(wh, settings.build_schema)
+        transactions, customers, engagement = read_ml_inputs(wh, settings.build_schema, sample_range)
         registry = Registry(wh)
         entry = registry.latest_approved(as_of_date)
         current = None
@@ -54,6 +55,7 @@ def retrain(settings: Settings, as_of_date: dt.date, run_id: str, dag_id: str = 
                                previous_names=current.cluster_names if fitted else None,
                                engagement=engagement, min_buyers=minimum.buyers,
                                min_repeat_buyers=minimum.repeat_buyers)
+        candidate.metrics["fit_sample"] = sample
         summary: dict[str, Any] = {
             "as_of_date": as_of_date.isoformat(),
             "candidate": candidate.model_version,

@@ -200,6 +200,34 @@ def _count_setting(env: dict[str, str], name: str, default: int) -> int:
 
 MINIMUM_HINT = "CUSTSEG_MIN_BUYERS / CUSTSEG_MIN_REPEAT_BUYERS set the minimum"
 
+#: customers a model is fitted on at most (first night and weekly retrain); 0 fits on every customer
+FIT_SAMPLE_ENV = "CUSTSEG_FIT_SAMPLE_CUSTOMERS"
+DEFAULT_FIT_SAMPLE_CUSTOMERS = 250_000
+
+
+def fit_sample(wh: Warehouse, build_schema: str, env: dict[str, str] | None = None
+               ) -> tuple[tuple[str | None, str | None], dict[str, Any]]:
+    """The customers a model is fitted on, as a ``customer_range`` for :func:`read_ml_inputs`, and what to
+    record of it (``metrics['fit_sample']``).
+
+    Above ``CUSTSEG_FIT_SAMPLE_CUSTOMERS`` customers (default 250,000) the fit reads the ones with the
+    lowest ``customer_id``: ids are keyed hashes, so that is a uniform random sample, the same on both
+    warehouses and on every rerun. Every estimator of the bundle (k-means, the churn model, BG/NBD and
+    Gamma-Gamma) learns population parameters that a sample of this size pins down; scoring still
+    reads every customer, in chunks. The fit's memory, the first night's peak, is then bounded by the
+    sample instead of growing with the customer base.
+    """
+    size = _count_setting(dict(os.environ if env is None else env), FIT_SAMPLE_ENV, DEFAULT_FIT_SAMPLE_CUSTOMERS)
+    build = quote_ident(build_schema)
+    total = int(wh.fetchall(f"select count(*) from {build}.fct_customer_features")[0][0])
+    if size == 0 or total <= size:
+        return (None, None), {"customers": total, "of_customers": total, "sampled": False}
+    [(bound,)] = wh.fetchall(
+        "select customer_id from (select customer_id, row_number() over (order by customer_id) as position "
+        f"from {build}.fct_customer_features) as numbered where position = %s", (size + 1,))
+    return (None, str(bound)), {"customers": size, "of_customers": total, "sampled": True,
+                                "rule": "the customers with the lowest keyed customer_id (a uniform sample)"}
+
 
 def bootstrap_model(choice: ModelChoice, transactions: pd.DataFrame, customers: pd.DataFrame, as_of_date: dt.date,
                     engagement: pd.DataFrame | None = None, minimum: FitMinimum | None = None) -> ModelBundle:
@@ -286,7 +314,8 @@ def score(settings: Settings, as_of_date: dt.date, run_id: str) -> dict[str, obj
     build = settings.build_schema
     with connect(settings) as wh:
         choice = choose_model(wh, Registry(wh), as_of_date)
-        training = read_ml_inputs(wh, build) if choice.bundle is None else None
+        sample_range, sample = fit_sample(wh, build) if choice.bundle is None else ((None, None), {})
+        training = read_ml_inputs(wh, build, sample_range) if choice.bundle is None else None
     bundle = choice.bundle
     if training is not None:
         # The first night fits on the whole date's data, with the warehouse closed: the file is not
@@ -297,6 +326,7 @@ def score(settings: Settings, as_of_date: dt.date, run_id: str) -> dict[str, obj
         transactions = prepare_transactions(transactions, as_of_date)
         _return_free_memory()
         bundle = bootstrap_model(choice, transactions, customers, as_of_date, engagement)
+        bundle.metrics["fit_sample"] = sample  # recorded with the model in ml.model_runs.metrics
         del transactions, customers, engagement
         _return_free_memory()
 
