@@ -125,7 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             conf = _split_orders(args, settings, options, dates[-1]) if options is not None else {}
             with quiet_console(_log_path(settings), args.verbose) as console:
                 if console.log_path:
-                    console.say(f"logs (Airflow, Cosmos, dbt): {console.log_path}")
+                    console.say(f"logs (Airflow, dbt): {console.log_path}")
                 for day in dates:
                     t0 = time.perf_counter()
                     state = run_dag(day, conf)
@@ -374,7 +374,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     os.environ.setdefault("CUSTSEG_SEGMENT_SHARE_TOLERANCE", "0.05")
     with quiet_console(_log_path(settings), args.verbose) as console:
         if console.log_path:
-            console.say(f"logs (Airflow, Cosmos, dbt): {console.log_path}")
+            console.say(f"logs (Airflow, dbt): {console.log_path}")
         for night in DEMO_NIGHTS:
             state = run_dag(night)
             if state != "success":
@@ -413,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--to", dest="date_to")
     r.add_argument("--warehouse", choices=["duckdb", "postgres"])
     r.add_argument("--verbose", action="store_true",
-                   help="print Airflow's, Cosmos's and dbt's logs here instead of a progress display and a log file")
+                   help="print Airflow's and dbt's logs here instead of a progress display and a log file")
     byo = r.add_argument_group(
         "bring your own orders (README: 'Bring your own orders')",
         "The options are checked first; then the run lock is taken, and the export is split by order date "
@@ -493,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--customers", type=int, default=DEMO_CUSTOMERS)
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--verbose", action="store_true",
-                      help="print Airflow's, Cosmos's and dbt's logs here instead of a progress display and a log file")
+                      help="print Airflow's and dbt's logs here instead of a progress display and a log file")
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -1,4 +1,4 @@
-"""End to end: the real customer_segmentation DAG (Airflow + Cosmos/dbt + GX + scikit-learn) on
+"""End to end: the real customer_segmentation DAG (Airflow + dbt + GX + scikit-learn) on
 a small generated dataset, on DuckDB and on PostgreSQL."""
 
 from __future__ import annotations

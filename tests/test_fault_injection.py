@@ -292,7 +292,7 @@ def test_the_dag_hook_fails_a_task_records_it_and_emits_no_asset(demo_data, airf
     assert result.returncode == 1 and f"as of {E2E_END}: failed" in result.stdout, output[-4000:]
     # the terminal gets the one-line error; the task's failure summary is in the run's log file
     assert "injected failure in task 'prepare'" in result.stderr.strip().splitlines()[-1], output[-4000:]
-    [log_file] = re.findall(r"^logs \(Airflow, Cosmos, dbt\): (\S+)$", result.stdout, re.M)
+    [log_file] = re.findall(r"^logs \(Airflow, dbt\): (\S+)$", result.stdout, re.M)
     log_text = Path(log_file).read_text(encoding="utf-8", errors="replace")
     assert "custseg: task 'prepare' of DAG 'customer_segmentation' FAILED" in log_text, log_text[-4000:]
     assert "custseg: task 'prepare'" not in output

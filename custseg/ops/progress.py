@@ -1,8 +1,8 @@
 """A quiet console for the DAG runs of `custseg run` and `custseg demo`: a live progress display on the
 terminal, and every log line in a file.
 
-One night of the real DAG prints thousands of lines: Airflow's task logs, Cosmos's `dbt ls` output and dbt's
-own log, once per task. :func:`quiet_console` sends this process's standard output and error (file
+One night of the real DAG prints hundreds of lines: Airflow's task logs and dbt's
+own log. :func:`quiet_console` sends this process's standard output and error (file
 descriptors 1 and 2, so the output of dbt and of C extensions goes too) to a log file, and shows on the
 terminal one progress bar per DAG run with the task running, tasks done of all, the elapsed time and the
 rows of the last task that reported some. The run-audit callbacks that Airflow calls around every task
