@@ -152,6 +152,8 @@ class Settings:
     duckdb_memory_limit: str = "2GB"
     #: customers read and scored at a time by the nightly score task (its memory is bounded by a chunk)
     score_chunk_customers: int = 250_000
+    #: dated run reports (report-<date>.html) kept beside the latest; 0 keeps every one
+    report_keep: int = 90
     #: None keeps every date of segment_history (CUSTSEG_HISTORY_DAILY_DAYS unset)
     history_retention: HistoryRetention | None = None
     extra: dict[str, str] = field(default_factory=dict)
@@ -250,8 +252,12 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     chunk = env.get("CUSTSEG_SCORE_CHUNK_CUSTOMERS", "250000").strip().replace("_", "")
     if not chunk.isdigit() or int(chunk) < 1:
         raise ConfigError(f"CUSTSEG_SCORE_CHUNK_CUSTOMERS must be a positive number of customers, got {chunk!r}")
+    report_keep = env.get("CUSTSEG_REPORT_KEEP", "90").strip()
+    if not report_keep.isdigit():
+        raise ConfigError(f"CUSTSEG_REPORT_KEEP must be a number of dated reports (0 keeps all), got {report_keep!r}")
     data_dir = Path(env.get("CUSTSEG_DATA_DIR", PROJECT_ROOT / "data"))
     return Settings(
+        report_keep=int(report_keep),
         history_retention=_history_retention(env),
         warehouse=warehouse,  # type: ignore[arg-type]
         duckdb_path=Path(env.get("CUSTSEG_DUCKDB_PATH", data_dir / "warehouse.duckdb")),

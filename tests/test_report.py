@@ -96,6 +96,23 @@ def test_report_on_an_empty_warehouse_says_nothing_yet(tmp_path: Path) -> None:
     assert "<svg" not in html
 
 
+def test_only_the_newest_dated_reports_are_kept(tmp_path: Path) -> None:
+    # CUSTSEG_REPORT_KEEP dated copies beside index.html; the oldest go, whatever order the dates ran in
+    env = {"CUSTSEG_WAREHOUSE": "duckdb", "CUSTSEG_DATA_DIR": str(tmp_path), "CUSTSEG_REPORT_KEEP": "2",
+           "CUSTSEG_DUCKDB_PATH": str(tmp_path / "empty.duckdb"), "CUSTSEG_DOCS_DIR": str(tmp_path / "docs")}
+    settings = load_settings(env)
+    with connect(settings) as wh:
+        wh.bootstrap()
+    folder = report_path(settings).parent
+    folder.mkdir(parents=True)
+    (folder / "report-notes.html").write_text("not a dated report")
+    for day in (E2E_END, E2E_END - dt.timedelta(days=3), E2E_END - dt.timedelta(days=1)):
+        build_report(settings, day)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "index.html", f"report-{E2E_END - dt.timedelta(days=1)}.html", f"report-{E2E_END}.html", "report-notes.html"]
+    assert load_settings({**env, "CUSTSEG_REPORT_KEEP": "0"}).report_keep == 0
+
+
 def add_a_second_night(settings) -> None:
     """What the one-night warehouse cannot show yet, written into the copy: a churn model evaluated on a
     holdout (a real ``ml.churn.ChurnModel`` fitted on ``ml.synthetic``'s customer base, its registry metrics

@@ -837,4 +837,23 @@ def build_report(settings: Settings, as_of_date: dt.date) -> Path:
         tmp.write_bytes(html)
         tmp.replace(path)  # atomic: a reader sees the old report or the new one
     log.info("run report for %s: %s (%d bytes)", as_of_date, target, len(html))
+    for old in prune_dated_reports(target.parent, settings.report_keep):
+        log.info("removed the dated run report %s (CUSTSEG_REPORT_KEEP=%d)", old.name, settings.report_keep)
     return target
+
+
+def prune_dated_reports(folder: Path, keep: int) -> list[Path]:
+    """Delete all but the ``keep`` newest dated reports (``report-<date>.html``, by their date; 0 keeps all)
+    and return what was deleted. A night adds about 0.3 MB; index.html is never touched."""
+    dated = []
+    for path in folder.glob("report-*.html"):
+        try:
+            dated.append((dt.date.fromisoformat(path.stem.removeprefix("report-")), path))
+        except ValueError:  # not one of ours
+            continue
+    if keep == 0 or len(dated) <= keep:
+        return []
+    removed = [path for _, path in sorted(dated)[:-keep]]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
