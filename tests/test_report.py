@@ -271,5 +271,7 @@ def test_report_renders_in_chromium(report: dict, browser) -> None:
             assert key in NOTHING_YET and section["note"].startswith("Nothing"), (key, section)
             assert not section["charts"], key
     assert sections["data-quality"]["rows"] >= 7 and sections["playbook"]["rows"] >= 10
+    # value tiers, and the scoring model's CLV holdout tracking (150 days of history hold a 75-day holdout)
+    assert len(sections["clv"]["charts"]) == 2
     assert sections["uplift"]["rows"] >= 3, "the campaigns' assignments are listed while nothing is measured"
     _screenshot(browser, SCREENSHOT)

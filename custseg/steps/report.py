@@ -442,7 +442,9 @@ def churn(ctx: Context) -> Section:
 def clv(ctx: Context) -> Section:
     section = Section("clv", "Predicted 12-month customer value by value tier",
                       "Boxes span the middle half of each tier's predicted CLV and whiskers the 5th to 95th "
-                      "percentile: tiers should stack up without much overlap.")
+                      "percentile: tiers should stack up without much overlap. Below, the scoring model's holdout "
+                      "check: its expected repeat purchases should track the actual ones after the dashed line, "
+                      "on data it was not fitted on.")
     history = ctx.published("segment_history")
     if history is None:
         section.note = ctx.not_published("segment_history")
@@ -473,6 +475,9 @@ def clv(ctx: Context) -> Section:
          f"total ({ctx.currency})"],
         [[r.value_tier, fmt_int(r.customers), *(fmt_num(v) for v in (r.p05, r.p25, r.p50, r.p75, r.p95, r.mean)),
           fmt_num(r.total, 0)] for r in stats.itertuples()]))
+    tracking = _clv_holdout_tracking(ctx)
+    if tracking is not None:
+        section.charts.append(tracking)
     return section
 
 
@@ -590,6 +595,30 @@ def data_quality(ctx: Context) -> Section:
                  for r in failed.itertuples()] or [["–", "every check passed", "–", "–", "–"]],
                 "failed checks"))
     return section
+
+
+def _clv_holdout_tracking(ctx: Context) -> Chart | None:
+    """Weekly cumulative repeat purchases of the calibration cohort, actual and as BG/NBD expected them
+    (Fader, Hardie & Lee 2005, figure 2), from the scoring model's holdout validation in the registry."""
+    _, metrics = _scoring_model(ctx)
+    holdout = metrics.get("clv_holdout") or {}
+    weeks = pd.DataFrame(holdout.get("tracking") or [])
+    if weeks.empty:
+        return None
+    fig = new_figure(8, 3.2)
+    ax = fig.subplots()
+    ax.plot(weeks["week"], weeks["actual_cumulative"], color=NEUTRAL, label="actual")
+    ax.plot(weeks["week"], weeks["expected_cumulative"], color="#f28e2b", linestyle="--", label="BG/NBD expected")
+    calibration = weeks.loc[weeks["period"] == "calibration", "week"]
+    if not calibration.empty:
+        ax.axvline(calibration.max() + 0.5, color="#777777", linestyle=":", linewidth=1)
+        ax.text(calibration.max() + 0.7, ax.get_ylim()[1] * 0.05, "holdout", color="#777777", fontsize=8)
+    ax.set_xlabel(f"week since {holdout.get('calibration_start', 'the first purchase')}")
+    ax.set_ylabel("cumulative repeat purchases")
+    error = (holdout.get("cumulative") or {}).get("error_pct")
+    ax.set_title("CLV holdout tracking" + ("" if _missing(error) else f" (error at the end {float(error):+.1f}%)"))
+    ax.legend(fontsize=8, frameon=False)
+    return chart(fig, "clv-tracking", "CLV holdout tracking: cumulative repeat purchases, actual and expected")
 
 
 def model_registry(ctx: Context) -> Section:
