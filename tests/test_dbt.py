@@ -282,6 +282,7 @@ def test_a_failed_node_is_recorded_and_named_in_one_line(dbt_settings) -> None:
     # seed's unique test fail.
     import datetime as dt
 
+    from custseg.dbt import release_dbt_duckdb
     from custseg.steps.transform import failure_summary, node_rows, record_node_results
     from custseg.warehouse import connect
 
@@ -291,6 +292,7 @@ def test_a_failed_node_is_recorded_and_named_in_one_line(dbt_settings) -> None:
     try:
         result = run_dbt(dbt_settings, ["test", "--select", "unique_rfm_segment_descriptions_rfm_segment",
                                         "not_null_rfm_segment_descriptions_rfm_segment"], check=False)
+        release_dbt_duckdb()  # as the dbt tasks do before writing their results through custseg's connection
         assert not result.success
         rows = node_rows(result.result, "run-1", "transform", 1, dt.date(2026, 10, 31))
         failed = [r for r in rows if r["status"] == "fail"]
@@ -304,7 +306,17 @@ def test_a_failed_node_is_recorded_and_named_in_one_line(dbt_settings) -> None:
         record_node_results(dbt_settings, rows, "run-1", "transform", 1)  # a task try's rows are replaced
         with connect(dbt_settings) as wh:
             stored = wh.fetchall("select node_name, status, failures from ops.dbt_node_results "
-                                 "where run_id = 'run-1' and status <> 'pass'")
+                                 "where run_id = 'run-1' and status not in ('pass', 'success')")
         assert stored == [("unique_rfm_segment_descriptions_rfm_segment", "fail", 1)]
+        # `custseg status` names the failed node under its failed task
+        from custseg.ops.status import status_report
+
+        with connect(dbt_settings) as wh:
+            wh.execute("insert into ops.run_audit (run_id, dag_id, task_id, as_of_date, try_number, status, error, "
+                       "recorded_at) values ('run-1', 'customer_segmentation', 'transform', '2026-10-31', 1, "
+                       "'failed', %s, '2026-11-01 00:05:00')", (summary,))
+        report = status_report(dbt_settings)
+        assert "      failed: transform: dbt build of transform: 1 fail" in report, report
+        assert "        test unique_rfm_segment_descriptions_rfm_segment: fail (1 rows)" in report, report
     finally:
         run_dbt(dbt_settings, ["seed", "--select", "rfm_segment_descriptions"])
