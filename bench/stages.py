@@ -50,7 +50,7 @@ def stage_summary(tasks: list[dict[str, object]], wall_s: float | None = None) -
     """Seconds per stage (sum of its task durations), the tasks' span, and the rest of the process wall.
 
     ``outside_tasks`` is the child's wall time minus the summed task time: interpreter and Airflow
-    start-up, DAG parsing (Cosmos renders both dbt groups with `dbt ls`), and scheduling gaps.
+    start-up, DAG parsing (importing the DAG file and the steps), and scheduling gaps.
     """
     out = dict.fromkeys(STAGES, 0.0)
     for task in tasks:
