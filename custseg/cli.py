@@ -229,12 +229,18 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_rebuild(args: argparse.Namespace) -> int:
     """Recompute every published date from raw with the current key and code (custseg.rebuild)."""
     from custseg.config import load_settings
+    from custseg.ops.progress import quiet_console
     from custseg.rebuild import RebuildError, rebuild
 
     if args.warehouse:
         os.environ["CUSTSEG_WAREHOUSE"] = args.warehouse
+    settings = load_settings()
     try:
-        summary = rebuild(load_settings(), keep_models=args.keep_models)
+        # one progress bar per date's DAG run, like `custseg run`; the logs go to a file
+        with quiet_console(_log_path(settings), args.verbose) as console:
+            if console.log_path:
+                console.say(f"logs (Airflow, dbt): {console.log_path}")
+            summary = rebuild(settings, keep_models=args.keep_models, echo=console.say)
     except RebuildError as exc:
         raise SystemExit(str(exc)) from exc
     first, last = summary.dates[0], summary.dates[-1]
@@ -474,6 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--warehouse", choices=["duckdb", "postgres"])
     rb.add_argument("--keep-models", action="store_true",
                     help="score with the registry's approved models instead of retiring them and fitting anew")
+    rb.add_argument("--verbose", action="store_true",
+                    help="print Airflow's and dbt's logs here instead of a progress display and a log file")
     rb.set_defaults(func=cmd_rebuild)
 
     er = sub.add_parser("erase", help="GDPR Art. 17: erase one person from every layer and suppress them on "
