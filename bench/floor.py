@@ -80,8 +80,8 @@ def main() -> None:
     shop, pos = order_files(args.landing, args.as_of)
     con = duckdb.connect()
     con.execute("set TimeZone = 'UTC'")
-    con.execute(TX_SQL, {"shop": [str(p) for p in shop], "pos": [str(p) for p in pos], "as_of": args.as_of})
-    features = con.execute(FEATURES_SQL, {"as_of": args.as_of}).df().set_index("customer_id")
+    con.execute(TX_SQL, {"shop": [str(p) for p in shop], "pos": [str(p) for p in pos], "as_of_date": args.as_of})
+    features = con.execute(FEATURES_SQL, {"as_of_date": args.as_of}).df().set_index("customer_id")
     daily = con.execute(DAILY_SQL).df()
     order_rows = con.execute("select count(*) from tx").fetchone()[0]  # type: ignore[index]
     con.close()
