@@ -57,4 +57,4 @@ bench-uplift: install
 	$(BIN)/python -m bench.uplift_coverage $(BENCH_ARGS)
 
 clean:
-	rm -rf data/warehouse.duckdb data/landing airflow_home dbt_project/target dbt_project/logs
+	rm -rf data/warehouse.duckdb data/landing data/dbt data/logs airflow_home dbt_project/target dbt_project/logs

@@ -167,6 +167,15 @@ class Settings:
     def dbt_target(self) -> str:
         return self.warehouse
 
+    @property
+    def dbt_target_dir(self) -> Path:
+        """dbt's target path (manifest, partial-parse state, compiled SQL, the docs files) for this data directory.
+
+        Not the project's own `target/`: an installed package's folder is not writable, and two warehouses
+        sharing one partial-parse file make each other's next dbt command parse the whole project (the
+        profile, with its DuckDB path or PostgreSQL database, is part of that state)."""
+        return self.data_dir / "dbt" / "target"
+
     def dbt_env(self) -> dict[str, str]:
         """Environment variables that `dbt_project/profiles.yml` reads through `env_var`."""
         env = {

@@ -65,6 +65,9 @@ def run_dbt(
         "--project-dir", str(DBT_PROJECT_DIR),
         "--profiles-dir", str(DBT_PROJECT_DIR),
         "--target", settings.dbt_target,
+        # per data directory, never inside the project (Settings.dbt_target_dir)
+        "--target-path", str(settings.dbt_target_dir),
+        "--log-path", str(settings.data_dir / "logs" / "dbt"),
     ]
     if variables:
         cli += ["--vars", json.dumps(variables)]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from custseg.config import DBT_PROJECT_DIR, load_settings
+from custseg.config import load_settings
 from custseg.dbt import run_dbt
 from custseg.steps.prepare import prepare_warehouse
 
@@ -55,12 +55,12 @@ def test_a_new_as_of_date_reaches_every_model_without_a_full_reparse(dbt_setting
     from custseg.dbt import dbt_run_env
 
     def compile_as_of(day: dt.date) -> tuple[set[str], list[str]]:
-        shutil.rmtree(DBT_PROJECT_DIR / "target" / "compiled", ignore_errors=True)
+        shutil.rmtree(dbt_settings.dbt_target_dir / "compiled", ignore_errors=True)
         events: list[str] = []
         run_dbt(dbt_settings, ["compile", "--exclude", "tag:scored"], dbt_run_env(day),
                 callbacks=[lambda event: events.append(event.info.name)])
-        compiled = {path.relative_to(DBT_PROJECT_DIR / "target" / "compiled"): path.read_text()
-                    for path in (DBT_PROJECT_DIR / "target" / "compiled").rglob("*.sql")}
+        compiled = {path.relative_to(dbt_settings.dbt_target_dir / "compiled"): path.read_text()
+                    for path in (dbt_settings.dbt_target_dir / "compiled").rglob("*.sql")}
         return {str(path) for path, sql in compiled.items() if day.isoformat() in sql}, events
 
     yesterday, tonight = dt.date(2026, 3, 10), dt.date(2026, 5, 20)
@@ -72,7 +72,7 @@ def test_a_new_as_of_date_reaches_every_model_without_a_full_reparse(dbt_setting
     assert dated_tonight == dated_yesterday
     # a data test whose argument is the date (stg_pipeline__identity_map.yml) gets tonight's too
     assert any("stg_pipeline__identity_map.yml/accepted_values" in path for path in dated_tonight)
-    stale = [str(path) for path in (DBT_PROJECT_DIR / "target" / "compiled").rglob("*.sql")
+    stale = [str(path) for path in (dbt_settings.dbt_target_dir / "compiled").rglob("*.sql")
              if any(d.isoformat() in path.read_text()
                     for d in (yesterday, yesterday + dt.timedelta(days=1), yesterday - dt.timedelta(days=90)))]
     assert stale == []
@@ -140,7 +140,7 @@ def test_segment_playbook_check_catches_a_hidden_rule_and_a_gap(dbt_settings) ->
 
 def test_every_model_and_column_is_documented_and_keyed(dbt_settings) -> None:
     run_dbt(dbt_settings, ["parse"])
-    manifest = json.loads((DBT_PROJECT_DIR / "target" / "manifest.json").read_text())
+    manifest = json.loads((dbt_settings.dbt_target_dir / "manifest.json").read_text())
     models = {k: v for k, v in manifest["nodes"].items() if v["resource_type"] == "model"}
     tests = [v for v in manifest["nodes"].values() if v["resource_type"] == "test"]
     problems = []
@@ -264,15 +264,16 @@ def test_the_two_dbt_tasks_build_every_node_exactly_once(dbt_settings) -> None:
                                         "resource_type", "depends_on", "--quiet"])
         return {node["unique_id"]: node for node in map(json.loads, result.result)}
 
-    everything = {uid: node for uid, node in listed([]).items()
-                  if node["resource_type"] in ("model", "seed", "test", "unit_test")}
+    everything = {uid: node for uid, node in listed([]).items() if node["resource_type"] in ("model", "seed", "test")}
     built = {task: listed(group.build_args()[1:]) for task, group in DBT_GROUPS.items()}
     assert set(built["transform"]).isdisjoint(built["assemble"])
     assert set(built["transform"]) | set(built["assemble"]) >= set(everything)
+    # unit tests check the SQL on fixed inputs: `make test` runs them (below), a night does not
+    assert not any(uid.startswith("unit_test.") for nodes in built.values() for uid in nodes)
     scored = {uid for uid in built["assemble"] if uid.startswith("model.")}
     assert "model.custseg.customer_segments" in scored and "model.custseg.fct_customer_features" in built["transform"]
     for uid, node in built["transform"].items():
-        if node["resource_type"] in ("test", "unit_test"):
+        if node["resource_type"] == "test":
             assert not set(node["depends_on"]["nodes"]) & scored, f"{uid} reads a model built after transform"
     assert any(uid.startswith("test.custseg.relationships_customer_segments") for uid in built["assemble"])
 

@@ -57,7 +57,7 @@ def build_docs(settings: Settings, as_of_date: dt.date, *, force: bool = False) 
     run_dbt(settings, ["docs", "generate", "--static"], dbt_run_env(as_of_date))
     target.mkdir(parents=True, exist_ok=True)
     for name in SITE_FILES:
-        src = DBT_PROJECT_DIR / "target" / name
+        src = settings.dbt_target_dir / name
         if src.exists():
             shutil.copy2(src, target / name)
     stamp.write_text(fingerprint, encoding="utf-8")
