@@ -10,7 +10,6 @@ stable cluster ids, history, quality gates, publishing and docs. It always re-re
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 from pathlib import Path
@@ -20,7 +19,7 @@ import pandas as pd
 from sklearn.cluster import KMeans
 from sklearn.preprocessing import StandardScaler
 
-from bench.data import order_files
+from bench.data import order_files, scenario_args
 
 SEGMENTS = {  # classic RFM map on r and (f+m)/2, first match wins
     "Champions": "[4-5][4-5]", "Loyal": "[3-5][3-5]", "Potential Loyalist": "[4-5][2-3]", "New": "[5][1]",
@@ -69,11 +68,7 @@ def rfm(orders: pd.DataFrame, as_of_date: dt.date) -> pd.DataFrame:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--landing", type=Path, required=True)
-    parser.add_argument("--as-of", type=dt.date.fromisoformat, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
+    args = scenario_args(__doc__)
     orders = load_orders(args.landing, args.as_of)
     table = rfm(orders, args.as_of)
     x = StandardScaler().fit_transform(np.log1p(table[["recency_days", "frequency", "monetary"]]))

@@ -17,7 +17,6 @@ read_csv also takes "NA", "null", "None", ... for missing. On the generated data
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 from pathlib import Path
@@ -28,7 +27,7 @@ from sklearn.cluster import KMeans
 from sklearn.preprocessing import StandardScaler
 
 from bench.baseline_pandas import SEGMENTS  # the same map (sklearn loads pandas in both notebooks anyway)
-from bench.data import order_files
+from bench.data import order_files, scenario_args
 
 
 def load_orders(landing: Path, as_of_date: dt.date) -> pl.LazyFrame:
@@ -105,11 +104,7 @@ def rfm(orders: pl.LazyFrame, as_of_date: dt.date) -> pl.LazyFrame:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--landing", type=Path, required=True)
-    parser.add_argument("--as-of", type=dt.date.fromisoformat, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
+    args = scenario_args(__doc__)
     orders = load_orders(args.landing, args.as_of)
     # The in-memory engine: its group-by sum is Kahan-compensated in row order, like pandas's, so
     # monetary is the same to the last bit (the streaming engine's is not: a few per cent of the

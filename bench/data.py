@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import re
 import subprocess
@@ -67,3 +68,12 @@ def order_files(landing: Path, as_of_date: dt.date) -> tuple[list[Path], list[Pa
         return sorted(p for p in landing.glob(pattern) if dt.date.fromisoformat(p.stem) <= as_of_date)
 
     return upto("shop/orders/*.csv"), upto("pos/sales/*.parquet")
+
+
+def scenario_args(description: str | None = None) -> argparse.Namespace:
+    """The command line every script scenario takes from bench.run: the landing files, the as-of date, the output."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--landing", type=Path, required=True)
+    parser.add_argument("--as-of", type=dt.date.fromisoformat, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    return parser.parse_args()

@@ -9,15 +9,12 @@ currency conversion, no churn model, no validation, no warehouse, no Airflow.
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
 import json
-from pathlib import Path
 
 import duckdb
 import pandas as pd
 
-from bench.data import order_files
+from bench.data import order_files, scenario_args
 from ml.clustering import BehaviourClusterer
 from ml.features import FEATURE_COLUMNS, clv_summary
 
@@ -72,11 +69,7 @@ from tx where net_amount >= 0 group by all order by customer_id, order_date
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--landing", type=Path, required=True)
-    parser.add_argument("--as-of", type=dt.date.fromisoformat, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
+    args = scenario_args(__doc__)
     shop, pos = order_files(args.landing, args.as_of)
     con = duckdb.connect()
     con.execute("set TimeZone = 'UTC'")
