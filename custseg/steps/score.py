@@ -218,15 +218,13 @@ def fit_sample(wh: Warehouse, build_schema: str, env: dict[str, str] | None = No
     sample instead of growing with the customer base.
     """
     size = _count_setting(dict(os.environ if env is None else env), FIT_SAMPLE_ENV, DEFAULT_FIT_SAMPLE_CUSTOMERS)
-    build = quote_ident(build_schema)
-    total = int(wh.fetchall(f"select count(*) from {build}.fct_customer_features")[0][0])
+    total = int(wh.fetchall(f"select count(*) from {quote_ident(build_schema)}.fct_customer_features")[0][0])
     if size == 0 or total <= size:
         return (None, None), {"customers": total, "of_customers": total, "sampled": False}
-    [(bound,)] = wh.fetchall(
-        "select customer_id from (select customer_id, row_number() over (order by customer_id) as position "
-        f"from {build}.fct_customer_features) as numbered where position = %s", (size + 1,))
-    return (None, str(bound)), {"customers": size, "of_customers": total, "sampled": True,
-                                "rule": "the customers with the lowest keyed customer_id (a uniform sample)"}
+    # the first of the scoring task's chunks of this size: the same bounds, ordered by the warehouse
+    return customer_chunks(wh, build_schema, size)[0], {
+        "customers": size, "of_customers": total, "sampled": True,
+        "rule": "the customers with the lowest keyed customer_id (a uniform sample)"}
 
 
 def bootstrap_model(choice: ModelChoice, transactions: pd.DataFrame, customers: pd.DataFrame, as_of_date: dt.date,
@@ -314,8 +312,10 @@ def score(settings: Settings, as_of_date: dt.date, run_id: str) -> dict[str, obj
     build = settings.build_schema
     with connect(settings) as wh:
         choice = choose_model(wh, Registry(wh), as_of_date)
-        sample_range, sample = fit_sample(wh, build) if choice.bundle is None else ((None, None), {})
-        training = read_ml_inputs(wh, build, sample_range) if choice.bundle is None else None
+        training, sample = None, {}
+        if choice.bundle is None:
+            sample_range, sample = fit_sample(wh, build)
+            training = read_ml_inputs(wh, build, sample_range)
     bundle = choice.bundle
     if training is not None:
         # The first night fits on the whole date's data, with the warehouse closed: the file is not

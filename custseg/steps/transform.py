@@ -17,6 +17,7 @@ docs/architecture.md ("dbt in two tasks") says why this is not Cosmos's ``Execut
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 import logging
@@ -26,7 +27,7 @@ import pyarrow as pa
 
 from custseg.clock import utc_now
 from custseg.config import Settings
-from custseg.dbt import DbtError, dbt_run_env, release_dbt_duckdb, run_dbt
+from custseg.dbt import dbt_run_env, release_dbt_duckdb, run_dbt
 from custseg.warehouse import connect
 
 log = logging.getLogger(__name__)
@@ -112,24 +113,17 @@ def failure_summary(task_id: str, rows: list[dict], error: str | None) -> str:
 
 def build(settings: Settings, task_id: str, as_of_date: dt.date, run_id: str, *, try_number: int = 1) -> dict[str, Any]:
     """Build one group with one ``dbt build``; record every node; raise DbtBuildFailed if one failed."""
-    group = DBT_GROUPS[task_id]
-    error: str | None = None
     try:
-        result = run_dbt(settings, group.build_args(), dbt_run_env(as_of_date), check=False)
-        if result.exception is not None:
-            error = str(result.exception).strip().splitlines()[0] if str(result.exception).strip() else None
-        rows = node_rows(result.result, run_id, task_id, try_number, as_of_date)
-        success = result.success
-    except DbtError as exc:
-        rows, success, error = [], False, str(exc)
+        # check=False: dbt reports a failed node in the result (and an error of its own as its exception)
+        result = run_dbt(settings, DBT_GROUPS[task_id].build_args(), dbt_run_env(as_of_date), check=False)
     finally:
         release_dbt_duckdb()  # the results go through custseg's own connection to the same file
+    rows = node_rows(result.result, run_id, task_id, try_number, as_of_date)
     record_node_results(settings, rows, run_id, task_id, try_number)
-    if not success:
-        raise DbtBuildFailed(failure_summary(task_id, rows, error))
-    statuses: dict[str, int] = {}
-    for row in rows:
-        statuses[row["status"]] = statuses.get(row["status"], 0) + 1
+    if not result.success:
+        error = str(result.exception or "").strip().splitlines()
+        raise DbtBuildFailed(failure_summary(task_id, rows, error[0] if error else None))
+    statuses = collections.Counter(row["status"] for row in rows)
     seconds = sum(r["execution_seconds"] for r in rows)
     log.info("dbt build of %s: %d nodes (%s), %.1f s of node time", task_id, len(rows),
              ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())), seconds)
