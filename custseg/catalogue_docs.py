@@ -17,7 +17,7 @@ GENERATED_HEADER = ("# Generated from custseg/catalogue.py by `custseg catalogue
 DOCS_BEGIN = "<!-- BEGIN generated from custseg/catalogue.py by `custseg catalogue --write` -->"
 DOCS_END = "<!-- END generated -->"
 #: landing data older than this warns / errors in `dbt source freshness` (same for every channel)
-FRESHNESS = "      warn_after: {count: 2, period: day}\n      error_after: {count: 4, period: day}\n"
+FRESHNESS = "        warn_after: {count: 2, period: day}\n        error_after: {count: 4, period: day}\n"
 
 
 def _q(text: str) -> str:
@@ -38,8 +38,11 @@ def dbt_sources_yaml(channel: Channel) -> str:
         f"  - name: {channel.dbt_source}\n",
         f"    description: {_q(channel.description)}\n",
         "    schema: raw\n",
-        '    loaded_at_field: "cast(_partition_date as timestamp)"\n',
-        "    freshness:\n",
+        # under config: since dbt 1.10 (the top-level keys are deprecated); judged as of the run's date
+        # (dbt_project/macros/source_freshness.sql)
+        "    config:\n",
+        '      loaded_at_field: "cast(_partition_date as timestamp)"\n',
+        "      freshness:\n",
         FRESHNESS,
         "    tables:\n",
         f"      - name: {channel.table}\n",

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from custseg.clock import utc_now
-from custseg.config import PROJECT_ROOT, Settings
+from custseg.config import DEFAULT_DATA_DIR, Settings
 from custseg.ops.dag_runs import airflow_env_defaults, run_dag
 
 DEMO_CUSTOMERS = 2_000
@@ -226,6 +226,28 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_paths(args: argparse.Namespace) -> int:
+    """Where this install finds its project files and writes its own (docs/configuration.md "Paths")."""
+    from custseg.config import DAGS_DIR, DBT_PROJECT_DIR, PROJECT_DIR, load_settings
+    from custseg.ops.dag_runs import airflow_env_defaults
+
+    settings = load_settings()
+    airflow_env_defaults()
+    rows = {
+        "project (CUSTSEG_PROJECT_DIR)": PROJECT_DIR,
+        "dbt project": DBT_PROJECT_DIR,
+        "DAGs (point AIRFLOW__CORE__DAGS_FOLDER here)": DAGS_DIR,
+        "sources (CUSTSEG_SOURCES_FILE)": settings.sources_file,
+        "data (CUSTSEG_DATA_DIR)": settings.data_dir,
+        "landing (CUSTSEG_LANDING_DIR)": settings.landing_dir,
+        "Airflow home (AIRFLOW_HOME)": os.environ["AIRFLOW_HOME"],
+    }
+    width = max(map(len, rows))
+    for name, path in rows.items():
+        print(f"{name:<{width}}  {path}")
+    return 0
+
+
 def cmd_rebuild(args: argparse.Namespace) -> int:
     """Recompute every published date from raw with the current key and code (custseg.rebuild)."""
     from custseg.config import load_settings
@@ -409,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--days", type=int, default=DEMO_DAYS)
     g.add_argument("--end-date", default=DEMO_END.isoformat())
     g.add_argument("--seed", type=int, default=42)
-    g.add_argument("--out", default=str(PROJECT_ROOT / "data"))
+    g.add_argument("--out", default=str(DEFAULT_DATA_DIR))
     g.set_defaults(func=cmd_generate)
 
     r = sub.add_parser("run", help="run the nightly DAG for one date (--as-of) or a range (--from/--to)")
@@ -474,6 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--runs", type=int, default=5)
     st.add_argument("--failures", type=int, default=20)
     st.set_defaults(func=cmd_status)
+
+    pa = sub.add_parser("paths", help="where the project files are read from and the data is written")
+    pa.set_defaults(func=cmd_paths)
 
     rb = sub.add_parser("rebuild", help="recompute every published date from raw with the current key and code "
                                          "(after rotating CUSTSEG_HASH_KEY or an upgrade; CHANGELOG.md)")

@@ -1,26 +1,57 @@
 """Runtime settings, read from the environment once and passed around explicitly.
 
-Nothing here holds a secret: connection details come from `AIRFLOW_CONN_CUSTSEG_WAREHOUSE`
-(an Airflow connection URI or JSON) or `CUSTSEG_POSTGRES_URL`, never from files in the repo.
+Nothing here holds a secret: the PostgreSQL warehouse is the Airflow connection `custseg_warehouse`
+(Airflow's connection API: the environment, a secrets backend or the metadata database), or the plain URL
+`CUSTSEG_POSTGRES_URL` outside Airflow; never a file in the repo.
 """
 
 from __future__ import annotations
 
-import json
+import datetime as dt
 import os
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote
 
 import yaml
+from psycopg.conninfo import conninfo_to_dict
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
-DEFAULT_SOURCES_FILE = PROJECT_ROOT / "config" / "sources.yml"
-DEFAULT_CAMPAIGNS_FILE = PROJECT_ROOT / "config" / "campaigns.yml"
-DEFAULT_ACTIVATION_FILE = PROJECT_ROOT / "config" / "activation.yml"
+#: The project files a wheel carries (pyproject.toml's [tool.hatch.build.targets.wheel.sources]).
+BUNDLED_PROJECT_DIR = Path(__file__).resolve().parent / "_project"
+
+
+def _default_project_dir() -> Path:
+    """The source checkout this package was imported from (an editable install, `make`, the tests),
+    else the copy of the project files inside the installed wheel."""
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "dbt_project" / "dbt_project.yml").is_file():
+        return checkout
+    return BUNDLED_PROJECT_DIR
+
+
+def _default_home(project_dir: Path) -> Path:
+    """Where the pipeline's own files go unless configured: a checkout's (or a user's project folder's)
+    own folder, but never the installed package (site-packages is often not writable, and a reinstall
+    would delete them): the user's data folder instead."""
+    if project_dir != BUNDLED_PROJECT_DIR:
+        return project_dir
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "custseg"
+
+
+#: The folder holding `dbt_project/`, `config/` (sources, campaigns, activation) and `dags/`:
+#: CUSTSEG_PROJECT_DIR, read once at import (the published tables below come from it).
+PROJECT_DIR = Path(os.environ.get("CUSTSEG_PROJECT_DIR") or _default_project_dir()).resolve()
+#: The default home of data/ (CUSTSEG_DATA_DIR) and of the project-local airflow_home/ (AIRFLOW_HOME).
+DEFAULT_HOME = _default_home(PROJECT_DIR)
+DEFAULT_DATA_DIR = DEFAULT_HOME / "data"
+DBT_PROJECT_DIR = PROJECT_DIR / "dbt_project"
+DAGS_DIR = PROJECT_DIR / "dags"
+DEFAULT_SOURCES_FILE = PROJECT_DIR / "config" / "sources.yml"
+DEFAULT_CAMPAIGNS_FILE = PROJECT_DIR / "config" / "campaigns.yml"
+DEFAULT_ACTIVATION_FILE = PROJECT_DIR / "config" / "activation.yml"
 #: The hash key of the demo and CI (docs/configuration.md); production must set its own.
 DEV_HASH_KEY = "custseg-dev-hash-key-not-for-production"
 #: Deprecated name of the same value, kept for code written before the key was renamed.
@@ -87,28 +118,42 @@ class PostgresParams:
         return self.url.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
-def parse_postgres_url(value: str) -> PostgresParams:
-    """Accept a `postgres(ql)://` URI or an Airflow JSON connection."""
-    value = value.strip()
-    if value.startswith("{"):
-        conn = json.loads(value)
-        return PostgresParams(
-            host=conn.get("host") or "127.0.0.1",
-            port=int(conn.get("port") or 5432),
-            user=conn.get("login") or "postgres",
-            password=conn.get("password") or "",
-            dbname=conn.get("schema") or conn.get("extra", {}).get("dbname") or "postgres",
-        )
-    parts = urlsplit(value)
-    if parts.scheme not in {"postgres", "postgresql", "postgresql+psycopg"}:
-        raise ConfigError(f"warehouse URL must start with postgresql://, got scheme {parts.scheme!r}")
-    return PostgresParams(
-        host=parts.hostname or "127.0.0.1",
-        port=parts.port or 5432,
-        user=unquote(parts.username or "postgres"),
-        password=unquote(parts.password or ""),
-        dbname=(parts.path or "/postgres").lstrip("/") or "postgres",
-    )
+#: The Airflow connection id of the PostgreSQL warehouse (AIRFLOW_CONN_CUSTSEG_WAREHOUSE in the environment).
+WAREHOUSE_CONN_ID = "custseg_warehouse"
+
+
+def postgres_from_url(url: str, setting: str = "CUSTSEG_POSTGRES_URL") -> PostgresParams:
+    """A ``postgresql://`` URL, parsed by libpq's rules (percent-encoded user and password, a port, the database)."""
+    if not url.strip().startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"{setting} must be a postgresql:// URL such as postgresql://user:password@host:5432/db")
+    try:
+        parts = conninfo_to_dict(url.strip())
+        return PostgresParams(host=str(parts.get("host") or "127.0.0.1"), port=int(parts.get("port") or 5432),
+                              user=str(parts.get("user") or "postgres"), password=str(parts.get("password") or ""),
+                              dbname=str(parts.get("dbname") or "postgres"))
+    except Exception as exc:  # libpq's own one-line reason (psycopg.ProgrammingError), or a port that is no number
+        # libpq quotes the whole URL, password included: the message names the setting instead
+        reason = str(exc).strip().replace(url.strip(), setting)
+        raise ConfigError(f"{setting} is not a valid PostgreSQL URL: {reason}") from None
+
+
+def postgres_from_airflow(conn_id: str, hint: str = "") -> PostgresParams:
+    """A PostgreSQL connection through Airflow's connection API, wherever Airflow keeps it: the environment
+    (``AIRFLOW_CONN_<ID>``, URI or JSON), a secrets backend, or (inside a task) the metadata database."""
+    # imported here: Airflow (3 s) (tests/test_architecture.py LAZY); only a PostgreSQL connection needs it
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        conn = Connection.get(conn_id)
+    except AirflowNotFoundException:
+        raise ConfigError(
+            f"connection {conn_id!r} is not defined: add it to Airflow (AIRFLOW_CONN_{conn_id.upper()}, "
+            f"`airflow connections add`, or a secrets backend){hint}") from None
+    if conn.conn_type not in ("postgres", "postgresql"):
+        raise ConfigError(f"connection {conn_id!r} is of type {conn.conn_type!r}, not postgres")
+    return PostgresParams(host=conn.host or "127.0.0.1", port=int(conn.port or 5432), user=conn.login or "postgres",
+                          password=conn.password or "", dbname=conn.schema or "postgres")
 
 
 #: how segment_history keeps the dates before its daily window (custseg.warehouse.base.Warehouse.prune_history)
@@ -131,22 +176,25 @@ class HistoryRetention:
 @dataclass(frozen=True)
 class Settings:
     warehouse: WarehouseKind = "duckdb"
-    duckdb_path: Path = PROJECT_ROOT / "data" / "warehouse.duckdb"
-    postgres: PostgresParams | None = None
-    landing_dir: Path = PROJECT_ROOT / "data" / "landing"
+    duckdb_path: Path = DEFAULT_DATA_DIR / "warehouse.duckdb"
+    #: CUSTSEG_POSTGRES_URL: the warehouse as a plain URL (the CLI outside Airflow); unset, the Airflow
+    #: connection ``warehouse_conn_id`` is used
+    postgres_url: str | None = field(default=None, repr=False)
+    warehouse_conn_id: str = WAREHOUSE_CONN_ID
+    landing_dir: Path = DEFAULT_DATA_DIR / "landing"
     #: the pipeline's own working files (extracts of table sources, a bring-your-own split, models)
-    data_dir: Path = PROJECT_ROOT / "data"
+    data_dir: Path = DEFAULT_DATA_DIR
     sources_file: Path = DEFAULT_SOURCES_FILE
     #: the marketers' campaigns with their control groups (custseg/campaigns.py)
     campaigns_file: Path = DEFAULT_CAMPAIGNS_FILE
     #: what the activation DAG writes after each publish (custseg/steps/activate.py), and where
     activation_file: Path = DEFAULT_ACTIVATION_FILE
-    export_dir: Path = PROJECT_ROOT / "data" / "exports"
+    export_dir: Path = DEFAULT_DATA_DIR / "exports"
     build_schema: str = "analytics_build"
     publish_schema: str = "analytics"
     #: the key of every keyed hash (customer ids, contact hashes, published references; custseg/steps/identity.py)
     hash_key: str = DEV_HASH_KEY
-    docs_dir: Path = PROJECT_ROOT / "data" / "docs"
+    docs_dir: Path = DEFAULT_DATA_DIR / "docs"
     reporting_currency: str = "EUR"
     phone_country_code: str = "44"
     duckdb_memory_limit: str = "2GB"
@@ -154,9 +202,21 @@ class Settings:
     score_chunk_customers: int = 250_000
     #: dated run reports (report-<date>.html) kept beside the latest; 0 keeps every one
     report_keep: int = 90
+    #: dbt sources whose freshness error fails the night (CUSTSEG_FRESHNESS_BLOCKING); the others only warn
+    freshness_blocking: tuple[str, ...] = ()
     #: None keeps every date of segment_history (CUSTSEG_HISTORY_DAILY_DAYS unset)
     history_retention: HistoryRetention | None = None
     extra: dict[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def postgres(self) -> PostgresParams | None:
+        """The PostgreSQL warehouse's connection (None on DuckDB), resolved on first use, not when the DAG file
+        is parsed: CUSTSEG_POSTGRES_URL if set, else the Airflow connection (:func:`postgres_from_airflow`)."""
+        if self.warehouse != "postgres":
+            return None
+        if self.postgres_url:
+            return postgres_from_url(self.postgres_url)
+        return postgres_from_airflow(self.warehouse_conn_id, hint="; or set CUSTSEG_POSTGRES_URL outside Airflow")
 
     @property
     def pii_salt(self) -> str:
@@ -231,21 +291,27 @@ def _history_retention(env: dict[str, str]) -> HistoryRetention | None:
     return HistoryRetention(daily_days=int(days), thinning=thinning)  # type: ignore[arg-type]
 
 
+def task_retries(env: dict[str, str] | None = None) -> tuple[int, dt.timedelta]:
+    """How often a failed task is retried, and the first delay (custseg.ops.run_audit.default_args)."""
+    env = dict(os.environ if env is None else env)
+    retries = env.get("CUSTSEG_TASK_RETRIES", "2").strip()
+    delay = env.get("CUSTSEG_TASK_RETRY_DELAY_SECONDS", "120").strip()
+    if not retries.isdigit():
+        raise ConfigError(f"CUSTSEG_TASK_RETRIES must be a number of retries (0 for none), got {retries!r}")
+    if not delay.isdigit():
+        raise ConfigError(f"CUSTSEG_TASK_RETRY_DELAY_SECONDS must be a number of seconds, got {delay!r}")
+    return int(retries), dt.timedelta(seconds=int(delay))
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Build settings from environment variables; see the README's Configuration table."""
     env = dict(os.environ if env is None else env)
     warehouse = env.get("CUSTSEG_WAREHOUSE", "duckdb").strip().lower()
     if warehouse not in ("duckdb", "postgres"):
         raise ConfigError(f"CUSTSEG_WAREHOUSE must be 'duckdb' or 'postgres', got {warehouse!r}")
-    postgres = None
-    url = env.get("AIRFLOW_CONN_CUSTSEG_WAREHOUSE") or env.get("CUSTSEG_POSTGRES_URL")
-    if warehouse == "postgres":
-        if not url:
-            raise ConfigError(
-                "CUSTSEG_WAREHOUSE=postgres needs AIRFLOW_CONN_CUSTSEG_WAREHOUSE or CUSTSEG_POSTGRES_URL "
-                "(for example postgresql://user:password@host:5432/warehouse)"
-            )
-        postgres = parse_postgres_url(url)
+    postgres_url = env.get("CUSTSEG_POSTGRES_URL", "").strip() or None
+    if warehouse == "postgres" and postgres_url:
+        postgres_from_url(postgres_url)  # a malformed URL is reported before any work starts
     production = env.get("CUSTSEG_ENV", "development").lower() == "production"
     hash_key = _hash_key(env, production)
     currency = env.get("CUSTSEG_REPORTING_CURRENCY", "EUR").strip().upper()
@@ -264,13 +330,15 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     report_keep = env.get("CUSTSEG_REPORT_KEEP", "90").strip()
     if not report_keep.isdigit():
         raise ConfigError(f"CUSTSEG_REPORT_KEEP must be a number of dated reports (0 keeps all), got {report_keep!r}")
-    data_dir = Path(env.get("CUSTSEG_DATA_DIR", PROJECT_ROOT / "data"))
+    data_dir = Path(env.get("CUSTSEG_DATA_DIR") or DEFAULT_DATA_DIR)
     return Settings(
         report_keep=int(report_keep),
+        freshness_blocking=tuple(sorted({name.strip().lower() for name in
+                                         env.get("CUSTSEG_FRESHNESS_BLOCKING", "").split(",") if name.strip()})),
         history_retention=_history_retention(env),
         warehouse=warehouse,  # type: ignore[arg-type]
         duckdb_path=Path(env.get("CUSTSEG_DUCKDB_PATH", data_dir / "warehouse.duckdb")),
-        postgres=postgres,
+        postgres_url=postgres_url,
         landing_dir=Path(env.get("CUSTSEG_LANDING_DIR", data_dir / "landing")),
         data_dir=data_dir,
         sources_file=Path(env.get("CUSTSEG_SOURCES_FILE", DEFAULT_SOURCES_FILE)),

@@ -130,8 +130,8 @@ def _database_error(exc: BaseException, duckdb_path: Path | None) -> str:
         if name == "SyntaxError":
             return f"PostgreSQL: {text}: check the SQL"
         if name == "OperationalError":
-            return (f"cannot reach the PostgreSQL warehouse: {text}; check CUSTSEG_POSTGRES_URL (or "
-                    "AIRFLOW_CONN_CUSTSEG_WAREHOUSE) and that the server is running")
+            return (f"cannot reach the PostgreSQL warehouse: {text}; check CUSTSEG_POSTGRES_URL (or the Airflow "
+                    "connection custseg_warehouse) and that the server is running")
         return f"PostgreSQL: {text} ({DEBUG_HINT})"
     if name == "BinderException":
         return f"DuckDB: {text}{_suggestion(exc)} ({COLUMNS_HINT})"

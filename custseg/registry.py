@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from custseg.clock import utc_now
-from custseg.config import PROJECT_ROOT
+from custseg.config import DEFAULT_DATA_DIR
 from custseg.warehouse import Warehouse
 
 if TYPE_CHECKING:
@@ -63,11 +63,11 @@ ARTIFACT_NAME = "bundle.joblib"
 
 
 def model_dir(env: dict[str, str] | None = None) -> Path:
-    """``CUSTSEG_MODEL_DIR``, else ``<CUSTSEG_DATA_DIR>/models``, else ``data/models``."""
+    """``CUSTSEG_MODEL_DIR``, else ``<CUSTSEG_DATA_DIR>/models`` (custseg.config.DEFAULT_DATA_DIR unless set)."""
     env = dict(os.environ if env is None else env)
     if env.get("CUSTSEG_MODEL_DIR"):
         return Path(env["CUSTSEG_MODEL_DIR"])
-    return Path(env.get("CUSTSEG_DATA_DIR", PROJECT_ROOT / "data")) / "models"
+    return Path(env.get("CUSTSEG_DATA_DIR") or DEFAULT_DATA_DIR) / "models"
 
 
 # -- artifacts -------------------------------------------------------------------------------

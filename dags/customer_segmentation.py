@@ -46,7 +46,6 @@ from custseg.config import PUBLISHED_TABLES, load_settings
 from custseg.ops.run_audit import EARLIEST_LOGICAL_DATE, default_args
 
 settings = load_settings()
-settings.export_dbt_env()
 
 PUBLISHED_ASSETS = [Asset(steps.publish.asset_uri(settings, table)) for table in PUBLISHED_TABLES]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from custseg.config import PROJECT_ROOT
+from custseg.config import PROJECT_DIR
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -41,7 +41,7 @@ E2E_SCORE_CHUNK_CUSTOMERS = 150
 def airflow_env(home: Path) -> dict[str, str]:
     return {
         "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_DIR / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         # a busy 2-core box imports the DAG files (Airflow, pandas, the steps) slowly
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from custseg.config import DBT_PROJECT_DIR, PROJECT_ROOT, PUBLISHED_BY_DATE, PUBLISHED_TABLES
+from custseg.config import DBT_PROJECT_DIR, PROJECT_DIR, PUBLISHED_BY_DATE, PUBLISHED_TABLES
 
 PACKAGES = ("custseg", "ml", "expectations")
 
@@ -51,8 +51,8 @@ LAZY_MODULES = {"custseg.cli"}
 def _modules() -> dict[str, Path]:
     found = {}
     for package in PACKAGES:
-        for path in (PROJECT_ROOT / package).rglob("*.py"):
-            name = ".".join(path.relative_to(PROJECT_ROOT).with_suffix("").parts)
+        for path in (PROJECT_DIR / package).rglob("*.py"):
+            name = ".".join(path.relative_to(PROJECT_DIR).with_suffix("").parts)
             found[name.removesuffix(".__init__")] = path
     return found
 

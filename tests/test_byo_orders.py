@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from custseg.catalogue import CHANNELS_BY_TABLE
-from custseg.config import PROJECT_ROOT, load_settings
+from custseg.config import PROJECT_DIR, load_settings
 from custseg.steps.byo import (
     BYO_COLUMNS,
     ByoError,
@@ -39,8 +39,8 @@ from custseg.steps.byo import (
 from custseg.warehouse import connect
 from tests.conftest import airflow_env, run_cli, warehouse_env
 
-EXAMPLE = PROJECT_ROOT / "docs" / "examples" / "orders.csv"
-CDNOW = PROJECT_ROOT / "tests" / "fixtures" / "cdnow" / "CDNOW_sample.txt"
+EXAMPLE = PROJECT_DIR / "docs" / "examples" / "orders.csv"
+CDNOW = PROJECT_DIR / "tests" / "fixtures" / "cdnow" / "CDNOW_sample.txt"
 AS_OF = dt.date(2026, 6, 30)
 DEFAULTS = normalise_options({})
 HEAD = "order_id,customer,order_date,amount\n"

@@ -16,7 +16,7 @@ import pytest
 from scipy import stats
 
 from custseg.campaigns import HOLDOUT_BUCKETS, control_buckets, holdout_draw, is_control, load_campaigns
-from custseg.config import DBT_PROJECT_DIR, PROJECT_ROOT, ConfigError
+from custseg.config import DBT_PROJECT_DIR, PROJECT_DIR, ConfigError
 
 UPLIFT_MACROS = (DBT_PROJECT_DIR / "macros" / "uplift.sql").read_text(encoding="utf-8")
 
@@ -58,7 +58,7 @@ def test_a_valid_file_loads_with_its_defaults(tmp_path: Path) -> None:
 
 
 def test_the_shipped_campaigns_file_loads() -> None:
-    assert load_campaigns(PROJECT_ROOT / "config" / "campaigns.yml") == []
+    assert load_campaigns(PROJECT_DIR / "config" / "campaigns.yml") == []
 
 
 @pytest.mark.parametrize(("change", "message"), [

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from custseg.config import PROJECT_ROOT, load_settings
+from custseg.config import PROJECT_DIR, load_settings
 from custseg.ops.locks import run_lock
 from tests.conftest import AIRFLOW_HOME, run_cli, warehouse_env
 
-EXAMPLE_ORDERS = PROJECT_ROOT / "docs" / "examples" / "orders.csv"
+EXAMPLE_ORDERS = PROJECT_DIR / "docs" / "examples" / "orders.csv"
 
 
 def one_line(result: subprocess.CompletedProcess, command: str) -> str:

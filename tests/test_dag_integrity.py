@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 
 from custseg.catalogue import CHANNELS_BY_TABLE
-from custseg.config import PROJECT_ROOT
+from custseg.config import PROJECT_DIR
 
 
 @pytest.fixture(scope="module")
 def dagbag(airflow_home: Path):
     from airflow.dag_processing.dagbag import DagBag
 
-    return DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
+    return DagBag(dag_folder=str(PROJECT_DIR / "dags"))
 
 
 def test_no_import_errors(dagbag) -> None:

@@ -53,7 +53,7 @@ from typing import ClassVar
 
 import pytest
 
-from custseg.config import PROJECT_ROOT, PUBLISHED_TABLES, load_settings
+from custseg.config import PROJECT_DIR, PUBLISHED_TABLES, load_settings
 from custseg.dbt import release_dbt_duckdb
 from custseg.ops.faults import (
     FAIL_IN_PUBLISH_ENV,
@@ -90,7 +90,7 @@ def run_then_fail(step: Step, day: dt.date) -> None:
 
 def _import_dag():
     """Import the DAG file as a fresh module; its module-level settings come from the current environment."""
-    path = PROJECT_ROOT / "dags" / "customer_segmentation.py"
+    path = PROJECT_DIR / "dags" / "customer_segmentation.py"
     spec = importlib.util.spec_from_file_location("custseg_dag_under_test", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -141,7 +141,7 @@ def kill_in_publish(env: dict[str, str]) -> subprocess.CompletedProcess:
     full[KILL_IN_PUBLISH_ENV] = "1"
     code = ("from custseg.config import load_settings; from custseg.steps.publish import publish\n"
             "publish(load_settings())")
-    return subprocess.run([sys.executable, "-c", code], env=full, cwd=PROJECT_ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-c", code], env=full, cwd=PROJECT_DIR, capture_output=True, text=True,
                           timeout=300)
 
 
@@ -469,7 +469,7 @@ print(frozen > 0, after_first, gc.get_freeze_count() == frozen)
 
 def test_the_first_task_freezes_live_objects_once_and_collects_garbage_first() -> None:
     # in its own interpreter: a freeze is for the life of the process, and pytest's must not be frozen
-    result = subprocess.run([sys.executable, "-c", FREEZE_PROBE], capture_output=True, text=True, cwd=PROJECT_ROOT,
+    result = subprocess.run([sys.executable, "-c", FREEZE_PROBE], capture_output=True, text=True, cwd=PROJECT_DIR,
                             env={**os.environ, FAIL_TASK_ENV: ""}, timeout=120, check=True)
     frozen, garbage_collected, frozen_once = result.stdout.split()
     assert frozen == "True"             # live objects moved out of later collections

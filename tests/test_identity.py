@@ -14,7 +14,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from custseg.config import PROJECT_ROOT, load_settings
+from custseg.config import PROJECT_DIR, load_settings
 from custseg.hashing import keyed_hash_sql, namespace_sql, norm_phone
 from custseg.steps.identity import resolve_identities
 from custseg.steps.ingest import FUTURE_TOLERANCE
@@ -270,7 +270,7 @@ def test_precision_and_recall_against_the_generator_truth(demo_data, tmp_path: P
 
 
 # -- phone normalisation: identity.norm_phone and the dbt macro normalise_phone, on both warehouses ----------
-PII_MACROS = PROJECT_ROOT / "dbt_project" / "macros" / "pii.sql"
+PII_MACROS = PROJECT_DIR / "dbt_project" / "macros" / "pii.sql"
 
 
 def render_macro(call: str, country_code: str) -> str:

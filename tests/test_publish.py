@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from custseg.config import PROJECT_ROOT, PUBLISHED_BY_DATE, PUBLISHED_TABLES, Settings, load_settings
+from custseg.config import PROJECT_DIR, PUBLISHED_BY_DATE, PUBLISHED_TABLES, Settings, load_settings
 from custseg.ops.faults import (
     FAIL_IN_PUBLISH_ENV,
     KILL_EXIT_CODE,
@@ -78,7 +78,7 @@ def publish_in_subprocess(env: dict[str, str], **fault: str) -> subprocess.Popen
     # the lightest import that runs the real publish (process start-up dominates these tests)
     code = ("from custseg.config import load_settings; from custseg.steps.publish import publish\n"
             "publish(load_settings())")
-    return subprocess.Popen([sys.executable, "-c", code], env=full, cwd=PROJECT_ROOT, text=True,
+    return subprocess.Popen([sys.executable, "-c", code], env=full, cwd=PROJECT_DIR, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 

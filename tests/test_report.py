@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from custseg.config import PROJECT_ROOT, load_settings
+from custseg.config import PROJECT_DIR, load_settings
 from custseg.steps.report import MAX_REPORT_BYTES, SECTIONS, build_report, report_path
 from custseg.warehouse import connect
 from tests.conftest import E2E_END, IN_CI
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-SCREENSHOT = PROJECT_ROOT / "test-artifacts" / "report.png"
+SCREENSHOT = PROJECT_DIR / "test-artifacts" / "report.png"
 #: sections the session's one published night (400 customers, one date) has data for
 CHARTED = {"segment-sizes", "clv", "clusters", "playbook", "interests", "data-quality", "models"}
 #: and those it cannot have yet: migration and alerts compare with an earlier date, uplift waits for the

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from custseg.config import PROJECT_ROOT, load_settings
+from custseg.config import PROJECT_DIR, load_settings
 from custseg.demo.truth import cluster_agreement, ground_truth_labels
 from custseg.warehouse import connect
 from tests.conftest import airflow_env, run_cli, warehouse_env
@@ -35,7 +35,7 @@ def run_dag_test(dag_id: str, as_of_date: dt.date, env: dict[str, str], home: Pa
     code = (
         "import datetime as dt, sys\n"
         "from airflow.dag_processing.dagbag import DagBag\n"
-        f"bag = DagBag(dag_folder={str(PROJECT_ROOT / 'dags')!r})\n"
+        f"bag = DagBag(dag_folder={str(PROJECT_DIR / 'dags')!r})\n"
         "assert not bag.import_errors, bag.import_errors\n"
         f"run = bag.get_dag({dag_id!r}).test(logical_date=dt.datetime.fromisoformat({as_of_date.isoformat()!r})"
         ".replace(tzinfo=dt.UTC))\n"

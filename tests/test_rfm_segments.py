@@ -23,12 +23,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from custseg.config import PROJECT_ROOT, load_settings
+from custseg.config import PROJECT_DIR, load_settings
 from custseg.dbt import run_dbt
 from custseg.steps.prepare import prepare_warehouse
 from custseg.warehouse import connect
 
-CDNOW = PROJECT_ROOT / "tests" / "fixtures" / "cdnow" / "CDNOW_sample.txt"
+CDNOW = PROJECT_DIR / "tests" / "fixtures" / "cdnow" / "CDNOW_sample.txt"
 NEXT_QUARTER = dt.timedelta(days=91)
 MAX_CHAMPION_SHARE = 0.15
 #: segments this small carry too much sampling noise to rank

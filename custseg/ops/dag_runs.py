@@ -13,14 +13,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from custseg.config import PROJECT_ROOT
+from custseg.config import DAGS_DIR, DEFAULT_HOME
 from custseg.ops import progress
 
 
 def airflow_env_defaults() -> None:
-    """Project-local Airflow (SQLite metadata) unless the user configured their own."""
-    os.environ.setdefault("AIRFLOW_HOME", str(PROJECT_ROOT / "airflow_home"))
-    os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(PROJECT_ROOT / "dags"))
+    """Project-local Airflow (SQLite metadata) unless the user configured their own: ``airflow_home/``
+    beside ``data/`` (custseg.config.DEFAULT_HOME), and the project's ``dags/``."""
+    os.environ.setdefault("AIRFLOW_HOME", str(DEFAULT_HOME / "airflow_home"))
+    os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(DAGS_DIR))
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     # a busy machine imports the DAG files (Airflow, pandas, the steps) slowly
     os.environ.setdefault("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "300")
@@ -53,7 +54,7 @@ def run_dag(as_of_date: dt.date, conf: dict | None = None, dag_id: str = "custom
     # imported here: Airflow (3 s) (tests/test_architecture.py LAZY)
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
+    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     if bag.import_errors:
         raise SystemExit(f"DAG import errors: {bag.import_errors}")
     dag = bag.get_dag(dag_id)

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from custseg.clock import utc_now
-from custseg.config import load_settings
+from custseg.config import load_settings, task_retries
 from custseg.dbt import release_dbt_duckdb
 from custseg.ops import progress
 from custseg.ops.faults import fault_injection_hook
@@ -220,11 +220,15 @@ EARLIEST_LOGICAL_DATE = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def default_args(**overrides: Any) -> dict[str, Any]:
-    """Owner, retries with exponential backoff and the run-audit callbacks; per-DAG overrides win."""
+    """Owner, retries with exponential backoff and the run-audit callbacks; per-DAG overrides win.
+
+    Retries: CUSTSEG_TASK_RETRIES (default 2) and CUSTSEG_TASK_RETRY_DELAY_SECONDS (default 120, doubling up
+    to 20 minutes); tasks whose failure a retry cannot fix (bad data, failed tests) set ``retries=0`` themselves."""
+    retries, retry_delay = task_retries()
     return {
         "owner": "data-engineering",
-        "retries": 2,
-        "retry_delay": dt.timedelta(minutes=2),
+        "retries": retries,
+        "retry_delay": retry_delay,
         "retry_exponential_backoff": True,
         "max_retry_delay": dt.timedelta(minutes=20),
         # operational record (ops.run_audit), failure summary and optional notifier

@@ -3,8 +3,9 @@
 Each partition the run needs is copied out with `COPY (select ...) TO STDOUT (FORMAT csv, HEADER)`
 into `<data dir>/extracts/<source>/<date>.csv`, and from there it is loaded exactly like a landing
 CSV file: the same mapping, checks, quarantine and audit, and `_source_file` / `_source_line` point
-at the kept extract. The connection is an Airflow connection id, read the way Airflow reads one
-from the environment: `AIRFLOW_CONN_<ID>` holding a `postgresql://` URI or Airflow's JSON form.
+at the kept extract. The connection is an Airflow connection id, resolved through Airflow's connection
+API: `AIRFLOW_CONN_<ID>` in the environment (a `postgresql://` URI or Airflow's JSON form), a secrets
+backend, or, inside a task, Airflow's metadata database.
 
 - `layout: daily` (with `partition_column`): a row belongs to the date of that column (in UTC).
   Like landing files, every date up to the as-of date that was never loaded is extracted, plus
@@ -17,27 +18,17 @@ from the environment: `AIRFLOW_CONN_<ID>` holding a `postgresql://` URI or Airfl
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
-from custseg.config import ConfigError, parse_postgres_url
+from custseg.config import postgres_from_airflow
 from custseg.sources import SourceConfig
 
 
 class ExtractError(RuntimeError):
     """The operational table cannot be read; the message names the source, the table and the problem."""
-
-
-def connection_url(conn_id: str) -> str:
-    """The PostgreSQL URL of an Airflow connection id, from `AIRFLOW_CONN_<ID>` (URI or JSON)."""
-    var = f"AIRFLOW_CONN_{conn_id.upper()}"
-    value = os.environ.get(var)
-    if not value:
-        raise ConfigError(f"connection {conn_id!r}: set {var} to a postgresql:// URI or Airflow's JSON form")
-    return parse_postgres_url(value).url
 
 
 def extract_pending(src: SourceConfig, as_of_date: dt.date, loaded: set[dt.date], extract_dir: Path
@@ -56,7 +47,7 @@ def extract_pending(src: SourceConfig, as_of_date: dt.date, loaded: set[dt.date]
                 if src.layout == "daily" and src.partition_column else None)
     files = []
     try:
-        with psycopg.connect(connection_url(src.connection), connect_timeout=30) as con:
+        with psycopg.connect(postgres_from_airflow(src.connection).url, connect_timeout=30) as con:
             # timestamps as ISO text in UTC, whatever the server's defaults
             con.execute("set time zone 'UTC'")
             con.execute("set datestyle = 'ISO, YMD'")

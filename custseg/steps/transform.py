@@ -25,9 +25,11 @@ from typing import Any
 
 import pyarrow as pa
 
+from custseg.catalogue import CHANNELS
 from custseg.clock import utc_now
-from custseg.config import Settings
+from custseg.config import ConfigError, Settings
 from custseg.dbt import dbt_run_env, release_dbt_duckdb, run_dbt
+from custseg.steps.quality import record_quality
 from custseg.warehouse import connect
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,82 @@ PASSING = frozenset({"success", "pass", "warn", "skipped_because_disabled", "no-
 
 class DbtBuildFailed(RuntimeError):
     """A group's build failed; the message is one line naming the failed nodes."""
+
+
+class StaleSources(RuntimeError):
+    """A source listed in CUSTSEG_FRESHNESS_BLOCKING is past its freshness ``error_after``; one line."""
+
+
+#: ops.quality_results' suite of the nightly `dbt source freshness`
+FRESHNESS_SUITE = "source_freshness"
+
+
+def freshness_blocking(settings: Settings) -> set[str]:
+    """The dbt sources whose freshness error fails the night (CUSTSEG_FRESHNESS_BLOCKING: names or ``all``)."""
+    known = {channel.dbt_source for channel in CHANNELS.values()}
+    wanted = set(settings.freshness_blocking)
+    if wanted == {"all"}:
+        return known
+    if unknown := sorted(wanted - known):
+        raise ConfigError(f"CUSTSEG_FRESHNESS_BLOCKING names unknown source(s) {', '.join(unknown)}; "
+                          f"use 'all' or some of {', '.join(sorted(known))}")
+    return wanted
+
+
+def freshness_rows(results: Any, run_id: str, blocking: set[str]) -> list[dict]:
+    """ops.quality_results rows of a `dbt source freshness` result: one per source table."""
+    rows = []
+    for result in getattr(results, "results", None) or []:
+        node, status = result.node, str(result.status)
+        newest, as_of_end = getattr(result, "max_loaded_at", None), getattr(result, "snapshotted_at", None)
+        # dbt dates an empty table's newest row 0001-01-01
+        observed = (f"{status}: newest partition {newest:%Y-%m-%d}, {(as_of_end - newest).days} day(s) before "
+                    f"the end of the as-of date" if newest and newest.year > 1 and as_of_end
+                    else f"{status}: no partition landed on or before the as-of date")
+        if status == "runtime error":
+            observed = f"{status}: {str(result.message or '').strip().splitlines()[0][:300]}"
+        rows.append({
+            "run_id": run_id,
+            "suite_name": FRESHNESS_SUITE,
+            "expectation": "dbt_source_freshness",
+            "check_description": f"source {node.source_name}.{node.name}: newest landed partition within its "
+                                 f"freshness (warn_after / error_after)",
+            "column_name": None,
+            "severity": "blocking" if node.source_name in blocking else "warning",
+            "success": status == "pass",
+            "observed_value": observed,
+            "unexpected_sample": None,
+            "status": status,
+            "source": node.source_name,
+        })
+    return rows
+
+
+def check_source_freshness(settings: Settings, as_of_date: dt.date, run_id: str) -> dict[str, int]:
+    """`dbt source freshness` as of the run's date (dbt_project/macros/source_freshness.sql), recorded in
+    ``ops.quality_results``; a stale source warns, unless CUSTSEG_FRESHNESS_BLOCKING lists it and it is past
+    ``error_after`` (or its check could not run): then the night stops here, before the build."""
+    blocking = freshness_blocking(settings)
+    try:
+        result = run_dbt(settings, ["source", "freshness"], dbt_run_env(as_of_date), check=False)
+    finally:
+        release_dbt_duckdb()
+    rows = freshness_rows(result.result, run_id, blocking)
+    if not rows:
+        error = str(result.exception or "no result").strip().splitlines()
+        raise DbtBuildFailed(f"dbt source freshness failed: {error[0] if error else 'see the dbt output above'}")
+    with connect(settings) as wh, wh.transaction():
+        record_quality(wh, run_id, as_of_date, [{k: v for k, v in row.items() if k not in ("status", "source")}
+                                                 for row in rows])
+    stale = [r for r in rows if r["source"] in blocking and r["status"] in ("error", "runtime error")]
+    if stale:
+        raise StaleSources(f"source freshness as of {as_of_date}: " + "; ".join(
+            f"{r['check_description'].split(':')[0]}: {r['observed_value']}" for r in stale)
+            + " (CUSTSEG_FRESHNESS_BLOCKING); land the missing exports, or rerun the date once they are there")
+    for row in rows:
+        if not row["success"]:
+            log.warning("%s: %s", row["check_description"].split(":")[0], row["observed_value"])
+    return dict(collections.Counter(row["status"] for row in rows))
 
 
 def node_rows(results: Any, run_id: str, task_id: str, try_number: int, as_of_date: dt.date) -> list[dict]:
@@ -112,7 +190,9 @@ def failure_summary(task_id: str, rows: list[dict], error: str | None) -> str:
 
 
 def build(settings: Settings, task_id: str, as_of_date: dt.date, run_id: str, *, try_number: int = 1) -> dict[str, Any]:
-    """Build one group with one ``dbt build``; record every node; raise DbtBuildFailed if one failed."""
+    """Build one group with one ``dbt build``; record every node; raise DbtBuildFailed if one failed.
+    The first group checks the sources' freshness first (:func:`check_source_freshness`)."""
+    freshness = check_source_freshness(settings, as_of_date, run_id) if task_id == "transform" else None
     try:
         # check=False: dbt reports a failed node in the result (and an error of its own as its exception)
         result = run_dbt(settings, DBT_GROUPS[task_id].build_args(), dbt_run_env(as_of_date), check=False)
@@ -127,4 +207,4 @@ def build(settings: Settings, task_id: str, as_of_date: dt.date, run_id: str, *,
     seconds = sum(r["execution_seconds"] for r in rows)
     log.info("dbt build of %s: %d nodes (%s), %.1f s of node time", task_id, len(rows),
              ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())), seconds)
-    return {"nodes": len(rows), **statuses}
+    return {"nodes": len(rows), **statuses, **({"source_freshness": freshness} if freshness else {})}
