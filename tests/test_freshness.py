@@ -81,5 +81,5 @@ def test_a_blocking_source_past_error_after_stops_the_night(warehouse_copy) -> N
 def test_an_unknown_blocking_source_is_named() -> None:
     settings = load_settings({"CUSTSEG_FRESHNESS_BLOCKING": "shop, webshop"})
     assert settings.freshness_blocking == ("shop", "webshop")
-    with pytest.raises(ConfigError, match="CUSTSEG_FRESHNESS_BLOCKING names unknown source.s. webshop; use 'all'"):
+    with pytest.raises(ConfigError, match=r"CUSTSEG_FRESHNESS_BLOCKING names unknown source\(s\) webshop; use 'all'"):
         check_source_freshness(settings, E2E_END, "any")

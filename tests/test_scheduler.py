@@ -245,7 +245,7 @@ def _history(env: dict[str, str]) -> list[tuple]:
     with connect(load_settings(env)) as wh:
         return wh.fetchall(
             "select customer_id, as_of_date, rfm_segment, lifecycle_stage, r_score, f_score, m_score, value_tier, "
-            "cluster_id, churn_risk_band, round(churn_probability, 9), monetary, model_version "
+            "cluster_id, churn_risk_band, round(cast(churn_probability as numeric), 9), monetary, model_version "
             "from analytics.segment_history order by as_of_date, customer_id")
 
 

@@ -91,6 +91,8 @@ def freshness_rows(results: Any, run_id: str, blocking: set[str]) -> list[dict]:
     rows = []
     for result in getattr(results, "results", None) or []:
         node, status = result.node, str(result.status)
+        if str(node.resource_type) != "source":  # the project's on-run-start / on-run-end hooks run too
+            continue
         newest, as_of_end = getattr(result, "max_loaded_at", None), getattr(result, "snapshotted_at", None)
         # dbt dates an empty table's newest row 0001-01-01
         observed = (f"{status}: newest partition {newest:%Y-%m-%d}, {(as_of_end - newest).days} day(s) before "
