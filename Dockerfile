@@ -14,9 +14,9 @@ ENV PIP_NO_CACHE_DIR=1 \
     AIRFLOW__CORE__DAGS_FOLDER=/opt/custseg/dags \
     CUSTSEG_DATA_DIR=/data
 
-# curl: the api-server's and scheduler's healthchecks; libpq: psycopg2 for Airflow's metadata database
+# curl: the api-server's and scheduler's healthchecks
 RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential curl libpq-dev \
+ && apt-get install -y --no-install-recommends curl \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/custseg

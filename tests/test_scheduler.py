@@ -188,7 +188,10 @@ def stack(demo_data, session_dir: Path, tmp_path_factory: pytest.TempPathFactory
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
+        # psycopg 3, the driver custseg already uses, for Airflow's sync and async engines
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": meta_url.replace("postgresql://", "postgresql+psycopg://", 1),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": meta_url.replace("postgresql://", "postgresql+psycopg_async://",
+                                                                      1),
         "AIRFLOW__CELERY__BROKER_URL": f"{REDIS_URL}/{redis_db}",
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + meta_url.replace("postgresql://", "postgresql+psycopg://", 1),
         # the PostgreSQL warehouse may run tasks side by side (the DAG's max_active_tasks is 8 there)
