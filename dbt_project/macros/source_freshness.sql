@@ -11,7 +11,9 @@
         from {{ source }}
         where
             _partition_date <= {{ as_of_date() }}
-            {% if filter %}and ({{ filter }}){% endif %}
+        {%- if filter %}
+                and ({{ filter }})
+        {%- endif %}
     {%- endcall %}
     {{ return(load_result('collect_freshness')) }}
 {% endmacro %}
