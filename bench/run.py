@@ -23,7 +23,7 @@ from bench.data import (
     DATA_END,
     FULL_AS_OF,
     ORDER_SOURCES,
-    PROJECT_DIR,
+    PROJECT_ROOT,
     SCALES,
     ensure_data,
     generated_rows,
@@ -38,7 +38,7 @@ PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0
 
 def _git_rev() -> str:
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=PROJECT_DIR, capture_output=True, text=True).stdout
+        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True).stdout
 
     # porcelain lines are "XY path": not stripped, or " M bench/..." would lose its first column
     dirty = [line for line in git("status", "--porcelain").splitlines() if not line[3:].startswith("bench/")]
@@ -52,7 +52,7 @@ def _git_rev() -> str:
 def _airflow_env(home: Path) -> dict[str, str]:
     return {
         "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_DIR / "dags"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "GX_ANALYTICS_ENABLED": "False",
         "DO_NOT_TRACK": "1",
@@ -192,7 +192,7 @@ def _run_script(module: str, landing: Path, work: Path, out_name: str, as_of_dat
     cmd = [str(BIN / "python"), "-m", module, "--landing", str(landing), "--as-of", as_of_date.isoformat(),
            "--out", str(work / out_name)]
     log = work / "logs" / f"{module.rsplit('.', 1)[-1]}.log"
-    m = run_child(cmd, {**os.environ, "PYTHONPATH": str(PROJECT_DIR)}, log, cwd=PROJECT_DIR)
+    m = run_child(cmd, {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}, log, cwd=PROJECT_ROOT)
     info: dict[str, Any] = {}
     for line in reversed(log.read_text().splitlines()):
         if line.startswith("{"):
