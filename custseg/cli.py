@@ -229,7 +229,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_paths(args: argparse.Namespace) -> int:
     """Where this install finds its project files and writes its own (docs/configuration.md "Paths")."""
     from custseg.config import DAGS_DIR, DBT_PROJECT_DIR, PROJECT_DIR, load_settings
-    from custseg.ops.dag_runs import airflow_env_defaults
 
     settings = load_settings()
     airflow_env_defaults()

@@ -86,35 +86,46 @@ def freshness_blocking(settings: Settings) -> set[str]:
     return wanted
 
 
-def freshness_rows(results: Any, run_id: str, blocking: set[str]) -> list[dict]:
-    """ops.quality_results rows of a `dbt source freshness` result: one per source table."""
-    rows = []
+@dataclasses.dataclass(frozen=True)
+class SourceFreshness:
+    """One source table's result of `dbt source freshness`."""
+
+    source: str
+    table: str
+    status: str  # dbt's: pass, warn, error, runtime error
+    observed: str
+    blocking: bool
+
+    @property
+    def label(self) -> str:
+        return f"source {self.source}.{self.table}"
+
+    def quality_row(self, run_id: str) -> dict:
+        """Its ``ops.quality_results`` row (custseg.steps.quality.record_quality)."""
+        return {"run_id": run_id, "suite_name": FRESHNESS_SUITE, "expectation": "dbt_source_freshness",
+                "check_description": f"{self.label}: newest landed partition within its freshness "
+                                     "(warn_after / error_after)",
+                "column_name": None, "severity": "blocking" if self.blocking else "warning",
+                "success": self.status == "pass", "observed_value": self.observed, "unexpected_sample": None}
+
+
+def freshness_results(results: Any, blocking: set[str]) -> list[SourceFreshness]:
+    """The source tables' results of a `dbt source freshness` run (``dbtRunnerResult.result``)."""
+    found = []
     for result in getattr(results, "results", None) or []:
         node, status = result.node, str(result.status)
         if str(node.resource_type) != "source":  # the project's on-run-start / on-run-end hooks run too
             continue
         newest, as_of_end = getattr(result, "max_loaded_at", None), getattr(result, "snapshotted_at", None)
-        # dbt dates an empty table's newest row 0001-01-01
-        observed = (f"{status}: newest partition {newest:%Y-%m-%d}, {(as_of_end - newest).days} day(s) before "
-                    f"the end of the as-of date" if newest and newest.year > 1 and as_of_end
-                    else f"{status}: no partition landed on or before the as-of date")
         if status == "runtime error":
             observed = f"{status}: {str(result.message or '').strip().splitlines()[0][:300]}"
-        rows.append({
-            "run_id": run_id,
-            "suite_name": FRESHNESS_SUITE,
-            "expectation": "dbt_source_freshness",
-            "check_description": f"source {node.source_name}.{node.name}: newest landed partition within its "
-                                 f"freshness (warn_after / error_after)",
-            "column_name": None,
-            "severity": "blocking" if node.source_name in blocking else "warning",
-            "success": status == "pass",
-            "observed_value": observed,
-            "unexpected_sample": None,
-            "status": status,
-            "source": node.source_name,
-        })
-    return rows
+        elif newest and newest.year > 1 and as_of_end:  # dbt dates an empty table's newest row 0001-01-01
+            observed = (f"{status}: newest partition {newest:%Y-%m-%d}, {(as_of_end - newest).days} day(s) "
+                        "before the end of the as-of date")
+        else:
+            observed = f"{status}: no partition landed on or before the as-of date"
+        found.append(SourceFreshness(node.source_name, node.name, status, observed, node.source_name in blocking))
+    return found
 
 
 def check_source_freshness(settings: Settings, as_of_date: dt.date, run_id: str) -> dict[str, int]:
@@ -126,22 +137,21 @@ def check_source_freshness(settings: Settings, as_of_date: dt.date, run_id: str)
         result = run_dbt(settings, ["source", "freshness"], dbt_run_env(as_of_date), check=False)
     finally:
         release_dbt_duckdb()
-    rows = freshness_rows(result.result, run_id, blocking)
-    if not rows:
+    checked = freshness_results(result.result, blocking)
+    if not checked:
         error = str(result.exception or "no result").strip().splitlines()
         raise DbtBuildFailed(f"dbt source freshness failed: {error[0] if error else 'see the dbt output above'}")
     with connect(settings) as wh, wh.transaction():
-        record_quality(wh, run_id, as_of_date, [{k: v for k, v in row.items() if k not in ("status", "source")}
-                                                 for row in rows])
-    stale = [r for r in rows if r["source"] in blocking and r["status"] in ("error", "runtime error")]
+        record_quality(wh, run_id, as_of_date, [c.quality_row(run_id) for c in checked])
+    stale = [c for c in checked if c.blocking and c.status in ("error", "runtime error")]
     if stale:
         raise StaleSources(f"source freshness as of {as_of_date}: " + "; ".join(
-            f"{r['check_description'].split(':')[0]}: {r['observed_value']}" for r in stale)
+            f"{c.label}: {c.observed}" for c in stale)
             + " (CUSTSEG_FRESHNESS_BLOCKING); land the missing exports, or rerun the date once they are there")
-    for row in rows:
-        if not row["success"]:
-            log.warning("%s: %s", row["check_description"].split(":")[0], row["observed_value"])
-    return dict(collections.Counter(row["status"] for row in rows))
+    for c in checked:
+        if c.status != "pass":
+            log.warning("%s: %s", c.label, c.observed)
+    return dict(collections.Counter(c.status for c in checked))
 
 
 def node_rows(results: Any, run_id: str, task_id: str, try_number: int, as_of_date: dt.date) -> list[dict]:
