@@ -84,8 +84,7 @@ def test_stack_has_airflow_3s_services(resolved: dict) -> None:
     assert set(resolved["services"]) == SERVICES
     scheduler = resolved["services"]["airflow-scheduler"]["environment"]
     assert scheduler["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
-    assert scheduler["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:") or \
-        scheduler["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://:@redis:")
+    assert scheduler["AIRFLOW__CELERY__BROKER_URL"] == "redis://:@redis:6379/0"
     assert resolved["services"]["airflow-worker"]["command"][:3] == ["airflow", "celery", "worker"]
     # every Airflow component shares the JWT secret and finds the execution API
     for name in SERVICES - {"warehouse", "airflow-db", "redis", "metabase"}:
